@@ -1,0 +1,306 @@
+"""Images, masks and training samples in world (scanner millimetre) coordinates.
+
+Pure numpy/scipy/nibabel.  Low-resolution (LR) data are never resampled: each LR voxel centre
+becomes one training sample at its world position (after an optional rigid world-to-world transform
+into the common space).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+
+
+class InputError(ValueError):
+    """Bad input: the message names the file and says how to fix it."""
+
+
+@dataclass
+class Volume:
+    """One 3D image: ``data`` of shape (I, J, K), float32, and its voxel-to-world ``affine``."""
+
+    data: np.ndarray
+    affine: np.ndarray
+    name: str = "image"
+    path: str | None = None
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.data.shape)
+
+    @property
+    def voxel_sizes(self) -> np.ndarray:
+        return voxel_sizes(self.affine)
+
+
+def voxel_sizes(affine: np.ndarray) -> np.ndarray:
+    """Voxel edge lengths in mm, shape (3,), from a 4x4 affine."""
+    return np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))
+
+
+def thick_axis(affine: np.ndarray) -> int:
+    """Index of the voxel axis with the largest spacing (the slice axis of a 2D acquisition)."""
+    return int(np.argmax(voxel_sizes(affine)))
+
+
+def image_name(path: str) -> str:
+    """File name without ``.nii``/``.nii.gz``."""
+    base = os.path.basename(path)
+    for suffix in (".nii.gz", ".nii"):
+        if base.endswith(suffix):
+            return base[: -len(suffix)]
+    return base
+
+
+def validate_array(data: np.ndarray, source: str) -> np.ndarray:
+    """Check that ``data`` is a finite, non-constant 3D image; return it as float32.
+
+    A 4D image with a single volume is accepted and squeezed.
+    """
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise InputError(
+            f"{source}: expected a 3D image, got {data.ndim}D with shape {data.shape}. "
+            "Give one 3D volume per contrast (split 4D series with e.g. fslsplit)."
+        )
+    if min(data.shape) < 2:
+        raise InputError(
+            f"{source}: shape {data.shape} has an axis with fewer than 2 voxels; a single slice "
+            "cannot be super-resolved. Give a 3D stack of slices."
+        )
+    data = np.asarray(data, dtype=np.float32)
+    if not np.isfinite(data).all():
+        count = int((~np.isfinite(data)).sum())
+        raise InputError(
+            f"{source}: {count} voxels are NaN or infinite. Replace them (e.g. with 0) "
+            "before fitting."
+        )
+    if not np.any(data):
+        raise InputError(f"{source}: the image is all zeros. Check that the right file was given.")
+    if float(data.max()) == float(data.min()):
+        raise InputError(f"{source}: the image is constant ({float(data.max())}); nothing to fit.")
+    return data
+
+
+def load_volume(path: str) -> Volume:
+    """Load a NIfTI file as a validated :class:`Volume`."""
+    try:
+        image = nib.load(path)
+    except FileNotFoundError as error:
+        raise InputError(f"{path}: no such file.") from error
+    except Exception as error:  # nibabel raises several types for unreadable files
+        raise InputError(f"{path}: not a readable NIfTI image ({error}).") from error
+    data = validate_array(np.asanyarray(image.dataobj), path)
+    affine = image.affine
+    if abs(np.linalg.det(affine[:3, :3])) < 1e-9:
+        raise InputError(f"{path}: the affine is singular; fix the NIfTI header (qform/sform).")
+    return Volume(data=data, affine=np.asarray(affine, dtype=np.float64), name=image_name(path),
+                  path=path)
+
+
+def load_mask(path: str, volume: Volume) -> np.ndarray:
+    """Load a brain mask that must lie on the grid of ``volume``; return a boolean array."""
+    try:
+        image = nib.load(path)
+    except Exception as error:
+        raise InputError(f"{path}: not a readable NIfTI mask ({error}).") from error
+    data = np.asanyarray(image.dataobj)
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.shape != volume.shape or not np.allclose(image.affine, volume.affine, atol=1e-3):
+        raise InputError(
+            f"{path}: the mask is on a different grid (shape {data.shape}) than its image "
+            f"{volume.path or volume.name} (shape {volume.shape}); give a mask on the image's own "
+            "grid (same shape and affine)."
+        )
+    mask = data > 0
+    if not mask.any():
+        raise InputError(f"{path}: the mask is empty.")
+    return mask
+
+
+def automatic_foreground_mask(data: np.ndarray) -> np.ndarray:
+    """Foreground of an image without a given mask, shape as ``data``.
+
+    Skull-stripped images (background exactly at their minimum over a large part of the volume)
+    use everything above that minimum; other images use Otsu's threshold.  The largest connected
+    component is kept and its holes are filled.
+    """
+    from skimage.filters import threshold_otsu
+
+    minimum = float(data.min())
+    at_minimum = data <= minimum
+    if at_minimum.mean() > 0.2:
+        mask = ~at_minimum
+    else:
+        mask = data > threshold_otsu(data)
+    mask = ndimage.binary_closing(mask, iterations=2)
+    labels, count = ndimage.label(mask)
+    if count > 1:
+        sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, count + 1))
+        mask = labels == (int(np.argmax(sizes)) + 1)
+    return ndimage.binary_fill_holes(mask)
+
+
+def dilate_mask_mm(mask: np.ndarray, affine: np.ndarray, distance_mm: float) -> np.ndarray:
+    """Dilate ``mask`` by ``distance_mm`` (an ellipsoid in voxel units of each axis)."""
+    if distance_mm <= 0:
+        return mask
+    radius = np.floor(distance_mm / voxel_sizes(affine)).astype(int)
+    if not radius.any():
+        return mask
+    grids = np.ogrid[tuple(slice(-r, r + 1) for r in radius)]
+    structure = sum((g / max(r, 1)) ** 2 for g, r in zip(grids, radius)) <= 1.0
+    return ndimage.binary_dilation(mask, structure=structure)
+
+
+def world_coordinates(affine: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """World (mm) coordinates of voxel ``indices`` (M, 3) under a 4x4 ``affine``; shape (M, 3)."""
+    affine = np.asarray(affine, dtype=np.float64)
+    return np.asarray(indices, dtype=np.float64) @ affine[:3, :3].T + affine[:3, 3]
+
+
+def apply_transform(transform: np.ndarray | None, points: np.ndarray) -> np.ndarray:
+    """Apply a 4x4 world-to-world transform to points (M, 3); ``None`` is the identity."""
+    if transform is None:
+        return points
+    transform = np.asarray(transform, dtype=np.float64)
+    return points @ transform[:3, :3].T + transform[:3, 3]
+
+
+def corner_coordinates(shape: tuple[int, int, int], affine: np.ndarray) -> np.ndarray:
+    """World coordinates of the 8 corner voxel centres of a grid; shape (8, 3)."""
+    corners = np.array(np.meshgrid(*[[0, n - 1] for n in shape], indexing="ij")).reshape(3, -1).T
+    return world_coordinates(affine, corners)
+
+
+def bounding_box(volumes: list[Volume], transforms: list | None = None) -> np.ndarray:
+    """Union of the world bounding boxes of all voxel centres; shape (2, 3): low, high corners."""
+    transforms = transforms or [None] * len(volumes)
+    points = np.concatenate([apply_transform(t, corner_coordinates(v.shape, v.affine))
+                             for v, t in zip(volumes, transforms)])
+    return np.stack([points.min(axis=0), points.max(axis=0)])
+
+
+def check_overlap(volumes: list[Volume], transforms: list | None = None) -> None:
+    """Raise :class:`InputError` when a volume's field of view misses all the others."""
+    if len(volumes) < 2:
+        return
+    transforms = transforms or [None] * len(volumes)
+    boxes = [bounding_box([v], [t]) for v, t in zip(volumes, transforms)]
+    for index, box in enumerate(boxes):
+        others = [b for j, b in enumerate(boxes) if j != index]
+        if not any(np.all(box[0] <= other[1]) and np.all(other[0] <= box[1]) for other in others):
+            volume = volumes[index]
+            raise InputError(
+                f"{volume.path or volume.name}: its field of view does not overlap any other "
+                "image. Check that all images belong to the same subject and session, or give "
+                "the rigid transforms that align them."
+            )
+
+
+@dataclass
+class CoordinateNormaliser:
+    """Maps world millimetres to [-1, 1] per axis over a padded bounding box.
+
+    One instance is computed from the training images and stored with the model, so training and
+    prediction use exactly the same mapping.
+    """
+
+    low: np.ndarray
+    high: np.ndarray
+
+    @classmethod
+    def from_volumes(cls, volumes: list[Volume], transforms: list | None = None,
+                     padding_mm: float | None = None) -> CoordinateNormaliser:
+        box = bounding_box(volumes, transforms)
+        if padding_mm is None:  # half the largest voxel, so every voxel lies inside the box
+            padding_mm = max(float(v.voxel_sizes.max()) for v in volumes) / 2 + 1.0
+        return cls(low=box[0] - padding_mm, high=box[1] + padding_mm)
+
+    @property
+    def extent_mm(self) -> np.ndarray:
+        return self.high - self.low
+
+    def normalise(self, world: np.ndarray) -> np.ndarray:
+        """World mm (M, 3) to normalised coordinates in [-1, 1] (M, 3), float32."""
+        return (2.0 * (world - self.low) / self.extent_mm - 1.0).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        return {"low": [float(v) for v in self.low], "high": [float(v) for v in self.high]}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> CoordinateNormaliser:
+        return cls(low=np.asarray(values["low"], dtype=np.float64),
+                   high=np.asarray(values["high"], dtype=np.float64))
+
+
+@dataclass
+class IntensityScale:
+    """Robust per-image intensity normalisation: ``normalised = (value - offset) / scale``."""
+
+    offset: float
+    scale: float
+    background: float = 0.0
+
+    @classmethod
+    def from_image(cls, data: np.ndarray, mask: np.ndarray,
+                   percentiles: tuple[float, float] = (0.5, 99.5)) -> IntensityScale:
+        inside = data[mask]
+        low, high = np.percentile(inside, percentiles)
+        if high <= low:
+            low, high = float(inside.min()), float(inside.max())
+        if high <= low:
+            high = low + 1.0
+        outside = data[~mask]
+        background = float(np.median(outside)) if outside.size else float(low)
+        return cls(offset=float(low), scale=float(high - low), background=background)
+
+    def normalise(self, values: np.ndarray) -> np.ndarray:
+        return ((values - self.offset) / self.scale).astype(np.float32)
+
+    def restore(self, values: np.ndarray) -> np.ndarray:
+        return (values * self.scale + self.offset).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        return {"offset": self.offset, "scale": self.scale, "background": self.background}
+
+
+def mask_values_at(points: np.ndarray, mask: np.ndarray, affine: np.ndarray,
+                   transform: np.ndarray | None = None) -> np.ndarray:
+    """Linear interpolation of a boolean ``mask`` at world ``points`` (M, 3).
+
+    ``transform`` maps the mask image's world space into the common space (as in training).
+    Returns (M,) floats in [0, 1]; points outside the image's field of view get NaN.
+    """
+    if transform is not None:
+        points = apply_transform(np.linalg.inv(transform), points)
+    voxel = apply_transform(np.linalg.inv(affine), points)
+    shape = np.asarray(mask.shape)
+    inside = np.all((voxel >= -0.5) & (voxel <= shape - 0.5), axis=1)
+    values = ndimage.map_coordinates(mask.astype(np.float32), voxel.T, order=1, mode="nearest")
+    values[~inside] = np.nan
+    return values
+
+
+def output_foreground(points: np.ndarray, masks: list[np.ndarray], affines: list[np.ndarray],
+                      transforms: list | None = None) -> np.ndarray:
+    """Foreground of output points (M, 3): inside the mask of every image that covers them.
+
+    Each thick-slice mask is blocky along its own slice axis; intersecting the images' masks
+    keeps the shape tight where their slice axes differ.
+    """
+    transforms = transforms or [None] * len(masks)
+    foreground = np.ones(len(points), dtype=bool)
+    covered = np.zeros(len(points), dtype=bool)
+    for mask, affine, transform in zip(masks, affines, transforms):
+        values = mask_values_at(points, mask, affine, transform)
+        known = ~np.isnan(values)
+        covered |= known
+        foreground[known] &= values[known] >= 0.5
+    return foreground & covered

@@ -1,0 +1,177 @@
+"""Coordinate encodings: inputs are normalised world coordinates in [-1, 1]^3, shape (B, 3).
+
+- :class:`FourierEncoding`: the paper's ``[cos 2 pi B x, sin 2 pi B x]`` with B (F x 3) drawn from
+  N(0, scale^2) once and kept as a buffer (so it is part of the saved state).
+- :class:`GridEncoding`: the fast CPU encoding.  Learned feature tables at several cell sizes
+  (in mm) read with trilinear interpolation: dense for the coarse levels, hashed for the fine
+  ones (Instant-NGP), optionally with axis-aligned K-planes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+PLANE_AXES = ((0, 1), (0, 2), (1, 2))
+
+
+class FourierEncoding(nn.Module):
+    """Random Fourier features; output width ``2 * n_features``."""
+
+    def __init__(self, n_features: int = 256, scale: float = 4.0,
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        matrix = torch.randn(n_features, 3, generator=generator) * scale
+        self.register_buffer("frequencies", matrix)
+        self.out_dim = 2 * n_features
+
+    def forward(self, coordinates: torch.Tensor) -> torch.Tensor:
+        projection = 2 * math.pi * coordinates @ self.frequencies.T
+        return torch.cat([torch.cos(projection), torch.sin(projection)], dim=-1)
+
+
+def vertices_per_axis(extent_mm: np.ndarray, cell_mm: float) -> list[int]:
+    """Number of grid vertices along each axis for cells of about ``cell_mm`` (at least 2)."""
+    return [max(2, int(math.ceil(float(e) / cell_mm)) + 1) for e in extent_mm]
+
+
+HASH_PRIMES = (1, 2654435761, 805459861)
+
+
+class GridEncoding(nn.Module):
+    """Multi-resolution 3D feature tables (dense where they fit, hashed above) plus optional
+    multi-resolution K-planes, all read with (tri/bi)linear interpolation.
+
+    Parameters
+    ----------
+    extent_mm : (3,) array
+        Size of the normalisation box in mm; sets the number of vertices of each level.
+    grid_cell_sizes_mm : list of float
+        Cell size of each 3D level.  A level with more vertices than ``2**hash_table_log2`` is
+        stored in a hash table of that size (Instant-NGP); smaller levels are dense.
+    plane_cell_sizes_mm : list of float
+        Cell size of each plane level (three axis-aligned planes whose features multiply).
+    grid_features, plane_features : int
+        Features per vertex.
+    """
+
+    def __init__(self, extent_mm, grid_cell_sizes_mm=(), plane_cell_sizes_mm=(),
+                 grid_features: int = 2, plane_features: int = 8, hash_table_log2: int = 19,
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        extent_mm = np.asarray(extent_mm, dtype=np.float64)
+        table = 2**hash_table_log2
+        resolutions, sizes = [], []
+        for cell in grid_cell_sizes_mm:
+            counts = vertices_per_axis(extent_mm, cell)
+            resolutions.append(counts)
+            sizes.append(min(table, int(np.prod(counts))))
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self.register_buffer("resolutions", torch.tensor(resolutions, dtype=torch.int64)
+                             .reshape(-1, 3))
+        self.register_buffer("level_sizes", torch.tensor(sizes, dtype=torch.int64))
+        self.register_buffer("level_offsets", torch.tensor(offsets[:-1], dtype=torch.int64))
+        self.register_buffer("hashed", torch.tensor(
+            [int(np.prod(r)) > table for r in resolutions], dtype=torch.bool))
+        self.table = nn.Parameter(
+            (torch.rand(int(offsets[-1]), grid_features, generator=generator) - 0.5) * 2e-4)
+        self.planes = nn.ParameterList()
+        for cell in plane_cell_sizes_mm:
+            counts = vertices_per_axis(extent_mm, cell)
+            for a, b in PLANE_AXES:
+                # K-planes initialisation: features around 0.3 so the product starts smooth
+                values = 0.1 + 0.4 * torch.rand(1, plane_features, counts[b], counts[a],
+                                                generator=generator)
+                self.planes.append(nn.Parameter(values))
+        self.n_grid_levels = len(grid_cell_sizes_mm)
+        self.n_plane_levels = len(plane_cell_sizes_mm)
+        self.out_dim = grid_features * self.n_grid_levels + plane_features * self.n_plane_levels
+
+    def _level_features(self, coordinates: torch.Tensor, levels: torch.Tensor,
+                        hashed: bool) -> torch.Tensor:
+        """Trilinearly interpolated features of the given levels; shape (B, len(levels) * F)."""
+        batch = coordinates.shape[0]
+        resolutions = self.resolutions[levels]  # (L, 3)
+        position = ((coordinates.unsqueeze(1) + 1.0) * 0.5).clamp(0.0, 1.0) * (
+            resolutions - 1).to(coordinates.dtype)  # (B, L, 3)
+        base = torch.minimum(position.floor().long(), resolutions - 2)
+        fraction = position - base.to(position.dtype)
+        if hashed:
+            strides = torch.tensor(HASH_PRIMES, device=base.device).expand_as(resolutions)
+        else:
+            strides = torch.stack([torch.ones_like(resolutions[:, 0]), resolutions[:, 0],
+                                   resolutions[:, 0] * resolutions[:, 1]], dim=1)
+        terms = [torch.stack([base[..., k], base[..., k] + 1], dim=-1) * strides[:, k, None]
+                 for k in range(3)]  # each (B, L, 2)
+        weights = [torch.stack([1.0 - fraction[..., k], fraction[..., k]], dim=-1)
+                   for k in range(3)]
+        first, second, third = (terms[0][..., :, None, None], terms[1][..., None, :, None],
+                                terms[2][..., None, None, :])
+        if hashed:
+            index = (first ^ second ^ third) % self.level_sizes[levels].view(1, -1, 1, 1, 1)
+        else:
+            index = first + second + third
+        index = index + self.level_offsets[levels].view(1, -1, 1, 1, 1)
+        weight = (weights[0][..., :, None, None] * weights[1][..., None, :, None]
+                  * weights[2][..., None, None, :]).reshape(batch, -1, 8, 1)
+        values = self.table.index_select(0, index.reshape(-1)).view(batch, -1, 8,
+                                                                    self.table.shape[1])
+        return (values * weight).sum(2).reshape(batch, -1)
+
+    def _grid_features(self, coordinates: torch.Tensor) -> torch.Tensor:
+        levels = torch.arange(self.n_grid_levels, device=coordinates.device)
+        parts = [(self._level_features(coordinates, levels[~self.hashed], False), ~self.hashed),
+                 (self._level_features(coordinates, levels[self.hashed], True), self.hashed)]
+        if not self.hashed.any():
+            return parts[0][0]
+        if self.hashed.all():
+            return parts[1][0]
+        return torch.cat([parts[0][0], parts[1][0]], dim=1)  # dense (coarse) levels first
+
+    def forward(self, coordinates: torch.Tensor) -> torch.Tensor:
+        batch = coordinates.shape[0]
+        features = []
+        if self.n_grid_levels:
+            features.append(self._grid_features(coordinates))
+        for level in range(self.n_plane_levels):
+            product = None
+            for index, (a, b) in enumerate(PLANE_AXES):
+                plane = self.planes[3 * level + index]
+                location = coordinates[:, [a, b]].view(1, batch, 1, 2).to(plane.dtype)
+                sampled = F.grid_sample(plane, location, mode="bilinear", align_corners=True,
+                                        padding_mode="border").view(plane.shape[1], batch)
+                product = sampled if product is None else product * sampled
+            features.append(product.T)
+        return torch.cat(features, dim=1)
+
+    def smoothness_penalty(self) -> torch.Tensor:
+        """Mean squared difference between neighbouring vertices (L2 total variation) of the
+        dense 3D levels and the planes; hashed levels have no neighbours and are left out."""
+        terms = []
+        for level in range(self.n_grid_levels):
+            if self.hashed[level]:
+                continue
+            n0, n1, n2 = (int(v) for v in self.resolutions[level])
+            start = int(self.level_offsets[level])
+            grid = self.table[start:start + n0 * n1 * n2].view(n2, n1, n0, -1)
+            for axis in range(3):
+                terms.append(torch.diff(grid, dim=axis).pow(2).mean())
+        for plane in self.planes:
+            terms.append(torch.diff(plane, dim=-1).pow(2).mean())
+            terms.append(torch.diff(plane, dim=-2).pow(2).mean())
+        if not terms:
+            return torch.zeros((), device=self.table.device)
+        return torch.stack(terms).mean()
+
+
+def build_encoding(settings, extent_mm, generator: torch.Generator | None = None) -> nn.Module:
+    """The encoding named by ``settings.encoding``."""
+    if settings.encoding == "fourier":
+        return FourierEncoding(settings.fourier_features, settings.fourier_scale, generator)
+    return GridEncoding(extent_mm, settings.grid_cell_sizes_mm, settings.plane_cell_sizes_mm,
+                        settings.grid_features, settings.plane_features,
+                        settings.hash_table_log2, generator)

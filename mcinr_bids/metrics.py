@@ -1,0 +1,93 @@
+"""Image-quality metrics in two conventions (pure numpy/scikit-image).
+
+``paper``
+    As McGinnis, Shit et al.: each image (prediction and ground truth separately) is shifted by
+    its own in-mask minimum, set to 0 outside the mask and divided by its own maximum; PSNR and
+    SSIM are computed over the whole volume with data range 1.  Kept to compare with the paper:
+    it rewards a method for not overshooting, whatever its detail.
+``strict``
+    Prediction and ground truth are both scaled by the ground truth's in-mask minimum and maximum
+    (one transform for both) and scored inside the mask only.  This is the one to decide by.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+CONVENTIONS = ("paper", "strict")
+
+
+def mutual_information(first: np.ndarray, second: np.ndarray, bins: int = 32) -> float:
+    """Mutual information (nats) of two equally shaped arrays from a ``bins`` x ``bins`` joint
+    histogram over each array's own range."""
+    joint, _, _ = np.histogram2d(np.ravel(first), np.ravel(second), bins=bins)
+    joint = joint / joint.sum()
+    marginal_first = joint.sum(axis=1, keepdims=True)
+    marginal_second = joint.sum(axis=0, keepdims=True)
+    nonzero = joint > 0
+    ratio = joint[nonzero] / (marginal_first @ marginal_second)[nonzero]
+    return float(np.sum(joint[nonzero] * np.log(ratio)))
+
+
+def _scale_paper(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    shifted = np.where(mask, image - image[mask].min(), 0.0)
+    maximum = shifted.max()
+    return shifted / maximum if maximum > 0 else shifted
+
+
+def _scale_strict(prediction, truth, mask):
+    low, high = float(truth[mask].min()), float(truth[mask].max())
+    span = high - low if high > low else 1.0
+    return (prediction - low) / span, (truth - low) / span
+
+
+def psnr(prediction: np.ndarray, truth: np.ndarray, mask: np.ndarray,
+         convention: str = "strict") -> float:
+    """Peak signal-to-noise ratio in dB (data range 1 after the convention's scaling)."""
+    mask = np.asarray(mask, dtype=bool)
+    if convention == "paper":
+        error = _scale_paper(prediction, mask) - _scale_paper(truth, mask)
+        mse = float(np.mean(error**2))
+    elif convention == "strict":
+        scaled_prediction, scaled_truth = _scale_strict(prediction, truth, mask)
+        mse = float(np.mean((scaled_prediction[mask] - scaled_truth[mask]) ** 2))
+    else:
+        raise ValueError(f"convention must be one of {CONVENTIONS}")
+    return float("inf") if mse == 0 else float(10 * np.log10(1.0 / mse))
+
+
+def ssim(prediction: np.ndarray, truth: np.ndarray, mask: np.ndarray,
+         convention: str = "strict") -> float:
+    """3D structural similarity (scikit-image, 7-voxel window, data range 1)."""
+    from skimage.metrics import structural_similarity
+
+    mask = np.asarray(mask, dtype=bool)
+    if convention == "paper":
+        return float(structural_similarity(_scale_paper(truth, mask),
+                                           _scale_paper(prediction, mask), data_range=1.0))
+    if convention == "strict":
+        scaled_prediction, scaled_truth = _scale_strict(prediction, truth, mask)
+        _, ssim_map = structural_similarity(scaled_truth.astype(np.float64),
+                                            scaled_prediction.astype(np.float64),
+                                            data_range=1.0, full=True)
+        return float(ssim_map[mask].mean())
+    raise ValueError(f"convention must be one of {CONVENTIONS}")
+
+
+def mutual_information_errors(predictions: list[np.ndarray], truths: list[np.ndarray],
+                              mask: np.ndarray, bins: int = 32) -> dict[str, float]:
+    """The paper's three MI errors for two contrasts, inside ``mask``.
+
+    ``epsilon_mi_1`` = |MI(pred1, true2) - MI(true1, true2)|,
+    ``epsilon_mi_2`` = |MI(true1, pred2) - MI(true1, true2)|,
+    ``epsilon_mi_joint`` = |MI(pred1, pred2) - MI(true1, true2)|.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    p1, p2 = predictions[0][mask], predictions[1][mask]
+    t1, t2 = truths[0][mask], truths[1][mask]
+    reference = mutual_information(t1, t2, bins)
+    return {
+        "epsilon_mi_1": abs(mutual_information(p1, t2, bins) - reference),
+        "epsilon_mi_2": abs(mutual_information(t1, p2, bins) - reference),
+        "epsilon_mi_joint": abs(mutual_information(p1, p2, bins) - reference),
+    }

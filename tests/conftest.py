@@ -1,0 +1,35 @@
+"""Shared fixtures: small synthetic phantoms written as NIfTI files."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from mcinr_bids import simulate
+from mcinr_bids.phantom import make_phantom
+
+
+@pytest.fixture(scope="session")
+def phantom():
+    """Isotropic ground truth: (t1, flair, mask, affine) of shape (48, 48, 40)."""
+    return make_phantom(shape=(48, 48, 40), seed=1)
+
+
+@pytest.fixture(scope="session")
+def low_resolution(phantom):
+    """T1 decimated x4 along S (axial), FLAIR x4 along R (sagittal): [(data, affine), ...]."""
+    t1, flair, _, affine = phantom
+    return [simulate.decimate(t1, affine, simulate.voxel_axis(affine, "S")),
+            simulate.decimate(flair, affine, simulate.voxel_axis(affine, "R"))]
+
+
+def write_nifti(path, data, affine):
+    nib.save(nib.Nifti1Image(np.asarray(data), affine), str(path))
+    return str(path)
+
+
+@pytest.fixture
+def low_resolution_files(tmp_path, low_resolution):
+    names = ["sub-01_T1w.nii.gz", "sub-01_FLAIR.nii.gz"]
+    return [write_nifti(tmp_path / n, d, a) for n, (d, a) in zip(names, low_resolution)]

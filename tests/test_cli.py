@@ -1,0 +1,81 @@
+"""mcinr-fit and mcinr-evaluate end to end on the phantom."""
+
+import csv
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from mcinr_bids.cli import evaluate as evaluate_cli
+from mcinr_bids.cli import fit as fit_cli
+from mcinr_bids.config import INRSettings, load_settings, save_settings, settings_for_preset
+
+from .conftest import write_nifti
+
+
+def test_fit_writes_every_output(tmp_path, low_resolution_files, capsys):
+    out = tmp_path / "out"
+    code = fit_cli.main([*low_resolution_files, "-o", str(out), "--epochs", "3", "--quiet",
+                         "--resolution", "1.5"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert str(out) in printed
+    expected = {"sub-01_T1w_desc-superres.nii.gz", "sub-01_FLAIR_desc-superres.nii.gz",
+                "desc-brain_mask.nii.gz", "model.pt", "history.tsv", "parameters.json"}
+    assert {p.name for p in out.iterdir()} == expected  # no temporary files left behind
+    image = nib.load(out / "sub-01_T1w_desc-superres.nii.gz")
+    np.testing.assert_allclose(image.header.get_zooms(), [1.5, 1.5, 1.5])
+    assert int(image.header["qform_code"]) == 1 and int(image.header["sform_code"]) == 1
+    assert image.get_data_dtype() == np.float32
+    low = nib.load(low_resolution_files[0]).get_fdata()
+    assert 0.5 * low.max() < image.get_fdata().max() < 1.5 * low.max()
+    with open(out / "history.tsv") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    assert len(rows) == 3 and float(rows[0]["loss_sub-01_T1w"]) > 0
+    parameters = json.loads((out / "parameters.json").read_text())
+    assert parameters["settings"]["epochs"] == 3 and parameters["device"] == "cpu"
+    assert parameters["fit_seconds"] > 0 and "torch" in parameters["software"]
+
+
+def test_fit_on_a_reference_grid(tmp_path, low_resolution_files, phantom):
+    reference = write_nifti(tmp_path / "ref.nii.gz", phantom[0], phantom[3])
+    out = tmp_path / "out"
+    assert fit_cli.main([*low_resolution_files, "-o", str(out), "--epochs", "1", "--quiet",
+                         "--reference", reference, "--model", "vanilla"]) == 0
+    image = nib.load(out / "sub-01_FLAIR_desc-superres.nii.gz")
+    assert image.shape == phantom[0].shape
+    np.testing.assert_allclose(image.affine, phantom[3])
+
+
+def test_evaluate_writes_a_table(tmp_path, phantom, capsys):
+    t1, flair, _, affine = phantom
+    images = [write_nifti(tmp_path / "t1.nii.gz", t1, affine),
+              write_nifti(tmp_path / "flair.nii.gz", flair, affine)]
+    out = tmp_path / "evaluation"
+    code = evaluate_cli.main([*images, "--axes", "S", "R", "-o", str(out), "--epochs", "2",
+                              "--methods", "cubic", "cubic-clamped", "split", "--quiet"])
+    assert code == 0
+    assert "| cubic-clamped |" in capsys.readouterr().out
+    with open(out / "evaluation.tsv") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    assert [r["method"] for r in rows] == ["cubic", "cubic-clamped", "split"]
+    assert float(rows[1]["psnr_strict_t1"]) >= float(rows[0]["psnr_strict_t1"]) - 0.01
+    assert float(rows[2]["fit_seconds"]) > 0
+
+
+def test_settings_round_trip_through_toml(tmp_path):
+    settings = settings_for_preset("paper", seed=3)
+    path = tmp_path / "inr.toml"
+    save_settings(settings, path)
+    assert load_settings(path) == settings
+
+
+def test_paper_preset_is_table_3():
+    paper = settings_for_preset("paper")
+    assert (paper.encoding, paper.fourier_features, paper.fourier_scale) == ("fourier", 256, 4.0)
+    assert (paper.trunk_layers, paper.trunk_width, paper.head_layers, paper.head_width) == (
+        5, 1024, 2, 512)
+    assert (paper.batch_size, paper.learning_rate, paper.epochs) == (1000, 4e-4, 50)
+    with pytest.raises(ValueError):
+        INRSettings.from_dict({"no_such_setting": 1})

@@ -1,0 +1,51 @@
+import numpy as np
+import torch
+
+from mcinr_bids.config import settings_for_preset
+from mcinr_bids.inr.encodings import FourierEncoding, GridEncoding
+from mcinr_bids.inr.model import build_model
+
+
+def test_fourier_features_are_the_papers():
+    encoding = FourierEncoding(256, 4.0, torch.Generator().manual_seed(0))
+    assert encoding.frequencies.shape == (256, 3)
+    assert abs(float(encoding.frequencies.std()) - 4.0) < 0.3
+    x = torch.tensor([[0.1, -0.2, 0.3]])
+    projection = 2 * np.pi * x @ encoding.frequencies.T
+    expected = torch.cat([torch.cos(projection), torch.sin(projection)], 1)
+    torch.testing.assert_close(encoding(x), expected)
+    assert "frequencies" in encoding.state_dict()  # B is saved with the model
+
+
+def test_dense_level_interpolates_trilinearly():
+    encoding = GridEncoding([10, 10, 10], [1.0], [], grid_features=1)
+    n0, n1, n2 = (int(v) for v in encoding.resolutions[0])
+    index = torch.arange(encoding.table.shape[0])
+    i0, i1, i2 = index % n0, (index // n0) % n1, index // (n0 * n1)
+    with torch.no_grad():
+        encoding.table[:, 0] = (i0 + 2 * i1 + 3 * i2).float()
+    x = torch.rand(200, 3) * 2 - 1
+    position = (x + 1) / 2 * (torch.tensor([n0, n1, n2]) - 1)
+    expected = position[:, 0] + 2 * position[:, 1] + 3 * position[:, 2]
+    torch.testing.assert_close(encoding(x)[:, 0], expected, atol=1e-4, rtol=1e-5)
+
+
+def test_fine_levels_are_hashed_into_a_bounded_table():
+    encoding = GridEncoding([200, 200, 200], [16.0, 1.0], [], grid_features=2,
+                            hash_table_log2=12)
+    assert encoding.hashed.tolist() == [False, True]
+    assert encoding.table.shape[0] == 14**3 + 2**12
+    features = encoding(torch.rand(64, 3) * 2 - 1)
+    assert features.shape == (64, 4)
+    features.sum().backward()
+    assert encoding.table.grad.abs().sum() > 0
+
+
+def test_models_give_one_output_per_image():
+    for model in ("split", "vanilla", "single"):
+        settings = settings_for_preset("fast", model=model)
+        network = build_model(3, settings, np.array([50.0, 60.0, 40.0]))
+        assert network(torch.zeros(5, 3)).shape == (5, 3)
+    paper = build_model(2, settings_for_preset("paper"), np.array([50.0, 60.0, 40.0]))
+    widths = [m.out_features for m in paper.trunk if isinstance(m, torch.nn.Linear)]
+    assert widths == [1024] * 5 and len(paper.heads) == 2

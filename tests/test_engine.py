@@ -1,0 +1,171 @@
+"""The INR engine on a phantom with known ground truth."""
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+from skimage.registration import phase_cross_correlation
+
+from mcinr_bids import metrics
+from mcinr_bids.baselines import cubic_on_grid
+from mcinr_bids.config import settings_for_preset
+from mcinr_bids.inr import (
+    InputError,
+    Volume,
+    fit_inr,
+    load_checkpoint,
+    predict_on_grid,
+    save_checkpoint,
+    select_device,
+)
+from mcinr_bids.inr.data import CoordinateNormaliser, world_coordinates
+from mcinr_bids.inr.fit import plateau_reached
+
+
+def low_resolution_volumes(low_resolution):
+    return [Volume(d, a, name) for (d, a), name in zip(low_resolution, ["t1", "flair"])]
+
+
+@pytest.fixture(scope="module")
+def fits(phantom, low_resolution):
+    """split and single fits of the phantom (fast preset) and their predictions."""
+    _, _, _, affine = phantom
+    shape = phantom[0].shape
+    results = {}
+    for model in ("split", "single"):
+        fitted = fit_inr(low_resolution_volumes(low_resolution),
+                         settings_for_preset("fast", model=model, early_stopping=False))
+        results[model] = (fitted, predict_on_grid(fitted, shape, affine)[0])
+    return results
+
+
+def strict_psnr(predictions, phantom):
+    t1, flair, mask, _ = phantom
+    return [metrics.psnr(p, t, mask, "strict") for p, t in zip(predictions, (t1, flair))]
+
+
+def test_split_head_beats_clamped_cubic_by_2_db_and_single_contrast(fits, phantom,
+                                                                   low_resolution):
+    t1, _, _, affine = phantom
+    cubic = [cubic_on_grid(d, a, t1.shape, affine, clamp=True) for d, a in low_resolution]
+    cubic_psnr = strict_psnr(cubic, phantom)
+    split_psnr = strict_psnr(fits["split"][1], phantom)
+    single_psnr = strict_psnr(fits["single"][1], phantom)
+    print("cubic", cubic_psnr, "split", split_psnr, "single", single_psnr)
+    for split_value, cubic_value, single_value in zip(split_psnr, cubic_psnr, single_psnr):
+        assert split_value >= cubic_value + 2.0
+        assert split_value > single_value
+
+
+def test_outputs_keep_the_input_intensity_units(fits, phantom):
+    t1, flair, mask, _ = phantom
+    for prediction, truth in zip(fits["split"][1], (t1, flair)):
+        assert prediction[mask].mean() == pytest.approx(truth[mask].mean(), rel=0.05)
+        assert prediction.dtype == np.float32
+
+
+def test_training_and_prediction_share_one_coordinate_mapping(fits, low_resolution):
+    """Predicting at the LR voxel centres reproduces the LR data; a 1 mm shift does not."""
+    fitted = fits["split"][0]
+    data, affine = low_resolution[0]
+    voxels = np.argwhere(data > 0)
+    world = world_coordinates(affine, voxels)
+    truth = data[data > 0]
+    errors = []
+    for shift in (0.0, 1.0):
+        prediction = fitted.predict(world + [shift, 0.0, 0.0])[:, 0]
+        errors.append(np.sqrt(np.mean((prediction - truth) ** 2)))
+    assert errors[0] < 0.5 * errors[1]
+
+
+def test_checkpoint_round_trip_predicts_identically(tmp_path, fits, phantom):
+    fitted, predictions = fits["split"]
+    path = tmp_path / "model.pt"
+    save_checkpoint(fitted, str(path))
+    torch.load(path, weights_only=True)  # loadable without pickle code execution
+    loaded = load_checkpoint(str(path), device="cpu")
+    again, _ = predict_on_grid(loaded, phantom[0].shape, phantom[3])
+    for first, second in zip(predictions, again):
+        np.testing.assert_array_equal(first, second)
+    assert loaded.names == fitted.names and loaded.selected_epoch == fitted.selected_epoch
+
+
+def test_same_seed_gives_the_same_result_on_cpu(low_resolution):
+    settings = settings_for_preset("fast", epochs=2, device="cpu", seed=5)
+    runs = [fit_inr(low_resolution_volumes(low_resolution), settings) for _ in range(2)]
+    points = np.random.default_rng(0).uniform(-15, 15, (500, 3))
+    np.testing.assert_array_equal(runs[0].predict(points), runs[1].predict(points))
+    other = fit_inr(low_resolution_volumes(low_resolution),
+                    settings_for_preset("fast", epochs=2, device="cpu", seed=6))
+    assert not np.array_equal(runs[0].predict(points), other.predict(points))
+
+
+def test_oblique_image_is_aligned_within_half_a_voxel(phantom, low_resolution):
+    """A FLAIR acquired on a grid rotated by 20 degrees lands where the phantom is."""
+    t1, flair, mask, affine = phantom
+    angle = np.deg2rad(20.0)
+    rotation = np.eye(4)
+    rotation[:2, :2] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
+    spacing = np.diag([4.0, 1.0, 1.0, 1.0])
+    shape = (14, 60, 40)
+    oblique = rotation @ spacing
+    oblique[:3, 3] = -(rotation[:3, :3] @ spacing[:3, :3] @ (np.asarray(shape) - 1) / 2)
+    world = world_coordinates(oblique, np.indices(shape).reshape(3, -1).T)
+    voxels = world_coordinates(np.linalg.inv(affine), world)
+    flair_oblique = ndimage.map_coordinates(flair, voxels.T, order=1).reshape(shape)
+    volumes = [Volume(*low_resolution[0], "t1"), Volume(flair_oblique, oblique, "flair")]
+    fitted = fit_inr(volumes, settings_for_preset("fast", epochs=15))
+    predictions, _ = predict_on_grid(fitted, t1.shape, affine)
+    shift, _, _ = phase_cross_correlation(np.where(mask, flair, 0),
+                                          np.where(mask, predictions[1], 0), upsample_factor=10)
+    assert np.all(np.abs(shift) < 0.5), shift
+
+
+def test_early_stopping_fires_on_a_plateau_and_keeps_the_result(low_resolution):
+    volumes = low_resolution_volumes(low_resolution)
+    stopping = fit_inr(volumes, settings_for_preset("fast", epochs=12, min_epochs=3,
+                                                    mi_window=2, mi_tolerance=10.0))
+    assert stopping.stopped_early and len(stopping.history) == 3
+    assert stopping.selected_epoch == 3 and stopping.last_state is not None
+    full = fit_inr(volumes, settings_for_preset("fast", epochs=5, min_epochs=3, mi_window=2,
+                                                mi_tolerance=10.0, early_stopping=False))
+    assert not full.stopped_early and len(full.history) == 5 and full.selected_epoch == 3
+    row = full.history[-1]
+    assert {"loss_t1", "loss_flair", "mutual_information", "learning_rate", "train_seconds",
+            "mi_seconds"} <= set(row)
+    assert np.isfinite(row["mutual_information"]) and row["loss_t1"] > 0
+
+
+def test_plateau_rule():
+    assert not plateau_reached([1.0, 1.0, 1.0], window=4, tolerance=0.01)
+    assert plateau_reached([0.5, 1.0, 1.001, 1.0, 1.002, 1.001], window=4, tolerance=0.01)
+    assert not plateau_reached([1.0, 1.1, 1.2, 1.3, 1.4], window=4, tolerance=0.01)
+
+
+def test_psf_model_fits_thick_slices(phantom):
+    from mcinr_bids import simulate
+
+    t1, flair, mask, affine = phantom
+    low = [simulate.thick_slices(t1, affine, 2, 4), simulate.thick_slices(flair, affine, 0, 4)]
+    volumes = [Volume(d, a, n) for (d, a), n in zip(low, ["t1", "flair"])]
+    fitted = fit_inr(volumes, settings_for_preset("fast", epochs=3, psf=True, psf_samples=4))
+    predictions, _ = predict_on_grid(fitted, t1.shape, affine)
+    assert all(np.isfinite(p).all() for p in predictions)
+    assert metrics.psnr(predictions[0], t1, mask, "strict") > 15
+
+
+def test_device_selection():
+    assert select_device("auto").type in ("cuda", "mps", "cpu")
+    assert select_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="no CUDA GPU"):
+            select_device("cuda")
+
+
+def test_normaliser_covers_every_image(low_resolution):
+    volumes = low_resolution_volumes(low_resolution)
+    normaliser = CoordinateNormaliser.from_volumes(volumes)
+    for volume in volumes:
+        world = world_coordinates(volume.affine, np.argwhere(np.ones(volume.shape)))
+        coordinates = normaliser.normalise(world)
+        assert coordinates.min() > -1 and coordinates.max() < 1
