@@ -1,8 +1,8 @@
 """One configuration object for mcinr-bids, serialisable to TOML.
 
 The INR settings (:class:`INRSettings`) are what the science core needs; presets are named
-sets of overrides.  ``fast`` is the default, chosen by measurement (``benchmarks/RESULTS.md``); ``paper`` is
-Table 3 of McGinnis, Shit et al. (MICCAI 2023) exactly.
+sets of overrides.  ``fast`` is the default, chosen by measurement (``benchmarks/RESULTS.md``);
+``paper`` is Table 3 of McGinnis, Shit et al. (MICCAI 2023) exactly.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ class INRSettings:
     plane_cell_sizes_mm: list[float] = field(default_factory=list)
     plane_features: int = 8
     smoothness: float = 0.0
+    smoothness_distance_mm: float = 1.0
+    feature_decay: float = 0.0
     trunk_layers: int = 2
     trunk_width: int = 64
     head_layers: int = 1

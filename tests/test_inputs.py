@@ -78,3 +78,14 @@ def test_missing_file_is_named(tmp_path, capsys, low_resolution_files):
                          str(out), "--quiet"], capsys)
     assert code == 2 and "missing.nii.gz: no such file" in err
     assert os.listdir(out) == []
+
+
+def test_automatic_mask_keeps_slices_at_the_array_border():
+    """A thick-slice image whose brain reaches its first and last slice keeps them."""
+    from mcinr_bids.inr.data import automatic_foreground_mask
+
+    data = np.zeros((20, 20, 5), np.float32)
+    data[4:16, 4:16, :] = 100.0
+    mask = automatic_foreground_mask(data)
+    assert mask[10, 10, 0] and mask[10, 10, -1]
+    assert mask.sum() == 12 * 12 * 5

@@ -139,7 +139,8 @@ def automatic_foreground_mask(data: np.ndarray) -> np.ndarray:
         mask = ~at_minimum
     else:
         mask = data > threshold_otsu(data)
-    mask = ndimage.binary_closing(mask, iterations=2)
+    # close small gaps; padding keeps the closing from eroding slices at the array's border
+    mask = ndimage.binary_closing(np.pad(mask, 2, mode="edge"), iterations=2)[2:-2, 2:-2, 2:-2]
     labels, count = ndimage.label(mask)
     if count > 1:
         sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, count + 1))

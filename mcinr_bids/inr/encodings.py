@@ -65,20 +65,18 @@ class GridEncoding(nn.Module):
         super().__init__()
         extent_mm = np.asarray(extent_mm, dtype=np.float64)
         table = 2**hash_table_log2
-        resolutions, sizes = [], []
+        self.tables = nn.ParameterList()
+        resolutions, hashed = [], []
         for cell in grid_cell_sizes_mm:
             counts = vertices_per_axis(extent_mm, cell)
             resolutions.append(counts)
-            sizes.append(min(table, int(np.prod(counts))))
-        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+            hashed.append(int(np.prod(counts)) > table)
+            size = table if hashed[-1] else int(np.prod(counts))
+            values = (torch.rand(size, grid_features, generator=generator) - 0.5) * 2e-4
+            self.tables.append(nn.Parameter(values))
         self.register_buffer("resolutions", torch.tensor(resolutions, dtype=torch.int64)
                              .reshape(-1, 3))
-        self.register_buffer("level_sizes", torch.tensor(sizes, dtype=torch.int64))
-        self.register_buffer("level_offsets", torch.tensor(offsets[:-1], dtype=torch.int64))
-        self.register_buffer("hashed", torch.tensor(
-            [int(np.prod(r)) > table for r in resolutions], dtype=torch.bool))
-        self.table = nn.Parameter(
-            (torch.rand(int(offsets[-1]), grid_features, generator=generator) - 0.5) * 2e-4)
+        self.hashed = hashed
         self.planes = nn.ParameterList()
         for cell in plane_cell_sizes_mm:
             counts = vertices_per_axis(extent_mm, cell)
@@ -91,46 +89,35 @@ class GridEncoding(nn.Module):
         self.n_plane_levels = len(plane_cell_sizes_mm)
         self.out_dim = grid_features * self.n_grid_levels + plane_features * self.n_plane_levels
 
-    def _level_features(self, coordinates: torch.Tensor, levels: torch.Tensor,
-                        hashed: bool) -> torch.Tensor:
-        """Trilinearly interpolated features of the given levels; shape (B, len(levels) * F)."""
-        batch = coordinates.shape[0]
-        resolutions = self.resolutions[levels]  # (L, 3)
-        position = ((coordinates.unsqueeze(1) + 1.0) * 0.5).clamp(0.0, 1.0) * (
-            resolutions - 1).to(coordinates.dtype)  # (B, L, 3)
-        base = torch.minimum(position.floor().long(), resolutions - 2)
+    def _level_features(self, coordinates: torch.Tensor, level: int) -> torch.Tensor:
+        """Trilinearly interpolated features of one 3D level; shape (B, F)."""
+        resolution = self.resolutions[level]
+        table = self.tables[level]
+        position = ((coordinates + 1.0) * 0.5).clamp(0.0, 1.0) * (resolution - 1).to(
+            coordinates.dtype)  # (B, 3)
+        base = torch.minimum(position.floor().long(), resolution - 2)
         fraction = position - base.to(position.dtype)
-        if hashed:
-            strides = torch.tensor(HASH_PRIMES, device=base.device).expand_as(resolutions)
+        if self.hashed[level]:
+            strides = HASH_PRIMES
         else:
-            strides = torch.stack([torch.ones_like(resolutions[:, 0]), resolutions[:, 0],
-                                   resolutions[:, 0] * resolutions[:, 1]], dim=1)
-        terms = [torch.stack([base[..., k], base[..., k] + 1], dim=-1) * strides[:, k, None]
-                 for k in range(3)]  # each (B, L, 2)
-        weights = [torch.stack([1.0 - fraction[..., k], fraction[..., k]], dim=-1)
-                   for k in range(3)]
-        first, second, third = (terms[0][..., :, None, None], terms[1][..., None, :, None],
-                                terms[2][..., None, None, :])
-        if hashed:
-            index = (first ^ second ^ third) % self.level_sizes[levels].view(1, -1, 1, 1, 1)
+            strides = (1, int(resolution[0]), int(resolution[0] * resolution[1]))
+        terms = [torch.stack([base[:, k], base[:, k] + 1], dim=-1) * strides[k]
+                 for k in range(3)]  # each (B, 2)
+        weights = [torch.stack([1.0 - fraction[:, k], fraction[:, k]], dim=-1) for k in range(3)]
+        first, second, third = (terms[0][:, :, None, None], terms[1][:, None, :, None],
+                                terms[2][:, None, None, :])
+        if self.hashed[level]:
+            index = (first ^ second ^ third) % table.shape[0]
         else:
             index = first + second + third
-        index = index + self.level_offsets[levels].view(1, -1, 1, 1, 1)
-        weight = (weights[0][..., :, None, None] * weights[1][..., None, :, None]
-                  * weights[2][..., None, None, :]).reshape(batch, -1, 8, 1)
-        values = self.table.index_select(0, index.reshape(-1)).view(batch, -1, 8,
-                                                                    self.table.shape[1])
-        return (values * weight).sum(2).reshape(batch, -1)
+        weight = (weights[0][:, :, None, None] * weights[1][:, None, :, None]
+                  * weights[2][:, None, None, :]).reshape(-1, 8, 1)
+        values = table.index_select(0, index.reshape(-1)).view(-1, 8, table.shape[1])
+        return (values * weight).sum(1)
 
     def _grid_features(self, coordinates: torch.Tensor) -> torch.Tensor:
-        levels = torch.arange(self.n_grid_levels, device=coordinates.device)
-        parts = [(self._level_features(coordinates, levels[~self.hashed], False), ~self.hashed),
-                 (self._level_features(coordinates, levels[self.hashed], True), self.hashed)]
-        if not self.hashed.any():
-            return parts[0][0]
-        if self.hashed.all():
-            return parts[1][0]
-        return torch.cat([parts[0][0], parts[1][0]], dim=1)  # dense (coarse) levels first
+        return torch.cat([self._level_features(coordinates, level)
+                          for level in range(self.n_grid_levels)], dim=1)
 
     def forward(self, coordinates: torch.Tensor) -> torch.Tensor:
         batch = coordinates.shape[0]
@@ -147,26 +134,6 @@ class GridEncoding(nn.Module):
                 product = sampled if product is None else product * sampled
             features.append(product.T)
         return torch.cat(features, dim=1)
-
-    def smoothness_penalty(self) -> torch.Tensor:
-        """Mean squared difference between neighbouring vertices (L2 total variation) of the
-        dense 3D levels and the planes; hashed levels have no neighbours and are left out."""
-        terms = []
-        for level in range(self.n_grid_levels):
-            if self.hashed[level]:
-                continue
-            n0, n1, n2 = (int(v) for v in self.resolutions[level])
-            start = int(self.level_offsets[level])
-            grid = self.table[start:start + n0 * n1 * n2].view(n2, n1, n0, -1)
-            for axis in range(3):
-                terms.append(torch.diff(grid, dim=axis).pow(2).mean())
-        for plane in self.planes:
-            terms.append(torch.diff(plane, dim=-1).pow(2).mean())
-            terms.append(torch.diff(plane, dim=-2).pow(2).mean())
-        if not terms:
-            return torch.zeros((), device=self.table.device)
-        return torch.stack(terms).mean()
-
 
 def build_encoding(settings, extent_mm, generator: torch.Generator | None = None) -> nn.Module:
     """The encoding named by ``settings.encoding``."""

@@ -177,6 +177,28 @@ def mutual_information_points(volumes, fitted: FittedINR, count: int, seed: int)
     return candidates[inside][:count]
 
 
+def smoothness_term(model, coordinates, gap_jitter, neighbour_scale, device) -> torch.Tensor:
+    """Stochastic smoothness of the encoded features: random points near the training samples
+    (anywhere in the gaps between slices) against points about one smoothing distance away."""
+    count = max(1, coordinates.shape[0] // 4)
+    anchors = coordinates[:count] + (torch.rand(count, 3, device=device) * 2 - 1) * gap_jitter
+    neighbours = anchors + torch.randn(count, 3, device=device) * neighbour_scale
+    return model.feature_smoothness(anchors, neighbours)
+
+
+def parameter_groups(model: nn.Module, feature_decay: float) -> list[dict]:
+    """Learned feature tables (decoupled weight decay ``feature_decay``) and everything else
+    (no decay)."""
+    features, others = [], []
+    for name, parameter in model.named_parameters():
+        is_feature = ".tables." in f".{name}" or ".planes." in f".{name}"
+        (features if is_feature else others).append(parameter)
+    groups = [{"params": others, "weight_decay": 0.0}]
+    if features:
+        groups.append({"params": features, "weight_decay": feature_decay})
+    return groups
+
+
 def plateau_reached(values: list[float], window: int, tolerance: float) -> bool:
     """The paper's rule: MI varied by less than ``tolerance`` (relative) over ``window`` epochs."""
     if len(values) < window + 1:
@@ -257,13 +279,21 @@ def fit_inr(volumes: list[Volume], settings: INRSettings, masks: list | None = N
     if settings.min_steps_per_epoch:
         batch_size = min(batch_size, max(256, -(-n_samples // settings.min_steps_per_epoch)))
     steps_per_epoch = max(1, -(-n_samples // batch_size))
-    optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate,
-                                 fused=device.type in ("cpu", "cuda"))
+    optimiser = torch.optim.AdamW(parameter_groups(model, settings.feature_decay),
+                                  lr=settings.learning_rate,
+                                  fused=device.type in ("cpu", "cuda"))
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
         optimiser, T_max=settings.epochs * steps_per_epoch)
     generator = torch.Generator(device="cpu").manual_seed(settings.seed)
     use_bf16 = device.type == "cuda"
 
+    # smoothness anchors: training points moved anywhere within half the largest slice spacing
+    # (so gaps between slices are covered); neighbours one smoothness_distance_mm away
+    largest_spacing = max(float(v.voxel_sizes.max()) for v in volumes)
+    gap_jitter_t = torch.from_numpy(
+        (largest_spacing / normaliser.extent_mm).astype(np.float32)).to(device)
+    neighbour_scale_t = torch.from_numpy(
+        (2 * settings.smoothness_distance_mm / normaliser.extent_mm).astype(np.float32)).to(device)
     mi_points = mutual_information_points(volumes, fitted, settings.mi_points, settings.seed)
     mi_values: list[float] = []
     selected_state = None
@@ -298,7 +328,8 @@ def fit_inr(volumes: list[Volume], settings: INRSettings, masks: list | None = N
             error = (prediction - values_t[batch]) ** 2
             loss = (error * sample_weight_t[batch_image]).mean()
             if settings.smoothness > 0:
-                loss = loss + settings.smoothness * model.smoothness_penalty()
+                loss = loss + settings.smoothness * smoothness_term(
+                    model, batch_coordinates, gap_jitter_t, neighbour_scale_t, device)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -320,7 +351,8 @@ def fit_inr(volumes: list[Volume], settings: INRSettings, masks: list | None = N
             bar.set_postfix({**{n[-12:]: f"{v:.2e}" for n, v in zip(fitted.names, losses)},
                              "MI": f"{mi:.3f}"})
         fired = (n_images > 1 and epoch + 1 >= settings.min_epochs
-                 and fitted.selected_epoch is None and plateau_reached(mi_values, settings.mi_window, settings.mi_tolerance))
+                 and fitted.selected_epoch is None
+                 and plateau_reached(mi_values, settings.mi_window, settings.mi_tolerance))
         if fired:
             fitted.selected_epoch = epoch + 1
             if settings.early_stopping:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .encodings import GridEncoding, build_encoding
+from .encodings import build_encoding
 
 
 def multilayer_perceptron(in_dim: int, widths: list[int], out_dim: int | None = None
@@ -43,10 +43,9 @@ class JointINR(nn.Module):
         shared = self.trunk(self.encoding(coordinates))
         return torch.cat([head(shared) for head in self.heads], dim=1)
 
-    def smoothness_penalty(self) -> torch.Tensor:
-        if isinstance(self.encoding, GridEncoding):
-            return self.encoding.smoothness_penalty()
-        return torch.zeros(())
+    def feature_smoothness(self, points: torch.Tensor, neighbours: torch.Tensor) -> torch.Tensor:
+        """Mean squared difference of the encoded features at ``points`` and ``neighbours``."""
+        return (self.encoding(points) - self.encoding(neighbours)).pow(2).sum(1).mean()
 
 
 class SingleContrastINRs(nn.Module):
@@ -61,8 +60,9 @@ class SingleContrastINRs(nn.Module):
     def forward(self, coordinates: torch.Tensor) -> torch.Tensor:
         return torch.cat([model(coordinates) for model in self.models], dim=1)
 
-    def smoothness_penalty(self) -> torch.Tensor:
-        return sum(model.smoothness_penalty() for model in self.models) / len(self.models)
+    def feature_smoothness(self, points: torch.Tensor, neighbours: torch.Tensor) -> torch.Tensor:
+        return sum(m.feature_smoothness(points, neighbours) for m in self.models) / len(
+            self.models)
 
 
 def build_model(n_outputs: int, settings, extent_mm, seed: int = 0) -> nn.Module:
