@@ -31,12 +31,13 @@ class INRSettings:
     grid_cell_sizes_mm: list[float] = field(
         default_factory=lambda: [16.0, 11.3, 8.0, 5.7, 4.0, 2.8, 2.0, 1.4, 1.0])
     grid_features: int = 2
-    hash_table_log2: int = 19
+    hash_table_log2: int = 24
+    image_grid_scales: list[float] = field(default_factory=list)
     plane_cell_sizes_mm: list[float] = field(default_factory=list)
     plane_features: int = 8
     smoothness: float = 0.0
     smoothness_distance_mm: float = 1.0
-    feature_decay: float = 0.0
+    feature_decay: float = 5.0
     trunk_layers: int = 2
     trunk_width: int = 64
     head_layers: int = 1
@@ -46,7 +47,8 @@ class INRSettings:
     batch_size: int = 32768
     min_steps_per_epoch: int = 32
     learning_rate: float = 5e-3
-    epochs: int = 30
+    epochs: int = 40
+    time_limit_seconds: float | None = None
     image_weights: list[float] | None = None
     # Slice profile (point spread function) model
     psf: bool = False
@@ -108,6 +110,7 @@ PRESETS: dict[str, dict] = {
         "head_width": 512,
         "batch_size": 1000,
         "min_steps_per_epoch": 0,
+        "feature_decay": 0.0,
         "learning_rate": 4e-4,
         "epochs": 50,
     },

@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--epochs", type=int, default=None, help="maximum epochs (preset's)")
     model.add_argument("--no-early-stopping", action="store_true",
                        help="train all epochs; the epoch the MI rule picks is still recorded")
+    model.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                       help="stop fitting after this many seconds and keep the result")
     model.add_argument("--config-file", metavar="TOML",
                        help="INR settings ([inr] table) overriding the preset")
     execution = parser.add_argument_group("execution")
@@ -98,6 +100,9 @@ def unique_names(names: list[str]) -> list[str]:
 
 
 def write_history(history: list[dict], path: str) -> None:
+    if not history:
+        return
+
     def write(temporary):
         with open(temporary, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(history[0]), delimiter="\t")
@@ -151,6 +156,8 @@ def run(args: argparse.Namespace) -> dict:
     settings.psf = settings.psf or args.psf
     settings.early_stopping = settings.early_stopping and not args.no_early_stopping
     settings.device, settings.seed, settings.threads = args.device, args.seed, args.threads
+    if args.time_limit is not None:
+        settings.time_limit_seconds = args.time_limit
     if settings.model == "split" and len(volumes) < 2:
         raise InputError(f"{args.images[0]}: --model split needs at least 2 images (one head per "
                          "contrast); give more images or use --model single.")
@@ -190,6 +197,7 @@ def run(args: argparse.Namespace) -> dict:
         "epochs_run": len(fitted.history),
         "selected_epoch": fitted.selected_epoch,
         "stopped_early": fitted.stopped_early,
+        "stop_reason": fitted.stop_reason,
         "fit_seconds": fitted.fit_seconds,
         "predict_seconds": predict_seconds,
         "total_seconds": time.perf_counter() - started,

@@ -127,18 +127,19 @@ def load_mask(path: str, volume: Volume) -> np.ndarray:
 def automatic_foreground_mask(data: np.ndarray) -> np.ndarray:
     """Foreground of an image without a given mask, shape as ``data``.
 
-    Skull-stripped images (background exactly at their minimum over a large part of the volume)
-    use everything above that minimum; other images use Otsu's threshold.  The largest connected
-    component is kept and its holes are filled.
+    Images whose background is one constant value (skull-stripped or zero-filled: at least 1 %
+    of the voxels sit exactly at the minimum) use everything above it; other images use half of
+    Otsu's threshold (so that dark tissue such as CSF stays in).  Small gaps are closed, the
+    largest connected component is kept and its holes are filled.
     """
     from skimage.filters import threshold_otsu
 
     minimum = float(data.min())
     at_minimum = data <= minimum
-    if at_minimum.mean() > 0.2:
+    if at_minimum.mean() >= 0.01:
         mask = ~at_minimum
     else:
-        mask = data > threshold_otsu(data)
+        mask = data > minimum + 0.5 * (threshold_otsu(data) - minimum)
     # close small gaps; padding keeps the closing from eroding slices at the array's border
     mask = ndimage.binary_closing(np.pad(mask, 2, mode="edge"), iterations=2)[2:-2, 2:-2, 2:-2]
     labels, count = ndimage.label(mask)
@@ -231,6 +232,17 @@ class CoordinateNormaliser:
     def normalise(self, world: np.ndarray) -> np.ndarray:
         """World mm (M, 3) to normalised coordinates in [-1, 1] (M, 3), float32."""
         return (2.0 * (world - self.low) / self.extent_mm - 1.0).astype(np.float32)
+
+    def voxel_frame(self, affine: np.ndarray, transform: np.ndarray | None = None) -> np.ndarray:
+        """(3, 4) map from normalised coordinates to the voxel coordinates of an image with
+        ``affine`` whose world space reaches the common space through ``transform``."""
+        to_world = np.eye(4)
+        to_world[:3, :3] = np.diag(self.extent_mm / 2.0)
+        to_world[:3, 3] = self.low + self.extent_mm / 2.0
+        to_image = np.linalg.inv(np.asarray(affine, dtype=np.float64))
+        if transform is not None:
+            to_image = to_image @ np.linalg.inv(np.asarray(transform, dtype=np.float64))
+        return (to_image @ to_world)[:3]
 
     def to_dict(self) -> dict:
         return {"low": [float(v) for v in self.low], "high": [float(v) for v in self.high]}

@@ -42,6 +42,21 @@ def vertices_per_axis(extent_mm: np.ndarray, cell_mm: float) -> list[int]:
 HASH_PRIMES = (1, 2654435761, 805459861)
 
 
+def acquisition_frame(frame: np.ndarray, scale: float):
+    """Level geometry of a grid aligned with one acquisition.
+
+    ``frame`` (3, 4) maps normalised coordinates to that image's voxel coordinates; the grid has
+    one vertex every ``scale`` voxels along each of the image's axes and covers the whole
+    normalisation box.  Returns ``(matrix, offset, counts)`` mapping normalised coordinates to
+    vertex positions.
+    """
+    corners = np.array(np.meshgrid([-1, 1], [-1, 1], [-1, 1], indexing="ij")).reshape(3, -1).T
+    voxels = corners @ frame[:, :3].T + frame[:, 3]
+    low, high = voxels.min(axis=0), voxels.max(axis=0)
+    counts = np.maximum(2, np.ceil((high - low) / scale).astype(np.int64) + 1)
+    return frame[:, :3] / scale, (frame[:, 3] - low) / scale, counts
+
+
 class GridEncoding(nn.Module):
     """Multi-resolution 3D feature tables (dense where they fit, hashed above) plus optional
     multi-resolution K-planes, all read with (tri/bi)linear interpolation.
@@ -57,26 +72,41 @@ class GridEncoding(nn.Module):
         Cell size of each plane level (three axis-aligned planes whose features multiply).
     grid_features, plane_features : int
         Features per vertex.
+    image_frames : list of (3, 4) arrays
+        For each input image, the map from normalised coordinates to its voxel coordinates.
+    image_grid_scales : list of float
+        For each image and each scale, one more 3D level aligned with that image's voxel grid,
+        with a vertex every ``scale`` voxels: fine in plane and coarse across slices, so every
+        vertex is seen by that image and its in-plane detail reaches the other contrasts.
     """
 
     def __init__(self, extent_mm, grid_cell_sizes_mm=(), plane_cell_sizes_mm=(),
                  grid_features: int = 2, plane_features: int = 8, hash_table_log2: int = 19,
+                 image_frames=(), image_grid_scales=(),
                  generator: torch.Generator | None = None):
         super().__init__()
         extent_mm = np.asarray(extent_mm, dtype=np.float64)
         table = 2**hash_table_log2
-        self.tables = nn.ParameterList()
-        resolutions, hashed = [], []
+        frames = []  # (matrix (3, 3), offset (3,), vertex counts (3,)) of each 3D level
         for cell in grid_cell_sizes_mm:
-            counts = vertices_per_axis(extent_mm, cell)
-            resolutions.append(counts)
-            hashed.append(int(np.prod(counts)) > table)
-            size = table if hashed[-1] else int(np.prod(counts))
+            counts = np.asarray(vertices_per_axis(extent_mm, cell))
+            frames.append((np.diag((counts - 1) / 2.0), (counts - 1) / 2.0, counts))
+        for frame in image_frames:
+            for scale in image_grid_scales:
+                frames.append(acquisition_frame(np.asarray(frame, dtype=np.float64), scale))
+        self.tables = nn.ParameterList()
+        self.hashed = []
+        for _, _, counts in frames:
+            self.hashed.append(int(np.prod(counts)) > table)
+            size = table if self.hashed[-1] else int(np.prod(counts))
             values = (torch.rand(size, grid_features, generator=generator) - 0.5) * 2e-4
             self.tables.append(nn.Parameter(values))
-        self.register_buffer("resolutions", torch.tensor(resolutions, dtype=torch.int64)
-                             .reshape(-1, 3))
-        self.hashed = hashed
+        self.register_buffer("resolutions", torch.tensor(
+            np.array([f[2] for f in frames], dtype=np.int64).reshape(-1, 3)))
+        self.register_buffer("frame_matrices", torch.tensor(
+            np.array([f[0] for f in frames], dtype=np.float32).reshape(-1, 3, 3)))
+        self.register_buffer("frame_offsets", torch.tensor(
+            np.array([f[1] for f in frames], dtype=np.float32).reshape(-1, 3)))
         self.planes = nn.ParameterList()
         for cell in plane_cell_sizes_mm:
             counts = vertices_per_axis(extent_mm, cell)
@@ -85,7 +115,7 @@ class GridEncoding(nn.Module):
                 values = 0.1 + 0.4 * torch.rand(1, plane_features, counts[b], counts[a],
                                                 generator=generator)
                 self.planes.append(nn.Parameter(values))
-        self.n_grid_levels = len(grid_cell_sizes_mm)
+        self.n_grid_levels = len(frames)
         self.n_plane_levels = len(plane_cell_sizes_mm)
         self.out_dim = grid_features * self.n_grid_levels + plane_features * self.n_plane_levels
 
@@ -93,8 +123,8 @@ class GridEncoding(nn.Module):
         """Trilinearly interpolated features of one 3D level; shape (B, F)."""
         resolution = self.resolutions[level]
         table = self.tables[level]
-        position = ((coordinates + 1.0) * 0.5).clamp(0.0, 1.0) * (resolution - 1).to(
-            coordinates.dtype)  # (B, 3)
+        position = coordinates @ self.frame_matrices[level].T + self.frame_offsets[level]
+        position = torch.minimum(position.clamp(min=0.0), (resolution - 1).to(position.dtype))
         base = torch.minimum(position.floor().long(), resolution - 2)
         fraction = position - base.to(position.dtype)
         if self.hashed[level]:
@@ -135,10 +165,12 @@ class GridEncoding(nn.Module):
             features.append(product.T)
         return torch.cat(features, dim=1)
 
-def build_encoding(settings, extent_mm, generator: torch.Generator | None = None) -> nn.Module:
+def build_encoding(settings, extent_mm, image_frames=(),
+                   generator: torch.Generator | None = None) -> nn.Module:
     """The encoding named by ``settings.encoding``."""
     if settings.encoding == "fourier":
         return FourierEncoding(settings.fourier_features, settings.fourier_scale, generator)
     return GridEncoding(extent_mm, settings.grid_cell_sizes_mm, settings.plane_cell_sizes_mm,
                         settings.grid_features, settings.plane_features,
-                        settings.hash_table_log2, generator)
+                        settings.hash_table_log2, image_frames,
+                        settings.image_grid_scales, generator)

@@ -70,6 +70,7 @@ class FittedINR:
     fit_seconds: float = 0.0
     device: str = "cpu"
     last_state: dict | None = None
+    stop_reason: str = "epochs"
     _dilated_masks: list | None = field(default=None, repr=False)
 
     @property
@@ -177,6 +178,11 @@ def mutual_information_points(volumes, fitted: FittedINR, count: int, seed: int)
     return candidates[inside][:count]
 
 
+def fitted_frames(normaliser, volumes, transforms) -> list[np.ndarray]:
+    """Per image, the (3, 4) map from normalised coordinates to its voxel coordinates."""
+    return [normaliser.voxel_frame(v.affine, t) for v, t in zip(volumes, transforms)]
+
+
 def smoothness_term(model, coordinates, gap_jitter, neighbour_scale, device) -> torch.Tensor:
     """Stochastic smoothness of the encoded features: random points near the training samples
     (anywhere in the gaps between slices) against points about one smoothing distance away."""
@@ -261,7 +267,8 @@ def fit_inr(volumes: list[Volume], settings: INRSettings, masks: list | None = N
     weights = np.asarray(settings.image_weights or [1.0] * n_images, dtype=np.float64)
     sample_weight = (weights * len(values) / (n_images * counts)).astype(np.float32)
 
-    model = build_model(n_images, settings, normaliser.extent_mm, seed=settings.seed).to(device)
+    model = build_model(n_images, settings, normaliser.extent_mm, seed=settings.seed,
+                        image_frames=fitted_frames(normaliser, volumes, transforms)).to(device)
     fitted = FittedINR(model=model, settings=settings, normaliser=normaliser, scales=scales,
                        names=[v.name for v in volumes], masks=masks,
                        affines=[v.affine for v in volumes], transforms=transforms,
@@ -309,7 +316,12 @@ def fit_inr(volumes: list[Volume], settings: INRSettings, masks: list | None = N
         epoch_start = time.perf_counter()
         order = torch.randperm(n_samples, generator=generator).to(device)
         squared_error_sum = torch.zeros(n_images, dtype=torch.float64, device=device)
+        samples_seen = torch.zeros(n_images, dtype=torch.float64, device=device)
         for step in range(steps_per_epoch):
+            if (settings.time_limit_seconds is not None
+                    and time.perf_counter() - start > settings.time_limit_seconds):
+                fitted.stop_reason = "time limit"
+                break
             batch = order[step * batch_size:(step + 1) * batch_size]
             batch_coordinates = coordinates_t[batch]
             batch_image = index_t[batch]
@@ -335,14 +347,17 @@ def fit_inr(volumes: list[Volume], settings: INRSettings, masks: list | None = N
             optimiser.step()
             scheduler.step()
             squared_error_sum.index_add_(0, batch_image, error.detach().double())
+            samples_seen.index_add_(0, batch_image, torch.ones_like(error, dtype=torch.float64))
+        if not samples_seen.any():
+            break
         train_seconds = time.perf_counter() - epoch_start
 
         mi_start = time.perf_counter()
         mi = pairwise_mutual_information(fitted.predict_normalised(mi_points), settings.mi_bins)
         mi_seconds = time.perf_counter() - mi_start
         mi_values.append(mi)
-        row = {"epoch": epoch + 1}
-        losses = (squared_error_sum.cpu().numpy() / counts).tolist()
+        row = {"epoch": epoch + 1, "samples": int(samples_seen.sum())}
+        losses = (squared_error_sum / samples_seen.clamp(min=1)).cpu().numpy().tolist()
         row.update({f"loss_{name}": loss_value for name, loss_value in zip(fitted.names, losses)})
         row.update({"mutual_information": mi, "learning_rate": scheduler.get_last_lr()[0],
                     "train_seconds": train_seconds, "mi_seconds": mi_seconds})
@@ -357,13 +372,14 @@ def fit_inr(volumes: list[Volume], settings: INRSettings, masks: list | None = N
             fitted.selected_epoch = epoch + 1
             if settings.early_stopping:
                 fitted.stopped_early = True
+                fitted.stop_reason = "early stopping"
             else:
                 selected_state = copy.deepcopy(model.state_dict())
         if epoch_callback is not None:
             extra = epoch_callback(epoch + 1, fitted)
             if extra:
                 row.update(extra)
-        if fitted.stopped_early:
+        if fitted.stop_reason != "epochs":
             break
     if bar is not None:
         bar.close()

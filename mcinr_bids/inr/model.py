@@ -26,9 +26,9 @@ class JointINR(nn.Module):
     with ``n_outputs`` channels (``vanilla``).  Input (B, 3) in [-1, 1], output (B, n_outputs)."""
 
     def __init__(self, n_outputs: int, settings, extent_mm, split: bool = True,
-                 generator: torch.Generator | None = None):
+                 image_frames=(), generator: torch.Generator | None = None):
         super().__init__()
-        self.encoding = build_encoding(settings, extent_mm, generator)
+        self.encoding = build_encoding(settings, extent_mm, image_frames, generator)
         self.trunk = multilayer_perceptron(self.encoding.out_dim,
                                            [settings.trunk_width] * settings.trunk_layers)
         width = settings.trunk_width if settings.trunk_layers else self.encoding.out_dim
@@ -51,11 +51,14 @@ class JointINR(nn.Module):
 class SingleContrastINRs(nn.Module):
     """One independent :class:`JointINR` per image (no shared weights); output (B, n_outputs)."""
 
-    def __init__(self, n_outputs: int, settings, extent_mm,
+    def __init__(self, n_outputs: int, settings, extent_mm, image_frames=(),
                  generator: torch.Generator | None = None):
         super().__init__()
-        self.models = nn.ModuleList(JointINR(1, settings, extent_mm, split=True,
-                                             generator=generator) for _ in range(n_outputs))
+        frames = list(image_frames) or [None] * n_outputs
+        self.models = nn.ModuleList(
+            JointINR(1, settings, extent_mm, split=True,
+                     image_frames=[] if frame is None else [frame], generator=generator)
+            for frame in frames)
 
     def forward(self, coordinates: torch.Tensor) -> torch.Tensor:
         return torch.cat([model(coordinates) for model in self.models], dim=1)
@@ -65,11 +68,16 @@ class SingleContrastINRs(nn.Module):
             self.models)
 
 
-def build_model(n_outputs: int, settings, extent_mm, seed: int = 0) -> nn.Module:
-    """The model named by ``settings.model``, initialised from ``seed``."""
+def build_model(n_outputs: int, settings, extent_mm, seed: int = 0, image_frames=()
+                ) -> nn.Module:
+    """The model named by ``settings.model``, initialised from ``seed``.
+
+    ``image_frames``: per input image, the (3, 4) map from normalised to voxel coordinates
+    (for acquisition-aligned grids; a single-contrast model gets only its own image's grid).
+    """
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # nn.Linear initialises from the global generator
     if settings.model == "single":
-        return SingleContrastINRs(n_outputs, settings, extent_mm, generator)
+        return SingleContrastINRs(n_outputs, settings, extent_mm, image_frames, generator)
     return JointINR(n_outputs, settings, extent_mm, split=settings.model == "split",
-                    generator=generator)
+                    image_frames=image_frames, generator=generator)

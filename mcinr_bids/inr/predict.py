@@ -130,6 +130,7 @@ def save_checkpoint(fitted: FittedINR, path: str) -> None:
         "last_state": fitted.last_state,
         "selected_epoch": fitted.selected_epoch,
         "stopped_early": fitted.stopped_early,
+        "stop_reason": fitted.stop_reason,
         "fit_seconds": fitted.fit_seconds,
         "device": fitted.device,
     }
@@ -144,7 +145,11 @@ def load_checkpoint(path: str, device: str = "auto") -> FittedINR:
     settings = INRSettings.from_dict(checkpoint["settings"])
     normaliser = CoordinateNormaliser.from_dict(checkpoint["normaliser"])
     names = checkpoint["names"]
-    model = build_model(len(names), settings, normaliser.extent_mm, seed=settings.seed)
+    affines = [a.numpy() for a in checkpoint["affines"]]
+    transforms = [None if t is None else t.numpy() for t in checkpoint["transforms"]]
+    frames = [normaliser.voxel_frame(a, t) for a, t in zip(affines, transforms)]
+    model = build_model(len(names), settings, normaliser.extent_mm, seed=settings.seed,
+                        image_frames=frames)
     model.load_state_dict(checkpoint["state"])
     model.to(select_device(device))
     return FittedINR(
@@ -152,8 +157,8 @@ def load_checkpoint(path: str, device: str = "auto") -> FittedINR:
         scales=[IntensityScale(**s) for s in checkpoint["scales"]], names=names,
         masks=[_unpack_mask(m, s) for m, s in zip(checkpoint["masks"],
                                                    checkpoint["mask_shapes"])],
-        affines=[a.numpy() for a in checkpoint["affines"]],
-        transforms=[None if t is None else t.numpy() for t in checkpoint["transforms"]],
+        affines=affines, transforms=transforms,
         selected_epoch=checkpoint["selected_epoch"], stopped_early=checkpoint["stopped_early"],
+        stop_reason=checkpoint["stop_reason"],
         fit_seconds=checkpoint["fit_seconds"], device=checkpoint["device"],
         last_state=checkpoint["last_state"])

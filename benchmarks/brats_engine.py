@@ -1,0 +1,177 @@
+"""Benchmark of the INR engine on the shared BraTS case (issue: the INR super-resolution engine).
+
+t1c decimated x4 along S (an axial acquisition), t2f decimated x4 along A (a coronal one), full
+240x240x155 size, evaluation mask = both isotropic images > 0 (as shared/data/README.md).  Every
+method runs in its own process (so its peak RSS is its own) on the number of threads given
+(default 2).  Prints a Markdown table; ``--markdown FILE`` also writes it.
+
+    python benchmarks/brats_engine.py [--methods ...] [--threads 2] [--markdown out.md]
+
+Methods: cubic, cubic-clamped, fast-split, fast-vanilla, fast-single, paper-1x and paper-10x
+(the paper preset for the wall time of fast-split and 10 times that), curve (fast-split without
+early stopping, strict PSNR every epoch: which epoch MI picks against the best one), and
+thick-point / thick-psf (box-profile thick slices, point model against the slice-profile model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+CASE = "brats-gli-00001-000"
+ALL_METHODS = ["cubic", "cubic-clamped", "fast-split", "fast-vanilla", "fast-single", "curve",
+               "thick-point", "thick-psf", "paper-1x", "paper-10x"]
+
+
+def real_data_folder() -> str:
+    here = os.path.dirname(os.path.abspath(__file__))
+    return os.environ.get("MCINR_REAL_DATA", os.path.join(here, "..", "..", "shared", "data",
+                                                          "real"))
+
+
+def load_simulation(protocol: str = "decimate"):
+    from mcinr_bids.evaluation import simulate_acquisitions
+    from mcinr_bids.inr import load_volume
+
+    folder = os.path.join(real_data_folder(), CASE)
+    t1c = load_volume(os.path.join(folder, "BraTS-GLI-00001-000-t1c.nii.gz"))
+    t2f = load_volume(os.path.join(folder, "BraTS-GLI-00001-000-t2f.nii.gz"))
+    t1c.name, t2f.name = "t1c", "t2f"
+    mask = (t1c.data > 0) & (t2f.data > 0)
+    return simulate_acquisitions([t1c, t2f], ["S", "A"], protocol, 4, mask)
+
+
+def run_method(method: str, time_limit: float | None) -> dict:
+    """Run one method in this process; return its row."""
+    import torch
+
+    from mcinr_bids import metrics
+    from mcinr_bids.config import settings_for_preset
+    from mcinr_bids.evaluation import run_baseline, run_inr, score
+
+    protocol = "thick" if method.startswith("thick") else "decimate"
+    simulation = load_simulation(protocol)
+    row: dict = {"method": method, "threads": torch.get_num_threads()}
+    started = time.perf_counter()
+    if method in ("cubic", "cubic-clamped"):
+        predictions, seconds = run_baseline(method, simulation)
+        row.update(fit_seconds=0.0, total_seconds=seconds)
+    else:
+        callback = None
+        if method.startswith("paper"):
+            settings = settings_for_preset("paper", model="split", time_limit_seconds=time_limit)
+        elif method == "curve":
+            settings = settings_for_preset("fast", model="split", early_stopping=False)
+
+            def callback(epoch, fitted):
+                from mcinr_bids.inr import predict_on_grid
+
+                outputs, _ = predict_on_grid(fitted, simulation.truths[0].shape,
+                                             simulation.affine)
+                return {f"psnr_strict_{n}": metrics.psnr(o, t, simulation.mask)
+                        for n, o, t in zip(simulation.names, outputs, simulation.truths)}
+        else:
+            model = method.split("-")[1] if method.startswith("fast") else "split"
+            settings = settings_for_preset("fast", model=model, psf=method == "thick-psf")
+        predictions, fitted = run_inr(settings, simulation, epoch_callback=callback)
+        history = fitted.history
+        train = sum(h["train_seconds"] for h in history)
+        mi = sum(h["mi_seconds"] for h in history)
+        row.update(fit_seconds=train + mi, total_seconds=time.perf_counter() - started,
+                   epochs=len(history), selected_epoch=fitted.selected_epoch,
+                   stop_reason=fitted.stop_reason, mi_share=mi / max(train + mi, 1e-9),
+                   device=fitted.device)
+        if method == "curve":
+            row["history"] = history
+    row.update(score(predictions, simulation))
+    row["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    return row
+
+
+def table(rows: list[dict]) -> str:
+    names = ["t1c", "t2f"]
+    header = ["method", "PSNR strict t1c", "PSNR strict t2f", "SSIM strict t1c",
+              "SSIM strict t2f", "PSNR paper t1c", "PSNR paper t2f", "SSIM paper t1c",
+              "SSIM paper t2f", "eps_MI t1c", "eps_MI t2f", "eps_MI joint", "epochs",
+              "fit s", "fit+predict s", "peak RSS GB"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [row["method"]]
+        cells += [f"{row[f'psnr_strict_{n}']:.2f}" for n in names]
+        cells += [f"{row[f'ssim_strict_{n}']:.4f}" for n in names]
+        cells += [f"{row[f'psnr_paper_{n}']:.2f}" for n in names]
+        cells += [f"{row[f'ssim_paper_{n}']:.4f}" for n in names]
+        cells += [f"{row[k]:.3f}" for k in ("epsilon_mi_1", "epsilon_mi_2", "epsilon_mi_joint")]
+        cells += [str(row.get("epochs", "")), f"{row['fit_seconds']:.0f}",
+                  f"{row['total_seconds']:.0f}", f"{row['peak_rss_gb']:.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def curve_table(row: dict) -> str:
+    lines = ["| epoch | MI | PSNR strict t1c | PSNR strict t2f |", "|---|---|---|---|"]
+    for h in row["history"]:
+        lines.append(f"| {h['epoch']} | {h['mutual_information']:.4f} | "
+                     f"{h['psnr_strict_t1c']:.2f} | {h['psnr_strict_t2f']:.2f} |")
+    best = max(row["history"], key=lambda h: h["psnr_strict_t1c"] + h["psnr_strict_t2f"])
+    lines.append(f"\nMI rule picks epoch {row['selected_epoch']}; best mean strict PSNR at "
+                 f"epoch {best['epoch']}; MI evaluation took {100 * row['mi_share']:.2f} % of "
+                 "the fit time.")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--methods", nargs="+", default=ALL_METHODS, choices=ALL_METHODS)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--markdown", help="also write the tables to this file")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--time-limit", type=float, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if not os.path.isdir(os.path.join(real_data_folder(), CASE)):
+        print(f"no {CASE} under {real_data_folder()} (set MCINR_REAL_DATA)", file=sys.stderr)
+        return 1
+    if args.one:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        print(json.dumps(run_method(args.one, args.time_limit), default=float))
+        return 0
+    rows = []
+    environment = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    for method in args.methods:
+        limit = None
+        if method.startswith("paper"):
+            reference = next((r for r in rows if r["method"] == "fast-split"), None)
+            if reference is None:
+                print(f"{method} needs fast-split first", file=sys.stderr)
+                continue
+            limit = reference["fit_seconds"] * (10 if method == "paper-10x" else 1)
+        command = [sys.executable, __file__, "--one", method, "--threads", str(args.threads)]
+        if limit is not None:
+            command += ["--time-limit", str(limit)]
+        result = subprocess.run(command, capture_output=True, text=True, env=environment)
+        if result.returncode:
+            print(result.stderr, file=sys.stderr)
+            return result.returncode
+        rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
+        print(f"done {method}: {rows[-1]['total_seconds']:.0f} s", file=sys.stderr, flush=True)
+    output = [table(rows)]
+    for row in rows:
+        if row["method"] == "curve":
+            output.append(curve_table(row))
+    text = "\n\n".join(output)
+    print(text)
+    if args.markdown:
+        with open(args.markdown, "w") as handle:
+            handle.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
