@@ -12,7 +12,6 @@ import os
 import sys
 
 import nibabel as nib
-import numpy as np
 
 from .. import metrics, simulate
 from ..baselines import cubic_on_grid
@@ -52,7 +51,6 @@ def main(argv: list[str] | None = None) -> int:
                                        f"{name}_desc-superres.nii.gz")).get_fdata()
         print(f"  {name}: INR {metrics.psnr(output, truth, mask):.2f}, clamped cubic "
               f"{metrics.psnr(cubic, truth, mask):.2f}")
-    np.save(os.path.join(args.output_dir, "inputs", "truth_mask.npy"), mask)
     return 0
 
 
