@@ -61,7 +61,7 @@ def test_split_model_with_one_image_fails_on_the_command_line(tmp_path, capsys,
     out = tmp_path / "out"
     code, err = run_cli([low_resolution_files[0], "-o", str(out), "--quiet"], capsys)
     assert code == 2
-    assert "sub-01_T1w.nii.gz" in err and "--model split needs at least 2 images" in err
+    assert "sub-01_T1w.nii.gz" in err and "needs at least 2 images" in err
     assert not any(out.iterdir())
 
 

@@ -158,9 +158,6 @@ def run(args: argparse.Namespace) -> dict:
     settings.device, settings.seed, settings.threads = args.device, args.seed, args.threads
     if args.time_limit is not None:
         settings.time_limit_seconds = args.time_limit
-    if settings.model == "split" and len(volumes) < 2:
-        raise InputError(f"{args.images[0]}: --model split needs at least 2 images (one head per "
-                         "contrast); give more images or use --model single.")
 
     fitted = fit_inr(volumes, settings, masks=masks, transforms=transforms,
                      progress=not args.quiet)
