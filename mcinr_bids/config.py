@@ -166,3 +166,102 @@ def load_settings(path: str | Path) -> INRSettings:
     result = INRSettings.from_dict(settings)
     result.validate()
     return result
+
+
+OUTPUT_SPACES = ("MNI152NLin2009cAsym", "SRI24", "native")
+SKULL_STRIP = ("auto", "force", "skip")
+DEFAULT_CONTRASTS = ("T1w", "T2w", "FLAIR", "PDw")
+
+#: INR overrides for ``--sloppy``: a tiny, quick fit for testing a pipeline, not for results
+SLOPPY_INR = {"epochs": 3, "min_epochs": 1, "grid_cell_sizes_mm": [16.0, 8.0, 4.0],
+              "mi_points": 4096, "batch_size": 8192, "min_steps_per_epoch": 8}
+
+
+@dataclass
+class ExecutionSettings:
+    """Where the data are and how the workflow runs (fMRIPrep's ``execution`` + ``nipype``)."""
+
+    bids_dir: str = ""
+    output_dir: str = ""
+    analysis_level: str = "participant"
+    work_dir: str = "work"
+    participant_label: list[str] = field(default_factory=list)
+    session_label: list[str] = field(default_factory=list)
+    bids_filter_file: str | None = None
+    bids_database_dir: str | None = None
+    skip_bids_validation: bool = False
+    clean_workdir: bool = False
+    stop_on_first_crash: bool = False
+    nprocs: int | None = None
+    omp_nthreads: int | None = None
+    mem_gb: float | None = None
+    n_gpu_procs: int = 1
+    verbose: int = 0
+    sloppy: bool = False
+    random_seed: int = 0
+    run_uuid: str = ""
+
+
+@dataclass
+class WorkflowSettings:
+    """What the participant workflow does."""
+
+    contrasts: list[str] = field(default_factory=lambda: list(DEFAULT_CONTRASTS))
+    output_space: str = "MNI152NLin2009cAsym"
+    output_resolution: float = 1.0
+    skull_strip: str = "auto"
+    preset: str = "fast"
+    model: str = "split"
+    psf: bool = False
+    device: str = "auto"
+
+
+@dataclass
+class AppConfig:
+    """The one configuration of a ``mcinr-bids`` run, written to TOML per run."""
+
+    execution: ExecutionSettings = field(default_factory=ExecutionSettings)
+    workflow: WorkflowSettings = field(default_factory=WorkflowSettings)
+    inr: INRSettings = field(default_factory=INRSettings)
+
+    def to_toml(self) -> str:
+        return to_toml({"execution": dataclasses.asdict(self.execution),
+                        "workflow": dataclasses.asdict(self.workflow),
+                        "inr": self.inr.to_dict()})
+
+    def save(self, path: str | Path) -> Path:
+        """Write the TOML atomically (a temporary file renamed onto ``path``)."""
+        import os
+        import tempfile
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".toml", dir=path.parent)
+        with os.fdopen(handle, "w") as stream:
+            stream.write(self.to_toml())
+        os.replace(temporary, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> AppConfig:
+        with open(path, "rb") as handle:
+            values = tomllib.load(handle)
+        return cls.from_sections(values)
+
+    @classmethod
+    def from_sections(cls, values: dict) -> AppConfig:
+        """Build from ``{"execution": ..., "workflow": ..., "inr": ...}`` (each optional)."""
+        config = cls()
+        for name, section in (("execution", ExecutionSettings), ("workflow", WorkflowSettings)):
+            given = values.get(name, {})
+            known = {f.name for f in dataclasses.fields(section)}
+            unknown = sorted(set(given) - known)
+            if unknown:
+                raise ValueError(f"unknown [{name}] settings: {', '.join(unknown)}")
+            setattr(config, name, section(**{**dataclasses.asdict(getattr(config, name)),
+                                             **given}))
+        inr = INRSettings().to_dict()
+        inr.update(values.get("inr", {}))
+        config.inr = INRSettings.from_dict(inr)
+        config.inr.validate()
+        return config

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import platform
@@ -25,7 +24,7 @@ from ..inr import (
     save_nifti,
     union_grid,
 )
-from ..inr.predict import atomic_write
+from ..inr.predict import atomic_write, write_history
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,19 +96,6 @@ def unique_names(names: list[str]) -> list[str]:
         seen[name] = count + 1
         result.append(name if count == 0 else f"{name}_{count}")
     return result
-
-
-def write_history(history: list[dict], path: str) -> None:
-    if not history:
-        return
-
-    def write(temporary):
-        with open(temporary, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(history[0]), delimiter="\t")
-            writer.writeheader()
-            writer.writerows(history)
-
-    atomic_write(path, write)
 
 
 def write_json(values: dict, path: str) -> None:

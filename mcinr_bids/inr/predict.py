@@ -162,3 +162,19 @@ def load_checkpoint(path: str, device: str = "auto") -> FittedINR:
         stop_reason=checkpoint["stop_reason"],
         fit_seconds=checkpoint["fit_seconds"], device=checkpoint["device"],
         last_state=checkpoint["last_state"])
+
+
+def write_history(history: list[dict], path: str) -> None:
+    """Write the per-epoch history (loss per image, MI, lr, seconds) as a TSV, atomically."""
+    import csv
+
+    if not history:
+        return
+
+    def write(temporary):
+        with open(temporary, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(history[0]), delimiter="\t")
+            writer.writeheader()
+            writer.writerows(history)
+
+    atomic_write(path, write)

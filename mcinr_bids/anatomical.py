@@ -1,0 +1,206 @@
+"""Anatomical preprocessing around the INR: bias correction, rigid registration, brain masks.
+
+Small functions on files, arrays and affines (antspyx, nibabel, numpy, scipy; deepbet for brain
+extraction).  No nipype, pybids or niworkflows here: the interfaces in
+:mod:`mcinr_bids.interfaces` call these.  Transforms are 4x4 world-to-world matrices in RAS+
+scanner millimetres that map points of a *moving* image's world space into the *fixed* (common)
+space, the convention the INR engine uses for its training coordinates.
+"""
+
+from __future__ import annotations
+
+import os
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+
+from .inr.data import apply_transform, automatic_foreground_mask, voxel_sizes, world_coordinates
+from .inr.predict import atomic_write, save_nifti
+
+#: fraction of voxels exactly at the image minimum above which an image counts as skull-stripped
+STRIPPED_BACKGROUND_FRACTION = 0.30
+
+
+def _ants():
+    import ants
+
+    return ants
+
+
+def bias_correct(in_file: str, out_file: str, shrink_factor: int = 4) -> str:
+    """N4 bias-field correction (antspyx) inside the head; the background is kept as it is.
+
+    The corrected image keeps the input's intensity units (the field is normalised to mean 1
+    inside the head), its grid and its affine.
+    """
+    ants = _ants()
+    image = nib.load(in_file)
+    data = np.asanyarray(image.dataobj, dtype=np.float32)
+    head = automatic_foreground_mask(data)
+    ants_image = ants.from_numpy(data, spacing=tuple(float(v) for v in voxel_sizes(image.affine)))
+    ants_mask = ants.from_numpy(head.astype(np.float32), spacing=ants_image.spacing)
+    # B-spline spacing ~ 200 mm: a smooth field, robust on thick slices
+    corrected = ants.n4_bias_field_correction(ants_image, mask=ants_mask,
+                                              shrink_factor=shrink_factor,
+                                              spline_param=200).numpy()
+    inside = corrected[head]
+    if inside.size and np.isfinite(inside).all() and inside.mean() > 0:
+        corrected *= float(data[head].mean() / inside.mean())
+    output = np.where(head, corrected, data).astype(np.float32)
+    save_nifti(output, image.affine, out_file)
+    return out_file
+
+
+def is_skull_stripped(data: np.ndarray) -> bool:
+    """True when the background is one constant value over a large part of the image.
+
+    Skull-stripped data (BraTS and the like) sit at exactly their minimum in most voxels outside
+    the brain; a head with skull and scalp has noise there.
+    """
+    return float((data <= data.min()).mean()) >= STRIPPED_BACKGROUND_FRACTION
+
+
+def rigid_register(fixed_file: str, moving_file: str, seed: int = 0,
+                   fixed_mask: np.ndarray | None = None, moving_mask: np.ndarray | None = None,
+                   ) -> np.ndarray:
+    """Rigid registration (antspyx, Mattes mutual information) of ``moving`` onto ``fixed``.
+
+    Masks (on each image's own grid) restrict the metric to the brain when given.  Returns the
+    4x4 RAS world-to-world matrix that maps points of the moving image's world space into the
+    fixed image's world space.
+    """
+    import tempfile
+
+    ants = _ants()
+    from ants.config import set_ants_deterministic
+
+    # seeds the metric's random sampling without forcing ITK onto one thread
+    set_ants_deterministic(on=False, seed_value=int(seed))
+    fixed = _ants_image(fixed_file)
+    moving = _ants_image(moving_file)
+    kwargs = {}
+    if fixed_mask is not None:
+        kwargs["mask"] = ants.from_numpy(fixed_mask.astype(np.float32), origin=fixed.origin,
+                                         spacing=fixed.spacing, direction=fixed.direction)
+    if moving_mask is not None:
+        kwargs["moving_mask"] = ants.from_numpy(
+            moving_mask.astype(np.float32), origin=moving.origin, spacing=moving.spacing,
+            direction=moving.direction)
+    with tempfile.TemporaryDirectory(prefix="mcinr-ants-") as folder:
+        result = ants.registration(
+            fixed, moving, type_of_transform="Rigid", outprefix=os.path.join(folder, "rigid_"),
+            aff_metric="mattes", aff_sampling=32, aff_random_sampling_rate=0.25,
+            aff_iterations=(500, 250, 100), aff_shrink_factors=(4, 2, 1),
+            aff_smoothing_sigmas=(2, 1, 0), **kwargs)
+        fixed_to_moving = itk_file_to_ras(result["fwdtransforms"][0])
+    # ANTs stores the transform that pulls moving values into the fixed grid (fixed -> moving
+    # points); the engine wants the push direction (moving -> fixed)
+    return np.linalg.inv(fixed_to_moving)
+
+
+def _ants_image(path: str):
+    """Read a NIfTI file into antspyx as float (ANTs handles the RAS/LPS conversion)."""
+    return _ants().image_read(path, pixeltype="float")
+
+
+def itk_file_to_ras(path: str) -> np.ndarray:
+    """The 4x4 RAS matrix of an ITK/ANTs linear transform file (fixed -> moving points)."""
+    from nitransforms.io.itk import ITKLinearTransform
+
+    return np.asarray(ITKLinearTransform.from_filename(path).to_ras(), dtype=np.float64)
+
+
+def write_itk_transform(moving_to_fixed: np.ndarray, path: str) -> str:
+    """Write a moving -> fixed RAS matrix as an ITK transform (``.mat`` binary or ``.txt``).
+
+    ITK files hold the pull-back (fixed -> moving) in LPS; ``antsApplyTransforms`` and
+    nitransforms read the result and resample a moving image onto the fixed space with it.
+    """
+    from nitransforms.io.itk import ITKLinearTransform
+
+    transform = ITKLinearTransform.from_ras(np.linalg.inv(moving_to_fixed))
+    atomic_write(path, transform.to_filename)
+    return path
+
+
+def compose_to_output(to_reference_file: str, reference_to_output_file: str,
+                      out_file: str) -> str:
+    """Image -> output-space transform (text matrices in) written as an ITK ``.mat`` file."""
+    matrix = np.loadtxt(reference_to_output_file) @ np.loadtxt(to_reference_file)
+    return write_itk_transform(matrix, out_file)
+
+
+def transform_to_file(matrix: np.ndarray, path: str) -> str:
+    """Save a 4x4 matrix as text (the format ``mcinr-fit --transform`` reads)."""
+    def write(temporary):
+        np.savetxt(temporary, np.asarray(matrix, dtype=np.float64), fmt="%.10g")
+
+    atomic_write(path, write)
+    return path
+
+
+def resample_to_isotropic(in_file: str, resolution: float = 1.0
+                          ) -> nib.Nifti1Image:
+    """Linear resampling of an image onto an isotropic grid over its own field of view.
+
+    Used only to feed brain extraction, which expects near-isotropic images; the INR always
+    trains on the original voxels.
+    """
+    image = nib.load(in_file)
+    data = np.asanyarray(image.dataobj, dtype=np.float32)
+    sizes = voxel_sizes(image.affine)
+    shape = np.maximum(1, np.round(np.asarray(data.shape) * sizes / resolution)).astype(int)
+    scale = (np.asarray(data.shape) - 1) / np.maximum(shape - 1, 1)
+    # voxel centres of the new grid expressed in the old voxel indices (same field of view)
+    affine = image.affine.copy()
+    affine[:3, :3] = image.affine[:3, :3] @ np.diag(scale)
+    grid = np.meshgrid(*[np.arange(n) * s for n, s in zip(shape, scale)], indexing="ij")
+    resampled = ndimage.map_coordinates(data, grid, order=1, mode="nearest")
+    return nib.Nifti1Image(resampled.astype(np.float32), affine)
+
+
+def extract_brain(in_file: str, out_file: str, threshold: float = 0.5) -> str:
+    """Brain mask of one image with deepbet (offline; its weights ship in its wheel).
+
+    The image is first resampled to 1 mm isotropic (deepbet assumes near-isotropic input); the
+    mask is written on that 1 mm grid.  Carry it to any other grid with :func:`mask_on_grid`.
+    """
+    import torch
+    from deepbet.bet import BrainExtraction
+
+    isotropic = resample_to_isotropic(in_file, 1.0)
+    extraction = BrainExtraction(no_gpu=not torch.cuda.is_available())
+    _, mask_image, _ = extraction.run(isotropic, threshold=threshold)
+    mask = np.asanyarray(mask_image.dataobj) > 0
+    if not mask.any():
+        raise ValueError(f"{in_file}: brain extraction found no brain; check the image or run "
+                         "with --skull-strip skip and give stripped inputs.")
+    save_nifti(mask, mask_image.affine, out_file)
+    return out_file
+
+
+def mask_on_grid(mask_file: str, shape: tuple[int, int, int], affine: np.ndarray,
+                 grid_to_mask_world: np.ndarray | None = None) -> np.ndarray:
+    """A mask carried onto another grid (shape, affine) by nearest-neighbour lookup.
+
+    ``grid_to_mask_world`` maps the target grid's world space into the mask's world space
+    (``None``: they are the same space).  Returns a boolean array of ``shape``.
+    """
+    mask_image = nib.load(mask_file)
+    mask = np.asanyarray(mask_image.dataobj) > 0
+    indices = np.indices(shape, dtype=np.float32).reshape(3, -1).T
+    points = world_coordinates(affine, indices)
+    points = apply_transform(grid_to_mask_world, points)
+    voxel = apply_transform(np.linalg.inv(mask_image.affine), points)
+    values = ndimage.map_coordinates(mask.astype(np.float32), voxel.T, order=1, mode="constant",
+                                     cval=0.0)
+    return values.reshape(shape) >= 0.5
+
+
+def foreground_mask_file(in_file: str, out_file: str) -> str:
+    """The automatic foreground (for already skull-stripped images) written as a mask."""
+    image = nib.load(in_file)
+    data = np.asanyarray(image.dataobj, dtype=np.float32)
+    save_nifti(automatic_foreground_mask(data), image.affine, out_file)
+    return out_file

@@ -1,0 +1,1 @@
+"""Thin Nipype interfaces around mcinr_bids functions (no science here)."""

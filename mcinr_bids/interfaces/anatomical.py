@@ -1,0 +1,154 @@
+"""Nipype interfaces for bias correction, rigid registration and brain masks."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    SimpleInterface,
+    TraitedSpec,
+    traits,
+)
+
+
+class _BiasCorrectionInputSpec(BaseInterfaceInputSpec):
+    in_file = File(exists=True, mandatory=True, desc="image to correct")
+
+
+class _BiasCorrectionOutputSpec(TraitedSpec):
+    out_file = File(exists=True, desc="N4-corrected image, same grid and units")
+
+
+class BiasCorrection(SimpleInterface):
+    """N4 bias-field correction (:func:`mcinr_bids.anatomical.bias_correct`)."""
+
+    input_spec = _BiasCorrectionInputSpec
+    output_spec = _BiasCorrectionOutputSpec
+
+    def _run_interface(self, runtime):
+        from ..anatomical import bias_correct
+
+        name = os.path.basename(self.inputs.in_file).split(".")[0]
+        self._results["out_file"] = bias_correct(
+            self.inputs.in_file, os.path.join(runtime.cwd, f"{name}_n4.nii.gz"))
+        return runtime
+
+
+class _RigidRegistrationInputSpec(BaseInterfaceInputSpec):
+    fixed_file = File(exists=True, mandatory=True, desc="image defining the target space")
+    moving_file = File(exists=True, mandatory=True, desc="image to align")
+    fixed_mask = File(exists=True, desc="mask on the fixed image's grid")
+    moving_mask = File(exists=True, desc="mask on the moving image's grid")
+    seed = traits.Int(0, usedefault=True, desc="random seed of the metric sampling")
+
+
+class _RigidRegistrationOutputSpec(TraitedSpec):
+    out_matrix = File(exists=True, desc="4x4 RAS moving-world -> fixed-world matrix (text)")
+
+
+class RigidRegistration(SimpleInterface):
+    """Rigid registration (:func:`mcinr_bids.anatomical.rigid_register`).
+
+    The fixed image registered onto itself gives the identity without running ANTs.
+    """
+
+    input_spec = _RigidRegistrationInputSpec
+    output_spec = _RigidRegistrationOutputSpec
+
+    def _run_interface(self, runtime):
+        import nibabel as nib
+
+        from ..anatomical import rigid_register, transform_to_file
+
+        fixed, moving = self.inputs.fixed_file, self.inputs.moving_file
+        if os.path.abspath(fixed) == os.path.abspath(moving):
+            matrix = np.eye(4)
+        else:
+            masks = {}
+            for name in ("fixed_mask", "moving_mask"):
+                value = getattr(self.inputs, name)
+                if value and os.path.exists(value):
+                    masks[name] = np.asanyarray(nib.load(value).dataobj) > 0
+            matrix = rigid_register(fixed, moving, seed=self.inputs.seed, **masks)
+        name = os.path.basename(moving).split(".")[0]
+        self._results["out_matrix"] = transform_to_file(
+            matrix, os.path.join(runtime.cwd, f"{name}_rigid.txt"))
+        return runtime
+
+
+class _BrainMaskInputSpec(BaseInterfaceInputSpec):
+    in_file = File(exists=True, mandatory=True, desc="reference image")
+    skull_strip = traits.Enum("auto", "force", "skip", usedefault=True,
+                              desc="auto: extract only when the image is not stripped yet")
+
+
+class _BrainMaskOutputSpec(TraitedSpec):
+    out_mask = File(exists=True, desc="brain mask on the reference image's grid")
+    skull_stripped = traits.Bool(desc="whether the mask is a brain mask (input stripped or "
+                                      "brain extracted), not a head mask")
+    method = traits.Str(desc="how the mask was made")
+
+
+class BrainMask(SimpleInterface):
+    """Brain mask of the reference image: its foreground if already stripped, else deepbet."""
+
+    input_spec = _BrainMaskInputSpec
+    output_spec = _BrainMaskOutputSpec
+
+    def _run_interface(self, runtime):
+        import nibabel as nib
+
+        from ..anatomical import (
+            extract_brain,
+            foreground_mask_file,
+            is_skull_stripped,
+            mask_on_grid,
+        )
+        from ..inr.predict import save_nifti
+
+        image = nib.load(self.inputs.in_file)
+        data = np.asanyarray(image.dataobj, dtype=np.float32)
+        stripped = is_skull_stripped(data)
+        out_mask = os.path.join(runtime.cwd, "brain_mask.nii.gz")
+        mode = self.inputs.skull_strip
+        if mode == "skip" or (mode == "auto" and stripped):
+            foreground_mask_file(self.inputs.in_file, out_mask)
+            method = "foreground of the skull-stripped input" if stripped else \
+                "head foreground (skull stripping skipped)"
+        else:
+            isotropic_mask = extract_brain(self.inputs.in_file,
+                                           os.path.join(runtime.cwd, "brain_mask_1mm.nii.gz"))
+            save_nifti(mask_on_grid(isotropic_mask, image.shape[:3], image.affine),
+                       image.affine, out_mask)
+            method = "deepbet on the reference image resampled to 1 mm"
+        self._results.update(out_mask=out_mask, method=method,
+                             skull_stripped=bool(stripped or mode != "skip"))
+        return runtime
+
+
+class _ExportTransformInputSpec(BaseInterfaceInputSpec):
+    to_reference = File(exists=True, mandatory=True, desc="image -> reference (text 4x4)")
+    reference_to_output = File(exists=True, mandatory=True, desc="reference -> output")
+
+
+class _ExportTransformOutputSpec(TraitedSpec):
+    out_file = File(exists=True, desc="image -> output space, ITK .mat")
+
+
+class ExportTransform(SimpleInterface):
+    """The composed rigid transform of an image to the output space, as an ITK file."""
+
+    input_spec = _ExportTransformInputSpec
+    output_spec = _ExportTransformOutputSpec
+
+    def _run_interface(self, runtime):
+        from ..anatomical import compose_to_output
+
+        name = os.path.basename(self.inputs.to_reference).split(".")[0]
+        self._results["out_file"] = compose_to_output(
+            self.inputs.to_reference, self.inputs.reference_to_output,
+            os.path.join(runtime.cwd, f"{name}_to_output.mat"))
+        return runtime

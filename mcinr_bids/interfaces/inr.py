@@ -1,0 +1,73 @@
+"""Nipype interface of the INR fit (:func:`mcinr_bids.superres.superresolve_subject`)."""
+
+from __future__ import annotations
+
+import numpy as np
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    InputMultiObject,
+    OutputMultiObject,
+    SimpleInterface,
+    TraitedSpec,
+    traits,
+)
+
+
+class _FitINRInputSpec(BaseInterfaceInputSpec):
+    in_files = InputMultiObject(File(exists=True), mandatory=True, desc="LR images")
+    names = traits.List(traits.Str, mandatory=True, desc="unique output names, one per image")
+    to_reference = InputMultiObject(File(exists=True), mandatory=True,
+                                    desc="4x4 text matrices: image world -> reference world")
+    reference_to_output = File(exists=True, desc="4x4 text matrix: reference -> output space")
+    reference_index = traits.Int(0, usedefault=True)
+    brain_mask = File(exists=True, desc="brain mask on the reference image's grid")
+    template_file = File(exists=True, desc="output grid covers this template (else native)")
+    resolution = traits.Float(1.0, usedefault=True, desc="output voxel size (mm)")
+    settings = traits.Dict(mandatory=True, desc="INR settings (INRSettings.to_dict())")
+    omp_nthreads = traits.Int(1, usedefault=True, desc="torch threads")
+    use_gpu = traits.Bool(False, usedefault=True,
+                          desc="a GPU job for MultiProc's n_gpu_procs scheduling")
+
+
+class _FitINROutputSpec(TraitedSpec):
+    out_files = OutputMultiObject(File(exists=True), desc="super-resolved images")
+    out_mask = File(exists=True, desc="brain mask on the output grid")
+    out_checkpoint = File(exists=True)
+    out_history = File(exists=True)
+    out_metrics = File(exists=True)
+    fit_info = traits.Dict(desc="epochs, stop epoch, seconds, device")
+
+
+class FitINR(SimpleInterface):
+    """Fit one INR to all images of a subject and predict them on the output grid."""
+
+    input_spec = _FitINRInputSpec
+    output_spec = _FitINROutputSpec
+
+    def _run_interface(self, runtime):
+        import torch
+
+        from ..config import INRSettings
+        from ..superres import superresolve_subject
+
+        settings = INRSettings.from_dict(dict(self.inputs.settings))
+        settings.threads = self.inputs.omp_nthreads
+        torch.set_num_threads(max(1, self.inputs.omp_nthreads))
+        to_reference = [np.loadtxt(path) for path in self.inputs.to_reference]
+        reference_to_output = (np.loadtxt(self.inputs.reference_to_output)
+                               if self.inputs.reference_to_output else np.eye(4))
+        outputs = superresolve_subject(
+            list(self.inputs.in_files), list(self.inputs.names), to_reference,
+            reference_to_output, self.inputs.reference_index,
+            self.inputs.brain_mask or None, settings, runtime.cwd,
+            resolution=self.inputs.resolution, template_file=self.inputs.template_file or None)
+        self._results.update(
+            out_files=outputs["images"], out_mask=outputs["mask"],
+            out_checkpoint=outputs["checkpoint"], out_history=outputs["history"],
+            out_metrics=outputs["metrics"],
+            fit_info={k: v for k, v in outputs.items()
+                      if k in ("epochs_run", "selected_epoch", "stopped_early", "stop_reason",
+                               "fit_seconds", "predict_seconds", "device")})
+        self._results["fit_info"]["threads"] = self.inputs.omp_nthreads
+        return runtime

@@ -1,0 +1,1 @@
+"""Helpers of the BIDS App: templates, BIDS inputs and derivative metadata."""

@@ -1,0 +1,152 @@
+"""The BIDS App refuses bad input with one clear message, exit code 2 and nothing written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from mcinr_bids.cli.parser import build_parser
+from mcinr_bids.cli.run import build_config, main
+from mcinr_bids.utils.bids import choose_reference, write_once
+from mcinr_bids.utils.templates import TemplateError, local_template, resolve_output_space
+
+
+def tiny_dataset(root: Path) -> Path:
+    anat = root / "bids" / "sub-01" / "anat"
+    anat.mkdir(parents=True)
+    (root / "bids" / "dataset_description.json").write_text(
+        json.dumps({"Name": "tiny", "BIDSVersion": "1.10.0"}))
+    for suffix, zooms in (("T1w", (1.0, 1.0, 4.0)), ("FLAIR", (4.0, 1.0, 1.0))):
+        image = nib.Nifti1Image(np.ones((8, 8, 8), np.float32), np.diag([*zooms, 1.0]))
+        image.to_filename(anat / f"sub-01_{suffix}.nii.gz")
+    return root / "bids"
+
+
+def run_app(arguments, capsys):
+    code = main([str(a) for a in arguments])
+    return code, capsys.readouterr().err
+
+
+def assert_nothing_written(path: Path):
+    assert not path.exists() or not any(path.iterdir())
+
+
+def test_missing_dataset_description(tmp_path, capsys):
+    bids = tiny_dataset(tmp_path)
+    (bids / "dataset_description.json").unlink()
+    code, error = run_app([bids, tmp_path / "out", "participant", "-w", tmp_path / "w"], capsys)
+    assert code == 2
+    assert "dataset_description.json" in error and str(bids) in error
+    assert_nothing_written(tmp_path / "out")
+
+
+def test_unknown_participant(tmp_path, capsys):
+    bids = tiny_dataset(tmp_path)
+    code, error = run_app([bids, tmp_path / "out", "participant", "--participant-label", "99",
+                           "--skip-bids-validation", "-w", tmp_path / "w"], capsys)
+    assert code == 2
+    assert "99" in error and "--participant-label" in error
+    assert_nothing_written(tmp_path / "out")
+
+
+@pytest.mark.parametrize("label", ["../01", "sub-01/..", "a/b", ".."])
+def test_label_that_escapes(tmp_path, capsys, label):
+    bids = tiny_dataset(tmp_path)
+    code, error = run_app([bids, tmp_path / "out", "participant", "--participant-label", label,
+                           "-w", tmp_path / "w"], capsys)
+    assert code == 2
+    assert "letters and digits" in error
+    assert_nothing_written(tmp_path / "out")
+
+
+@pytest.mark.parametrize("inside", ["", "derivatives/mcinr"])
+def test_output_inside_input(tmp_path, capsys, inside):
+    bids = tiny_dataset(tmp_path)
+    output = bids / inside if inside else bids
+    code, error = run_app([bids, output, "participant", "-w", tmp_path / "w"], capsys)
+    assert code == 2
+    assert "outside it" in error
+    assert not (bids / "derivatives").exists()
+
+
+def test_validator_errors_are_shown(tmp_path, capsys):
+    bids = tiny_dataset(tmp_path)
+    (bids / "sub-01" / "anat" / "sub-01_notabidsname.nii.gz").write_bytes(b"x")
+    code, error = run_app([bids, tmp_path / "out", "participant", "-w", tmp_path / "w"], capsys)
+    assert code == 2
+    assert "bids-validator-deno found" in error and "notabidsname" in error
+    assert_nothing_written(tmp_path / "out")
+
+
+def test_group_without_participants(tmp_path, capsys):
+    (tmp_path / "out").mkdir()
+    code, error = run_app([tmp_path / "bids", tmp_path / "out", "group"], capsys)
+    assert code == 2
+    assert "run the participant level first" in error
+
+
+def test_config_file_and_command_line(tmp_path):
+    settings = tmp_path / "settings.toml"
+    settings.write_text('[workflow]\noutput_space = "native"\n[inr]\nepochs = 7\n')
+    parser = build_parser()
+    args = parser.parse_args([str(tmp_path), str(tmp_path / "o"), "participant",
+                              "--config-file", str(settings), "--model", "vanilla",
+                              "--participant-label", "sub-01", "02"])
+    config = build_config(args)
+    assert config.workflow.output_space == "native"
+    assert config.inr.epochs == 7 and config.inr.model == "vanilla"
+    assert config.execution.participant_label == ["01", "02"]
+    written = config.save(tmp_path / "again.toml")
+    again = type(config).load(written)
+    assert again.inr.epochs == 7 and again.workflow.output_space == "native"
+
+
+def test_sloppy_is_tiny(tmp_path):
+    args = build_parser().parse_args([str(tmp_path), str(tmp_path / "o"), "participant",
+                                      "--sloppy"])
+    assert build_config(args).inr.epochs <= 3
+
+
+def test_reference_is_finest_in_plane_t1w(tmp_path):
+    paths = []
+    for name, zooms in (("sub-01_FLAIR", (0.5, 0.5, 4)), ("sub-01_run-1_T1w", (1, 1, 4)),
+                        ("sub-01_run-2_T1w", (0.8, 4, 0.8))):
+        path = tmp_path / f"{name}.nii.gz"
+        nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.diag([*zooms, 1])).to_filename(path)
+        paths.append(str(path))
+    assert choose_reference(paths) == 2
+    assert choose_reference(paths[:1]) == 0
+
+
+def test_templates_are_never_downloaded(tmp_path, monkeypatch):
+    home = tmp_path / "tf"
+    folder = home / "tpl-MNI152NLin2009cAsym"
+    folder.mkdir(parents=True)
+    t1w = folder / "tpl-MNI152NLin2009cAsym_res-01_T1w.nii.gz"
+    mask = folder / "tpl-MNI152NLin2009cAsym_res-01_desc-brain_mask.nii.gz"
+    t1w.touch()
+    mask.touch()  # 0-byte placeholders, as in an empty TemplateFlow home
+    monkeypatch.setenv("TEMPLATEFLOW_HOME", str(home))
+    space = resolve_output_space("MNI152NLin2009cAsym", str(tmp_path / "cache"))
+    assert space.name == "MNI152NLin2009aSym" and space.source == "nilearn"
+    assert nib.load(space.t1w).shape == nib.load(space.mask).shape
+    image = nib.Nifti1Image(np.ones((4, 4, 4), np.float32), np.eye(4))
+    image.to_filename(t1w)
+    image.to_filename(mask)
+    assert local_template("MNI152NLin2009cAsym") == (str(t1w), str(mask))
+    space = resolve_output_space("MNI152NLin2009cAsym", str(tmp_path / "cache"))
+    assert space.name == "MNI152NLin2009cAsym" and space.source == "templateflow"
+    with pytest.raises(TemplateError, match="tpl-SRI24"):
+        resolve_output_space("SRI24", str(tmp_path / "cache"))
+
+
+def test_write_once_keeps_the_first(tmp_path):
+    target = tmp_path / "dataset_description.json"
+    write_once(target, "first")
+    write_once(target, "second")
+    assert target.read_text() == "first"
+    assert [p.name for p in tmp_path.iterdir()] == ["dataset_description.json"]
