@@ -63,12 +63,17 @@ def is_skull_stripped(data: np.ndarray) -> bool:
 
 def rigid_register(fixed_file: str, moving_file: str, seed: int = 0,
                    fixed_mask: np.ndarray | None = None, moving_mask: np.ndarray | None = None,
-                   ) -> np.ndarray:
+                   same_session: bool = True) -> np.ndarray:
     """Rigid registration (antspyx, Mattes mutual information) of ``moving`` onto ``fixed``.
 
-    Masks (on each image's own grid) restrict the metric to the brain when given.  Returns the
-    4x4 RAS world-to-world matrix that maps points of the moving image's world space into the
-    fixed image's world space.
+    Masks (on each image's own grid) cut the images to the brain when given.  ``same_session``
+    images share the scanner frame up to the subject's motion: the search starts from the
+    identity and samples half of the voxels.  (Measured on the BraTS case, thick-slice t2f onto
+    thick-slice t1c, whose truth is the identity: starting from the centres of mass, as ANTs
+    does by default, ends 0.2-2.5 mm off depending on the seed; from the identity with half the
+    voxels 0.13-0.15 mm.)  Otherwise (a template) the centres of mass are aligned first.
+    Returns the 4x4 RAS world-to-world matrix that maps points of the moving image's world
+    space into the fixed image's world space.
     """
     import tempfile
 
@@ -80,18 +85,27 @@ def rigid_register(fixed_file: str, moving_file: str, seed: int = 0,
     fixed = _ants_image(fixed_file)
     moving = _ants_image(moving_file)
     kwargs = {}
+    # masks cut the images to the brain rather than restricting the metric's samples: the
+    # brain's outline is the strongest feature the two images share
     if fixed_mask is not None:
-        kwargs["mask"] = ants.from_numpy(fixed_mask.astype(np.float32), origin=fixed.origin,
+        fixed = fixed * ants.from_numpy(fixed_mask.astype(np.float32), origin=fixed.origin,
+                                        spacing=fixed.spacing, direction=fixed.direction)
+        # ... and the metric samples only around the brain (the outline included): fast
+        near_brain = ndimage.binary_dilation(fixed_mask, iterations=4).astype(np.float32)
+        kwargs["mask"] = ants.from_numpy(near_brain, origin=fixed.origin,
                                          spacing=fixed.spacing, direction=fixed.direction)
     if moving_mask is not None:
-        kwargs["moving_mask"] = ants.from_numpy(
-            moving_mask.astype(np.float32), origin=moving.origin, spacing=moving.spacing,
-            direction=moving.direction)
+        moving = moving * ants.from_numpy(moving_mask.astype(np.float32), origin=moving.origin,
+                                          spacing=moving.spacing, direction=moving.direction)
+    if same_session:
+        kwargs.update(initial_transform="Identity", aff_random_sampling_rate=0.5,
+                      aff_iterations=(300, 150, 50))
+    else:
+        kwargs.update(aff_random_sampling_rate=0.25, aff_iterations=(300, 150, 30))
     with tempfile.TemporaryDirectory(prefix="mcinr-ants-") as folder:
         result = ants.registration(
             fixed, moving, type_of_transform="Rigid", outprefix=os.path.join(folder, "rigid_"),
-            aff_metric="mattes", aff_sampling=32, aff_random_sampling_rate=0.25,
-            aff_iterations=(500, 250, 100), aff_shrink_factors=(4, 2, 1),
+            aff_metric="mattes", aff_sampling=32, aff_shrink_factors=(4, 2, 1),
             aff_smoothing_sigmas=(2, 1, 0), **kwargs)
         fixed_to_moving = itk_file_to_ras(result["fwdtransforms"][0])
     # ANTs stores the transform that pulls moving values into the fixed grid (fixed -> moving

@@ -40,9 +40,11 @@ class BiasCorrection(SimpleInterface):
 class _RigidRegistrationInputSpec(BaseInterfaceInputSpec):
     fixed_file = File(exists=True, mandatory=True, desc="image defining the target space")
     moving_file = File(exists=True, mandatory=True, desc="image to align")
-    fixed_mask = File(exists=True, desc="mask on the fixed image's grid")
-    moving_mask = File(exists=True, desc="mask on the moving image's grid")
+    fixed_mask = File(exists=True, desc="brain mask on the fixed image's grid (cuts it)")
+    moving_mask = File(exists=True, desc="brain mask on the moving image's grid (cuts it)")
     seed = traits.Int(0, usedefault=True, desc="random seed of the metric sampling")
+    same_session = traits.Bool(True, usedefault=True,
+                               desc="start from the identity (images of one session)")
 
 
 class _RigidRegistrationOutputSpec(TraitedSpec):
@@ -72,7 +74,8 @@ class RigidRegistration(SimpleInterface):
                 value = getattr(self.inputs, name)
                 if value and os.path.exists(value):
                     masks[name] = np.asanyarray(nib.load(value).dataobj) > 0
-            matrix = rigid_register(fixed, moving, seed=self.inputs.seed, **masks)
+            matrix = rigid_register(fixed, moving, seed=self.inputs.seed,
+                                    same_session=self.inputs.same_session, **masks)
         name = os.path.basename(moving).split(".")[0]
         self._results["out_matrix"] = transform_to_file(
             matrix, os.path.join(runtime.cwd, f"{name}_rigid.txt"))

@@ -111,7 +111,8 @@ def init_single_subject_wf(config: AppConfig, inputs: SubjectInputs, space: Outp
     brain_mask = pe.Node(BrainMask(skull_strip=config.workflow.skull_strip), name="brain_mask")
     register_to_reference = pe.MapNode(RigidRegistration(seed=seed), iterfield=["moving_file"],
                                        name="register_to_reference")
-    register_to_template = pe.Node(RigidRegistration(seed=seed), name="register_to_template")
+    register_to_template = pe.Node(RigidRegistration(seed=seed, same_session=False),
+                                   name="register_to_template")
     if space.is_template:
         register_to_template.inputs.fixed_file = space.t1w
         register_to_template.inputs.fixed_mask = space.mask
@@ -167,7 +168,6 @@ def init_single_subject_wf(config: AppConfig, inputs: SubjectInputs, space: Outp
         (bias_correction, select_reference, [("out_file", "inlist")]),
         (select_reference, brain_mask, [("out", "in_file")]),
         (select_reference, register_to_reference, [("out", "fixed_file")]),
-        (brain_mask, register_to_reference, [("out_mask", "fixed_mask")]),
         (bias_correction, register_to_reference, [("out_file", "moving_file")]),
         (select_reference, register_to_template, [("out", "moving_file")]),
         (brain_mask, register_to_template, [("out_mask", "moving_mask")]),
