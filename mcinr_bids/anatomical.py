@@ -194,22 +194,32 @@ def extract_brain(in_file: str, out_file: str, threshold: float = 0.5) -> str:
     return out_file
 
 
+def sample_on_grid(image_file: str, shape: tuple[int, int, int], affine: np.ndarray,
+                   grid_to_image_world: np.ndarray | None = None, order: int = 1,
+                   ) -> np.ndarray:
+    """Values of an image at the voxel centres of another grid (shape, affine).
+
+    ``grid_to_image_world`` maps the grid's world space into the image's world space (``None``:
+    the same space).  ``order`` 0 is nearest neighbour, 1 linear; outside the image: 0.
+    Returns a float32 array of ``shape``.
+    """
+    image = nib.load(image_file)
+    data = np.asanyarray(image.dataobj, dtype=np.float32)
+    indices = np.indices(shape, dtype=np.float32).reshape(3, -1).T
+    points = apply_transform(grid_to_image_world, world_coordinates(affine, indices))
+    voxel = apply_transform(np.linalg.inv(image.affine), points)
+    values = ndimage.map_coordinates(data, voxel.T, order=order, mode="constant", cval=0.0)
+    return values.reshape(shape).astype(np.float32)
+
+
 def mask_on_grid(mask_file: str, shape: tuple[int, int, int], affine: np.ndarray,
                  grid_to_mask_world: np.ndarray | None = None) -> np.ndarray:
-    """A mask carried onto another grid (shape, affine) by nearest-neighbour lookup.
+    """A mask carried onto another grid (shape, affine): linear interpolation >= 0.5.
 
     ``grid_to_mask_world`` maps the target grid's world space into the mask's world space
     (``None``: they are the same space).  Returns a boolean array of ``shape``.
     """
-    mask_image = nib.load(mask_file)
-    mask = np.asanyarray(mask_image.dataobj) > 0
-    indices = np.indices(shape, dtype=np.float32).reshape(3, -1).T
-    points = world_coordinates(affine, indices)
-    points = apply_transform(grid_to_mask_world, points)
-    voxel = apply_transform(np.linalg.inv(mask_image.affine), points)
-    values = ndimage.map_coordinates(mask.astype(np.float32), voxel.T, order=1, mode="constant",
-                                     cval=0.0)
-    return values.reshape(shape) >= 0.5
+    return sample_on_grid(mask_file, shape, affine, grid_to_mask_world, order=1) >= 0.5
 
 
 def foreground_mask_file(in_file: str, out_file: str) -> str:

@@ -214,6 +214,12 @@ class WorkflowSettings:
     model: str = "split"
     psf: bool = False
     device: str = "auto"
+    bias_correction: bool = True
+    # evaluation mode: simulate anisotropic acquisitions from isotropic inputs
+    simulate_lowres: list[str] = field(default_factory=list)
+    simulate_factor: int = 4
+    simulate_protocol: str = "decimate"
+    evaluate_ablation: bool = False
 
 
 @dataclass

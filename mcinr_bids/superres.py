@@ -24,7 +24,7 @@ from .inr.data import apply_transform, corner_coordinates, output_foreground, wo
 from .inr.predict import atomic_write, isotropic_grid, union_grid, write_history
 from .metrics import mutual_information
 
-METRIC_COLUMNS = ("measure", "image", "other_image", "value")
+METRIC_COLUMNS = ("measure", "method", "image", "other_image", "value")
 
 
 def template_grid(template_file: str, resolution: float) -> tuple[tuple[int, int, int],
@@ -42,7 +42,8 @@ def template_grid(template_file: str, resolution: float) -> tuple[tuple[int, int
 def resimulation_residual(fitted, index: int, volume, mask: np.ndarray) -> dict:
     """The model's prediction of LR image ``index`` at its own voxel centres versus the image.
 
-    Returns RMSE (image units) and PSNR (dB, peak = the image's in-mask range) inside ``mask``.
+    Returns RMSE (image units) and PSNR (dB, peak = the image's in-mask range) inside ``mask``,
+    and the residual map (prediction - image, 0 outside the mask) on the image's grid.
     """
     indices = np.argwhere(mask)
     world = world_coordinates(volume.affine, indices)
@@ -53,7 +54,18 @@ def resimulation_residual(fitted, index: int, volume, mask: np.ndarray) -> dict:
     rmse = float(np.sqrt(np.mean((predicted - observed) ** 2)))
     peak = float(observed.max() - observed.min())
     psnr = float(20 * np.log10(peak / rmse)) if rmse > 0 and peak > 0 else float("inf")
-    return {"rmse": rmse, "psnr": psnr}
+    residual = np.zeros(volume.shape, dtype=np.float32)
+    residual[mask] = predicted - observed
+    return {"rmse": rmse, "psnr": psnr, "map": residual}
+
+
+def append_metrics(metrics_file: str, rows: list[dict], path: str) -> str:
+    """A copy of a metrics TSV with ``rows`` added (values rounded to 6 significant digits)."""
+    with open(metrics_file, newline="") as handle:
+        existing = [{k: (None if v == "n/a" else v) for k, v in row.items()}
+                    for row in csv.DictReader(handle, delimiter="\t")]
+    added = [{**row, "value": float(f"{row['value']:.6g}")} for row in rows]
+    return write_metrics(existing + added, path)
 
 
 def write_metrics(rows: list[dict], path: str) -> str:
@@ -97,7 +109,8 @@ def superresolve_subject(image_files: list[str], names: list[str],
     Returns
     -------
     dict
-        Paths (``images``, ``mask``, ``checkpoint``, ``history``, ``metrics``) and the fit's
+        Paths (``images``, ``mask``, ``checkpoint``, ``history``, ``metrics``, ``residuals``: the
+        re-simulation residual map of each input on its own grid) and the fit's
         facts (``epochs_run``, ``selected_epoch``, ``stop_reason``, ``fit_seconds``, ``device``).
     """
     started = time.perf_counter()
@@ -135,8 +148,12 @@ def superresolve_subject(image_files: list[str], names: list[str],
     predict_seconds = time.perf_counter() - predict_started
 
     rows = []
+    outputs["residuals"] = []
     for index, volume in enumerate(volumes):
         residual = resimulation_residual(fitted, index, volume, fitted.masks[index])
+        path = os.path.join(output_dir, f"{names[index]}_residual.nii.gz")
+        save_nifti(residual["map"], volume.affine, path)
+        outputs["residuals"].append(path)
         rows.append({"measure": "resimulation_rmse", "image": names[index],
                      "value": round(residual["rmse"], 6)})
         rows.append({"measure": "resimulation_psnr", "image": names[index],

@@ -76,6 +76,21 @@ def build_parser() -> argparse.ArgumentParser:
     workflow.add_argument("--sloppy", action="store_true",
                           help="a tiny fit for testing the pipeline; not for results")
 
+    evaluation = parser.add_argument_group(
+        "Evaluation mode (the paper's experiment on isotropic inputs)")
+    evaluation.add_argument("--simulate-lowres", nargs="+", default=[], metavar="CONTRAST:AXIS",
+                            help="simulate anisotropic acquisitions from isotropic inputs, e.g. "
+                                 "T1w:S FLAIR:A, super-resolve them and score against the "
+                                 "originals (PSNR, SSIM, MI errors)")
+    evaluation.add_argument("--simulate-factor", type=_positive_int, default=4, metavar="N",
+                            help="slice thickness factor of the simulation")
+    evaluation.add_argument("--simulate-protocol", choices=("decimate", "thick"),
+                            default="decimate",
+                            help="decimate: keep every N-th slice (the paper); thick: average "
+                                 "through a box slice profile")
+    evaluation.add_argument("--evaluate-ablation", action="store_true",
+                            help="also fit and score single-contrast INRs")
+
     performance = parser.add_argument_group("Options to handle performance")
     performance.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                              help="auto picks cuda when PyTorch sees a GPU, else cpu")

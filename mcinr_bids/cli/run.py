@@ -45,7 +45,8 @@ def build_config(args) -> AppConfig:
     if "verbose_count" in given:
         execution.verbose = args.verbose_count
     for key in ("contrasts", "output_space", "output_resolution", "skull_strip", "preset",
-                "model", "psf", "device"):
+                "model", "psf", "device", "simulate_lowres", "simulate_factor",
+                "simulate_protocol", "evaluate_ablation"):
         if key in given:
             setattr(workflow, key, getattr(args, key))
     from ..utils.bids import clean_labels
@@ -106,8 +107,10 @@ def run_participant(config: AppConfig, logger: logging.Logger) -> int:
     from ..utils.bids import (
         BIDSError,
         collect_inputs,
+        parse_simulation_specs,
         run_bids_validator,
         write_derivative_metadata,
+        write_simulated_dataset,
     )
     from ..utils.templates import TemplateError, resolve_output_space
     from ..workflows.base import init_mcinr_wf
@@ -130,8 +133,23 @@ def run_participant(config: AppConfig, logger: logging.Logger) -> int:
         raise UsageError(f"{execution.bids_dir}: no participant(s) {', '.join(unknown)} in this "
                          f"dataset (it has: {', '.join(available) or 'none'}); check "
                          "--participant-label.")
-    groups = collect_inputs(layout, subjects, execution.session_label, workflow.contrasts,
-                            filters)
+    work_dir = Path(execution.work_dir)
+    if execution.clean_workdir and work_dir.exists():
+        shutil.rmtree(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    contrasts = workflow.contrasts
+    if workflow.simulate_lowres:
+        axes = parse_simulation_specs(workflow.simulate_lowres)
+        contrasts = list(axes)
+    groups = collect_inputs(layout, subjects, execution.session_label, contrasts, filters)
+    originals: dict[str, str] = {}
+    if workflow.simulate_lowres:
+        # evaluation mode: the pipeline runs on simulated thick-slice copies; N4 is skipped so
+        # that the scores measure super-resolution alone against the untouched originals
+        groups, originals = write_simulated_dataset(
+            groups, execution.bids_dir, str(Path(execution.work_dir) / "simulated_bids"), axes,
+            workflow.simulate_protocol, workflow.simulate_factor)
+        workflow.bias_correction = False
     needed = 1 if workflow.model == "single" else 2
     runnable, skipped = [], []
     for group in groups:
@@ -146,10 +164,6 @@ def run_participant(config: AppConfig, logger: logging.Logger) -> int:
         logger.error("no subject has enough images; nothing to do.")
         return EXIT_FAILED
 
-    work_dir = Path(execution.work_dir)
-    if execution.clean_workdir and work_dir.exists():
-        shutil.rmtree(work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
     try:
         space = resolve_output_space(workflow.output_space, str(work_dir / "templates"))
     except TemplateError as error:
@@ -170,16 +184,26 @@ def run_participant(config: AppConfig, logger: logging.Logger) -> int:
                       execution.stop_on_first_crash, "remove_unnecessary_outputs": False,
                       "check_version": False, "get_linked_libs": False},
         "monitoring": {"enabled": False}})
-    wf = init_mcinr_wf(config, runnable, space)
+    source_dir = str(work_dir / "simulated_bids") if originals else execution.bids_dir
+    wf = init_mcinr_wf(config, runnable, space, originals=originals, source_dir=source_dir)
     plugin_args = {"n_procs": execution.nprocs, "raise_insufficient": False,
                    "maxtasksperchild": 1, "n_gpu_procs": execution.n_gpu_procs}
     if execution.mem_gb:
         plugin_args["memory_gb"] = execution.mem_gb
+    failed = False
     try:
         wf.run(plugin="MultiProc", plugin_args=plugin_args)
     except RuntimeError as error:
+        failed = True
         logger.error("the workflow failed: %s; crash files are in %s/sub-*/log/%s/",
                      error, execution.output_dir, execution.run_uuid)
+    from ..reports.participant import assemble_report
+
+    for subject in sorted({group.subject for group in runnable}):
+        # assembled here, after all sessions ran: no two jobs write one page
+        report = assemble_report(execution.output_dir, subject)
+        logger.info("report: %s", report)
+    if failed:
         return EXIT_FAILED
     for group in runnable:
         logger.info("%s: done", group.label)

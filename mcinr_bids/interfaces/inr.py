@@ -36,6 +36,7 @@ class _FitINROutputSpec(TraitedSpec):
     out_checkpoint = File(exists=True)
     out_history = File(exists=True)
     out_metrics = File(exists=True)
+    out_residuals = OutputMultiObject(File(exists=True), desc="re-simulation residual maps")
     fit_info = traits.Dict(desc="epochs, stop epoch, seconds, device")
 
 
@@ -65,7 +66,7 @@ class FitINR(SimpleInterface):
         self._results.update(
             out_files=outputs["images"], out_mask=outputs["mask"],
             out_checkpoint=outputs["checkpoint"], out_history=outputs["history"],
-            out_metrics=outputs["metrics"],
+            out_metrics=outputs["metrics"], out_residuals=outputs["residuals"],
             fit_info={k: v for k, v in outputs.items()
                       if k in ("epochs_run", "selected_epoch", "stopped_early", "stop_reason",
                                "fit_seconds", "predict_seconds", "device")})

@@ -1,16 +1,44 @@
-"""Group level: aggregate the participants' metrics from the derivatives only."""
+"""Group level: aggregate the participants' metrics from the derivatives only.
+
+Writes ``group_desc-superres_metrics.tsv`` (+ ``.json``), one row per subject/session/input,
+and ``group_report.html``: the table, each metric's distribution and the outliers (robust
+z-score > 3 on re-simulation PSNR or mutual information), linked to their ``sub-X.html``.
+"""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from pathlib import Path
 
-import pandas as pd
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .participant import STYLE  # noqa: E402
+
+MEASURES = ("resimulation_rmse", "resimulation_psnr", "mutual_information")
+OUTLIER_MEASURES = ("resimulation_psnr", "mutual_information")
+OUTLIER_Z = 3.0
 
 GROUP_DICTIONARY = {
     "participant_id": {"Description": "Subject label (sub-<label>)."},
-    "session_id": {"Description": "Session label (ses-<label>), n/a without sessions."},
+    "session_id": {"Description": "Session label (ses-<label>); n/a without sessions."},
+    "image": {"Description": "The input image (file name stem)."},
+    "contrast": {"Description": "BIDS suffix of the input (T1w, FLAIR, ...)."},
+    "resimulation_rmse": {"Description": "RMSE between the model's prediction at the input's "
+                                         "voxels and the input, inside the brain mask.",
+                          "Units": "input intensity units"},
+    "resimulation_psnr": {"Description": "PSNR of the same comparison (peak = the input's "
+                                         "in-mask range).", "Units": "dB"},
+    "mutual_information": {"Description": "Mean mutual information (32-bin histogram) between "
+                                          "this predicted contrast and each other one, inside "
+                                          "the output brain mask.", "Units": "nats"},
 }
 
 
@@ -18,11 +46,59 @@ class NoParticipantsError(ValueError):
     """The output folder holds no participant-level results."""
 
 
-def aggregate_metrics(output_dir: str | Path, participants: list[str] | None = None) -> Path:
-    """Concatenate every ``sub-*_desc-superres_metrics.tsv`` into the group table.
+def read_participant_table(path: Path) -> pd.DataFrame:
+    """One subject/session's long metrics table as one row per input image."""
+    long = pd.read_csv(path, sep="\t", na_values="n/a", keep_default_na=False)
+    if "method" in long:
+        long = long[long["method"].isna()]  # evaluation rows go to the Table-1 summary
+    rows = {}
+    for record in long.itertuples(index=False):
+        if record.measure == "mutual_information":
+            for image in (record.image, record.other_image):
+                rows.setdefault(image, {}).setdefault("_mi", []).append(float(record.value))
+        else:
+            rows.setdefault(record.image, {})[record.measure] = float(record.value)
+    table = []
+    for image, values in rows.items():
+        mutual = values.pop("_mi", [])
+        values["mutual_information"] = float(np.mean(mutual)) if mutual else np.nan
+        table.append({"image": image, "contrast": image.rsplit("_", 1)[-1], **values})
+    frame = pd.DataFrame(table)
+    subject = re.search(r"sub-([a-zA-Z0-9]+)", path.name).group(1)
+    session = re.search(r"_ses-([a-zA-Z0-9]+)", path.name)
+    frame.insert(0, "session_id", f"ses-{session.group(1)}" if session else "n/a")
+    frame.insert(0, "participant_id", f"sub-{subject}")
+    return frame
 
-    Reads only the derivatives; writes ``group_desc-superres_metrics.tsv`` (+ ``.json``) at the
-    output root and returns its path.
+
+def robust_z(values: pd.Series) -> pd.Series:
+    """(x - median) / (1.4826 MAD); 0 where the spread is 0."""
+    median = values.median()
+    spread = 1.4826 * (values - median).abs().median()
+    if not np.isfinite(spread) or spread == 0:
+        return pd.Series(np.zeros(len(values)), index=values.index)
+    return (values - median) / spread
+
+
+def flag_outliers(group: pd.DataFrame) -> pd.DataFrame:
+    """Rows whose robust z-score (within its contrast) exceeds 3 on PSNR or MI."""
+    flagged = []
+    for _, rows in group.groupby("contrast"):
+        for measure in OUTLIER_MEASURES:
+            z = robust_z(rows[measure])
+            for index in rows.index[z.abs() > OUTLIER_Z]:
+                flagged.append({**group.loc[index, ["participant_id", "session_id", "image",
+                                                     "contrast"]].to_dict(),
+                                "measure": measure, "value": group.loc[index, measure],
+                                "robust_z": round(float(z[index]), 2)})
+    return pd.DataFrame(flagged, columns=["participant_id", "session_id", "image", "contrast",
+                                          "measure", "value", "robust_z"])
+
+
+def aggregate_metrics(output_dir: str | Path, participants: list[str] | None = None) -> Path:
+    """Gather every ``sub-*_desc-superres_metrics.tsv`` into the group table and report.
+
+    Reads only the derivatives; returns the path of the group TSV.
     """
     output = Path(output_dir)
     files = sorted(output.glob("sub-*/**/anat/sub-*_desc-superres_metrics.tsv"))
@@ -32,22 +108,120 @@ def aggregate_metrics(output_dir: str | Path, participants: list[str] | None = N
         raise NoParticipantsError(
             f"{output}: no participant results (sub-*/anat/*_desc-superres_metrics.tsv); run "
             "the participant level first, with this folder as output_dir.")
-    tables = []
-    for path in files:
-        table = pd.read_csv(path, sep="\t", na_values="n/a", keep_default_na=False)
-        subject = re.search(r"sub-([a-zA-Z0-9]+)", path.name).group(1)
-        session = re.search(r"_ses-([a-zA-Z0-9]+)", path.name)
-        table.insert(0, "session_id", f"ses-{session.group(1)}" if session else "n/a")
-        table.insert(0, "participant_id", f"sub-{subject}")
-        tables.append(table)
-    group = pd.concat(tables, ignore_index=True)
+    group = pd.concat([read_participant_table(f) for f in files], ignore_index=True)
+    evaluation = evaluation_summary(files)
+    group = group[["participant_id", "session_id", "image", "contrast", *MEASURES]]
     target = output / "group_desc-superres_metrics.tsv"
     temporary = target.with_suffix(".tmp")
-    group.to_csv(temporary, sep="\t", index=False, na_rep="n/a")
+    group.to_csv(temporary, sep="\t", index=False, na_rep="n/a", float_format="%.6g")
     temporary.replace(target)
-    dictionary = dict(GROUP_DICTIONARY)
-    sidecar = files[0].with_suffix(".json")
-    if sidecar.exists():
-        dictionary.update(json.loads(sidecar.read_text()))
-    target.with_suffix(".json").write_text(json.dumps(dictionary, indent=2) + "\n")
+    target.with_suffix(".json").write_text(json.dumps(GROUP_DICTIONARY, indent=2) + "\n")
+    if evaluation is not None:
+        evaluation.to_csv(output / "group_desc-evaluation_metrics.tsv", sep="\t", index=False,
+                          na_rep="n/a")
+    write_group_report(group, output, evaluation)
+    return target
+
+
+TABLE_MEASURES = ("psnr_strict", "ssim_strict", "psnr_paper", "ssim_paper")
+
+
+def evaluation_summary(files: list[Path]) -> pd.DataFrame | None:
+    """Table 1 of the paper over the cohort: mean ± sd per method and contrast, and the paired
+    difference of each INR against clamped cubic (mean ± sd over subjects/sessions).
+
+    ``None`` when no participant ran the evaluation mode.
+    """
+    rows = []
+    for path in files:
+        long = pd.read_csv(path, sep="\t", na_values="n/a", keep_default_na=False)
+        if "method" not in long:
+            continue
+        long = long[long["method"].notna() & long["measure"].isin(TABLE_MEASURES)]
+        long = long.assign(unit=path.name.split("_desc-")[0],
+                           contrast=long["image"].str.rsplit("_", n=1).str[-1])
+        rows.append(long)
+    if not rows:
+        return None
+    scores = pd.concat(rows, ignore_index=True)
+    scores["value"] = scores["value"].astype(float)
+    table = []
+    for (contrast, measure), part in scores.groupby(["contrast", "measure"]):
+        wide = part.pivot_table(index="unit", columns="method", values="value")
+        for method in wide.columns:
+            entry = {"contrast": contrast, "measure": measure, "method": method,
+                     "n": int(wide[method].notna().sum()), "mean": wide[method].mean(),
+                     "sd": wide[method].std(ddof=1)}
+            if method.startswith("inr") and "cubic-clamped" in wide:
+                difference = wide[method] - wide["cubic-clamped"]
+                entry.update(difference_vs_cubic_mean=difference.mean(),
+                             difference_vs_cubic_sd=difference.std(ddof=1))
+            table.append(entry)
+    return pd.DataFrame(table)
+
+
+def distribution_figure(group: pd.DataFrame, out_file: Path) -> Path:
+    """One panel per metric: each contrast's values (points) over a box plot."""
+    contrasts = sorted(group["contrast"].unique())
+    figure, axes = plt.subplots(1, len(MEASURES), figsize=(5 * len(MEASURES), 4))
+    rng = np.random.default_rng(0)
+    for axis, measure in zip(axes, MEASURES):
+        data = [group.loc[group["contrast"] == c, measure].dropna().to_numpy()
+                for c in contrasts]
+        axis.boxplot(data, showfliers=False)
+        axis.set_xticks(range(1, len(contrasts) + 1), contrasts)
+        for position, values in enumerate(data, start=1):
+            axis.plot(position + rng.uniform(-0.15, 0.15, len(values)), values, ".",
+                      alpha=0.5, markersize=3)
+        axis.set_title(measure.replace("_", " "))
+    figure.tight_layout()
+    figure.savefig(out_file, format="svg")
+    plt.close(figure)
+    return out_file
+
+
+def write_group_report(group: pd.DataFrame, output: Path,
+                       evaluation: pd.DataFrame | None = None) -> Path:
+    """``group_report.html``: table, distributions and outliers linked to subject pages."""
+    figures = output / "group_figures"
+    figures.mkdir(exist_ok=True)
+    distribution_figure(group, figures / "group_desc-distribution_metrics.svg")
+    outliers = flag_outliers(group)
+
+    def link(subject: str) -> str:
+        page = f"{subject}.html"
+        if (output / page).exists():
+            return f'<a href="{page}">{html.escape(subject)}</a>'
+        return html.escape(subject)
+
+    shown = group.copy()
+    shown["participant_id"] = shown["participant_id"].map(link)
+    outliers_shown = outliers.copy()
+    outliers_shown["participant_id"] = outliers_shown["participant_id"].map(link)
+    outlier_html = (outliers_shown.to_html(index=False, escape=False, na_rep="n/a")
+                    if len(outliers) else "<p>No outliers.</p>")
+    evaluation_html = ""
+    if evaluation is not None:
+        evaluation_html = (
+            "<h2>Evaluation against the isotropic originals (Table 1 of the paper)</h2>"
+            "<p>Mean and standard deviation over subjects/sessions; the difference of each INR "
+            "against clamped cubic splines is paired per subject. Strict convention: both "
+            "images scaled by the original's in-mask range, scored inside the mask.</p>"
+            + evaluation.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.3f}"))
+    page = (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>mcinr-bids group report</title><style>{STYLE}</style></head><body>"
+        f"<h1>mcinr-bids group report</h1><p>{group['participant_id'].nunique()} subjects, "
+        f"{len(group)} super-resolved images.</p>"
+        "<h2>Distributions</h2>"
+        '<img src="group_figures/group_desc-distribution_metrics.svg" alt="distributions">'
+        f"<h2>Outliers (robust z-score &gt; {OUTLIER_Z:g} within a contrast)</h2>"
+        f"{outlier_html}{evaluation_html}<h2>All subjects</h2>"
+        + shown.to_html(index=False, escape=False, na_rep="n/a",
+                        float_format=lambda v: f"{v:.4g}")
+        + "</body></html>")
+    target = output / "group_report.html"
+    temporary = target.with_suffix(".tmp")
+    temporary.write_text(page)
+    temporary.replace(target)
     return target

@@ -18,7 +18,7 @@ from .. import __version__
 CODE_URL = "https://github.com/mcinr-bids/mcinr-bids"
 #: files the BIDS-Derivatives schema does not cover (bids-validator-deno reads this)
 BIDSIGNORE = ("*_xfm.mat", "*_metrics.tsv", "*_metrics.json", "*_model.pt", "*_model.json",
-              "*_history.tsv", "*.html", "**/figures", "**/log")
+              "*_history.tsv", "*.html", "**/figures", "**/log", "group_*")
 
 
 class BIDSError(ValueError):
@@ -219,8 +219,19 @@ METRICS_DICTIONARY = {
                                  "the input's in-mask intensity range).",
             "mutual_information": "Mutual information (nats, 32-bin joint histogram) between "
                                   "two predicted contrasts inside the output brain mask.",
+            "psnr_strict": "Evaluation mode: PSNR (dB) against the isotropic original, both "
+                           "scaled by the original's in-mask range, inside the mask.",
+            "ssim_strict": "Evaluation mode: 3D SSIM in the same convention.",
+            "psnr_paper": "Evaluation mode: PSNR (dB) with each image scaled by its own "
+                          "in-mask minimum and maximum (the paper's convention).",
+            "ssim_paper": "Evaluation mode: SSIM in the paper's convention.",
+            "epsilon_mi_1": "Evaluation mode: |MI(pred1, true2) - MI(true1, true2)|.",
+            "epsilon_mi_2": "Evaluation mode: |MI(true1, pred2) - MI(true1, true2)|.",
+            "epsilon_mi_joint": "Evaluation mode: |MI(pred1, pred2) - MI(true1, true2)|.",
         },
     },
+    "method": {"Description": "Evaluation mode only: what is scored against the isotropic "
+                              "original (inr-split, inr-single, cubic-clamped); n/a otherwise."},
     "image": {"Description": "The input image (file name stem) the row is about."},
     "other_image": {"Description": "The second image of a mutual-information pair; n/a "
                                    "otherwise."},
@@ -289,3 +300,63 @@ def sidecars(sources: list[str], bids_dir: str, skull_stripped: bool, mask_metho
              "(load with torch.load(weights_only=True) or mcinr_bids.inr.load_checkpoint).",
              "INR": fit}
     return {"image_metadata": images, "mask_metadata": mask, "model_metadata": model}
+
+
+def parse_simulation_specs(specs: list[str]) -> dict[str, str]:
+    """``["T1w:S", "FLAIR:A"]`` -> ``{"T1w": "S", "FLAIR": "A"}`` (axis letters R/L/A/P/S/I)."""
+    parsed = {}
+    for spec in specs:
+        contrast, _, axis = spec.partition(":")
+        if not contrast or axis.upper() not in ("R", "L", "A", "P", "S", "I"):
+            raise BIDSError(f"--simulate-lowres {spec!r}: write CONTRAST:AXIS with AXIS one of "
+                            "R, L, A, P, S, I (e.g. T1w:S FLAIR:A).")
+        parsed[contrast] = axis.upper()
+    return parsed
+
+
+def write_simulated_dataset(groups: list[SubjectInputs], bids_dir: str, target_dir: str,
+                            axes: dict[str, str], protocol: str = "decimate",
+                            factor: int = 4) -> tuple[list[SubjectInputs], dict[str, str]]:
+    """Simulate the anisotropic acquisitions of isotropic inputs as a BIDS dataset.
+
+    Each image of a contrast in ``axes`` is decimated (or averaged through thick slices) by
+    ``factor`` along that world axis (:mod:`mcinr_bids.simulate`) and written under
+    ``target_dir`` with its original relative path and sidecar.  Returns the groups pointing
+    at the simulated images and ``{simulated path: isotropic original}``.
+    """
+    from ..simulate import decimate, thick_slices, voxel_axis
+
+    target = Path(target_dir)
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("dataset_description.json", "participants.tsv", "README"):
+        if (Path(bids_dir) / name).exists():
+            shutil.copyfile(Path(bids_dir) / name, target / name)
+    simulated_groups, originals = [], {}
+    for group in groups:
+        images = []
+        for path in group.images:
+            contrast = bids_suffix(path)
+            if contrast not in axes:
+                continue
+            relative = os.path.relpath(path, bids_dir)
+            destination = target / relative
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            image = nib.load(path)
+            data = np.asanyarray(image.dataobj, dtype=np.float32)
+            axis = voxel_axis(image.affine, axes[contrast])
+            if protocol == "thick":
+                low, affine = thick_slices(data, image.affine, axis, factor)
+            else:
+                low, affine = decimate(data, image.affine, axis, factor)
+            simulated = nib.Nifti1Image(low.astype(np.float32), affine)
+            simulated.set_qform(affine, 1)
+            simulated.set_sform(affine, 1)
+            simulated.header.set_xyzt_units("mm", "sec")
+            simulated.to_filename(destination)
+            sidecar = Path(path.split(".")[0] + ".json")
+            if sidecar.exists():
+                shutil.copyfile(sidecar, str(destination).split(".")[0] + ".json")
+            images.append(str(destination))
+            originals[str(destination)] = path
+        simulated_groups.append(SubjectInputs(group.subject, group.session, images))
+    return simulated_groups, originals

@@ -11,7 +11,9 @@ from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 from ..config import AppConfig
 from ..interfaces.anatomical import BiasCorrection, BrainMask, ExportTransform, RigidRegistration
 from ..interfaces.bids import DerivativesDataSink, SidecarMetadata
+from ..interfaces.evaluation import EvaluateSuperresolution
 from ..interfaces.inr import FitINR
+from ..interfaces.reports import ParticipantReport
 from ..utils.bids import (
     METRICS_DICTIONARY,
     SubjectInputs,
@@ -28,6 +30,7 @@ SUBJECT_LEVEL_DISMISS = ("acquisition", "ceagent", "reconstruction", "run", "dir
 
 
 def init_mcinr_wf(config: AppConfig, groups: list[SubjectInputs], space: OutputSpace,
+                  originals: dict[str, str] | None = None, source_dir: str | None = None,
                   name: str = "mcinr_wf") -> Workflow:
     """Build the workflow of every selected subject/session.
 
@@ -40,12 +43,17 @@ def init_mcinr_wf(config: AppConfig, groups: list[SubjectInputs], space: OutputS
     groups : list of SubjectInputs
         Subjects/sessions with at least the images the model needs.
     space : OutputSpace
+    originals : dict or None
+        Evaluation mode: simulated input -> its isotropic original.
+    source_dir : str or None
+        The BIDS dataset the inputs belong to (default: the input dataset).
     """
     workflow = Workflow(name=name)
     workflow.base_dir = config.execution.work_dir
     for group in groups:
         single_subject_wf = init_single_subject_wf(
-            config, group, space, name=group.label.replace("-", "_") + "_wf")
+            config, group, space, originals=originals, source_dir=source_dir,
+            name=group.label.replace("-", "_") + "_wf")
         single_subject_wf.config["execution"]["crashdump_dir"] = os.path.join(
             config.execution.output_dir, f"sub-{group.subject}", "log",
             config.execution.run_uuid)
@@ -54,6 +62,8 @@ def init_mcinr_wf(config: AppConfig, groups: list[SubjectInputs], space: OutputS
 
 
 def init_single_subject_wf(config: AppConfig, inputs: SubjectInputs, space: OutputSpace,
+                           originals: dict[str, str] | None = None,
+                           source_dir: str | None = None,
                            name: str = "single_subject_wf") -> Workflow:
     """Super-resolve every selected anatomical image of one subject/session.
 
@@ -65,6 +75,7 @@ def init_single_subject_wf(config: AppConfig, inputs: SubjectInputs, space: Outp
             bias_correction (each image) -> register_to_reference (each image)
             select_reference -> brain_mask -> register_to_template
             -> fit -> sidecars -> ds_superres, ds_mask, ds_xfm, ds_model, ds_metrics
+            -> participant_report
 
     Parameters
     ----------
@@ -73,8 +84,14 @@ def init_single_subject_wf(config: AppConfig, inputs: SubjectInputs, space: Outp
         The subject's LR images (any grids and orientations).
     space : OutputSpace
         Template (or native) space of the outputs.
+    originals : dict or None
+        Evaluation mode: each (simulated) input's isotropic original; adds ``evaluate`` (and
+        ``fit_single`` with ``--evaluate-ablation``) between ``fit`` and ``ds_metrics``.
+    source_dir : str or None
+        The BIDS dataset the inputs belong to, for ``Sources`` URIs.
     """
     images = list(inputs.images)
+    source_dir = source_dir or config.execution.bids_dir
     reference = choose_reference(images)
     output_dir = config.execution.output_dir
     seed = config.execution.random_seed
@@ -88,7 +105,7 @@ def init_single_subject_wf(config: AppConfig, inputs: SubjectInputs, space: Outp
     else:
         resolution_text = (f"{resolution:g} mm isotropic grid over the union field of view of "
                            f"the inputs, in the world space of {bids_stem(images[reference])}")
-        spatial_reference = bids_uri(images[reference], config.execution.bids_dir)
+        spatial_reference = bids_uri(images[reference], source_dir)
     settings = config.inr.to_dict()
     settings.update(seed=seed, device=config.workflow.device)
     use_gpu = config.workflow.device == "cuda" or (
@@ -104,9 +121,14 @@ def init_single_subject_wf(config: AppConfig, inputs: SubjectInputs, space: Outp
         "at once, in world coordinates, and predicted on an isotropic grid "
         f"({resolution:g} mm) in {space_label} space.")
 
-    bias_correction = pe.MapNode(BiasCorrection(), iterfield=["in_file"],
-                                 name="bias_correction")
-    bias_correction.inputs.in_file = images
+    if config.workflow.bias_correction:
+        bias_correction = pe.MapNode(BiasCorrection(), iterfield=["in_file"],
+                                     name="bias_correction")
+        bias_correction.inputs.in_file = images
+    else:  # evaluation mode: the inputs as they are
+        bias_correction = pe.Node(niu.IdentityInterface(fields=["out_file"]),
+                                  name="bias_correction")
+        bias_correction.inputs.out_file = images
     select_reference = pe.Node(niu.Select(index=[reference]), name="select_reference")
     brain_mask = pe.Node(BrainMask(skull_strip=config.workflow.skull_strip), name="brain_mask")
     register_to_reference = pe.MapNode(RigidRegistration(seed=seed), iterfield=["moving_file"],
@@ -124,7 +146,7 @@ def init_single_subject_wf(config: AppConfig, inputs: SubjectInputs, space: Outp
         fit.inputs.template_file = space.t1w
     export_transform = pe.MapNode(ExportTransform(), iterfield=["to_reference"],
                                   name="export_transform")
-    sidecars = pe.Node(SidecarMetadata(sources=images, bids_dir=str(config.execution.bids_dir),
+    sidecars = pe.Node(SidecarMetadata(sources=images, bids_dir=str(source_dir),
                                        space=space_label, resolution=resolution_text,
                                        spatial_reference=spatial_reference, settings=settings),
                        name="sidecars")
@@ -164,7 +186,20 @@ def init_single_subject_wf(config: AppConfig, inputs: SubjectInputs, space: Outp
         name="ds_history", run_without_submitting=True)
     ds_history.inputs.source_file = images[reference]
 
+    participant_report = pe.Node(
+        ParticipantReport(label=inputs.label, output_dir=output_dir, inputs=images,
+                          reference_index=reference, methods=workflow.__desc__),
+        name="participant_report")
+    if space.is_template:
+        participant_report.inputs.template_file = space.t1w
+
     workflow.connect([
+        (ds_superres, participant_report, [("out_file", "outputs")]),
+        (ds_xfm, participant_report, [("out_file", "transforms")]),
+        (ds_mask, participant_report, [("out_file", "mask")]),
+        (ds_history, participant_report, [("out_file", "history")]),
+        (ds_metrics, participant_report, [("out_file", "metrics")]),
+        (fit, participant_report, [("out_residuals", "residuals"), ("fit_info", "fit_info")]),
         (bias_correction, select_reference, [("out_file", "inlist")]),
         (select_reference, brain_mask, [("out", "in_file")]),
         (select_reference, register_to_reference, [("out", "fixed_file")]),
@@ -187,9 +222,36 @@ def init_single_subject_wf(config: AppConfig, inputs: SubjectInputs, space: Outp
         (export_transform, ds_xfm, [("out_file", "in_file")]),
         (fit, ds_model, [("out_checkpoint", "in_file")]),
         (sidecars, ds_model, [("model_metadata", "meta_dict")]),
-        (fit, ds_metrics, [("out_metrics", "in_file")]),
+
         (fit, ds_history, [("out_history", "in_file")]),
     ])
+    if originals:
+        evaluate = pe.Node(EvaluateSuperresolution(
+            truth_files=[originals[p] for p in images], low_resolution_files=images,
+            names=[bids_stem(p) for p in images], model=config.workflow.model),
+            name="evaluate")
+        workflow.connect([
+            (fit, evaluate, [("out_checkpoint", "checkpoint"), ("out_metrics", "metrics")]),
+            (evaluate, ds_metrics, [("out_metrics", "in_file")]),
+        ])
+        if config.workflow.evaluate_ablation and config.workflow.model != "single":
+            fit_single = pe.Node(FitINR(names=[bids_stem(p) for p in images],
+                                        reference_index=reference,
+                                        settings={**settings, "model": "single"},
+                                        resolution=resolution, omp_nthreads=omp_nthreads,
+                                        use_gpu=use_gpu),
+                                 name="fit_single", n_procs=omp_nthreads, mem_gb=4.0)
+            if space.is_template:
+                fit_single.inputs.template_file = space.t1w
+            workflow.connect([
+                (bias_correction, fit_single, [("out_file", "in_files")]),
+                (register_to_reference, fit_single, [("out_matrix", "to_reference")]),
+                (register_to_template, fit_single, [("out_matrix", "reference_to_output")]),
+                (brain_mask, fit_single, [("out_mask", "brain_mask")]),
+                (fit_single, evaluate, [("out_checkpoint", "ablation_checkpoint")]),
+            ])
+    else:
+        workflow.connect(fit, "out_metrics", ds_metrics, "in_file")
     if not space.is_template:
         # native space: the reference registered onto itself is the identity
         workflow.connect(select_reference, "out", register_to_template, "fixed_file")

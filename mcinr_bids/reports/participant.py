@@ -1,0 +1,220 @@
+"""The participant report: one HTML page per subject, figures (SVG) under ``sub-X/figures/``.
+
+Figures are niworkflows/nireports-style reportlets (flickering SVG, CSS only) and matplotlib
+plots; the page uses no JavaScript, no CDN scripts and no web fonts, so it renders offline.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import nibabel as nib  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .. import __version__  # noqa: E402
+from ..anatomical import itk_file_to_ras, sample_on_grid  # noqa: E402
+
+CITATION = ("McGinnis J, Shit S, Li HB, Sideri-Lampretsa V, Graf R, Dannecker M, Pan J, "
+            "Stolt-Ansó N, Mühlau M, Kirschke JS, Rueckert D, Wiestler B. Multi-contrast MRI "
+            "super-resolution via implicit neural representations. MICCAI 2023 "
+            "(arXiv:2303.15065).")
+
+STYLE = """
+body { font-family: sans-serif; max-width: 1200px; margin: 1em auto; padding: 0 1em;
+       color: #222; }
+h1 { border-bottom: 2px solid #446; } h2 { color: #446; margin-top: 2em; }
+img { width: 100%; height: auto; border: 1px solid #ccc; }
+table { border-collapse: collapse; } td, th { border: 1px solid #bbb; padding: 2px 8px; }
+.note { color: #555; font-size: 90%; }
+"""
+
+
+def _flicker_views(images: list[tuple[nib.Nifti1Image, str]], mask: nib.Nifti1Image,
+                   out_file: str, contour: nib.Nifti1Image | None = None) -> str:
+    """A niworkflows-style flicker SVG: the first image fades into the second (CSS only)."""
+    from nireports.reportlets.mosaic import plot_registration
+    from nireports.reportlets.utils import compose_view, cuts_from_bbox
+
+    cuts = cuts_from_bbox(mask, cuts=5)
+    panels = [plot_registration(image, f"panel-{index}", estimate_brightness=True, cuts=cuts,
+                                label=label, contour=contour, compress=False)
+              for index, (image, label) in enumerate(images)]
+    return compose_view(panels[0], panels[1] if len(panels) > 1 else None, out_file=out_file)
+
+
+def input_figure(lr_file: str, sr_file: str, lr_to_output: np.ndarray, mask_file: str,
+                 out_file: str) -> str:
+    """The LR input (nearest neighbour, its slices visible) flickering into the output.
+
+    Three planes, five cuts each, including the out-of-plane ones where the gain shows.
+    """
+    sr_image = nib.load(sr_file)
+    lr_data = sample_on_grid(lr_file, sr_image.shape, sr_image.affine,
+                             np.linalg.inv(lr_to_output), order=0)
+    lr_image = nib.Nifti1Image(lr_data, sr_image.affine)
+    return _flicker_views([(lr_image, "input (LR)"), (sr_image, "super-resolved")],
+                          nib.load(mask_file), out_file)
+
+
+def template_figure(sr_file: str, template_file: str, mask_file: str, out_file: str) -> str:
+    """The output flickering with the template, the output's brain outline on both."""
+    sr_image = nib.load(sr_file)
+    template = sample_on_grid(template_file, sr_image.shape, sr_image.affine, order=1)
+    mask = nib.load(mask_file)
+    return _flicker_views([(nib.Nifti1Image(template, sr_image.affine), "template"),
+                           (sr_image, "output")], mask, out_file, contour=mask)
+
+
+def mask_figure(sr_file: str, mask_file: str, out_file: str) -> str:
+    """The brain mask's outline over the reference contrast's output, three planes."""
+    image = np.asanyarray(nib.load(sr_file).dataobj, dtype=np.float32)
+    mask = np.asanyarray(nib.load(mask_file).dataobj) > 0
+    centre = [int(round(c)) for c in np.argwhere(mask).mean(axis=0)] if mask.any() else \
+        [s // 2 for s in image.shape]
+    limits = np.percentile(image[mask] if mask.any() else image, [1, 99.5])
+    figure, axes = plt.subplots(1, 3, figsize=(12, 4))
+    for axis, (name, cut) in enumerate(zip(("sagittal", "coronal", "axial"), centre)):
+        picture = np.take(image, cut, axis=axis).T
+        outline = np.take(mask, cut, axis=axis).T
+        axes[axis].imshow(picture, cmap="gray", origin="lower", vmin=limits[0], vmax=limits[1])
+        axes[axis].contour(outline, levels=[0.5], colors="red", linewidths=0.8)
+        axes[axis].set_title(name)
+        axes[axis].axis("off")
+    figure.tight_layout()
+    figure.savefig(out_file, format="svg")
+    plt.close(figure)
+    return out_file
+
+
+def curves_figure(history_file: str, selected_epoch: int | None, out_file: str) -> str:
+    """Training loss per image and MI per epoch; the selected epoch marked."""
+    history = pd.read_csv(history_file, sep="\t")
+    figure, (loss_axis, mi_axis) = plt.subplots(1, 2, figsize=(12, 3.5))
+    for column in [c for c in history.columns if c.startswith("loss_")]:
+        loss_axis.semilogy(history["epoch"], history[column], label=column[5:])
+    loss_axis.set_xlabel("epoch")
+    loss_axis.set_ylabel("training loss (normalised MSE)")
+    loss_axis.legend(fontsize=8)
+    if "mutual_information" in history:
+        mi_axis.plot(history["epoch"], history["mutual_information"], "k.-")
+    mi_axis.set_xlabel("epoch")
+    mi_axis.set_ylabel("MI between predicted contrasts")
+    for axis in (loss_axis, mi_axis):
+        if selected_epoch:
+            axis.axvline(selected_epoch, color="red", linestyle="--", label="selected epoch")
+    figure.tight_layout()
+    figure.savefig(out_file, format="svg")
+    plt.close(figure)
+    return out_file
+
+
+def residual_figure(residual_files: list[str], names: list[str], out_file: str) -> str:
+    """The central in-plane slice of each input's re-simulation residual (prediction - input)."""
+    figure, axes = plt.subplots(1, len(residual_files), figsize=(5 * len(residual_files), 4.5),
+                                squeeze=False)
+    for axis, path, name in zip(axes[0], residual_files, names):
+        image = nib.load(path)
+        data = np.asanyarray(image.dataobj, dtype=np.float32)
+        thick = int(np.argmax(np.sqrt((image.affine[:3, :3] ** 2).sum(axis=0))))
+        picture = np.take(data, data.shape[thick] // 2, axis=thick).T
+        limit = float(np.percentile(np.abs(data[data != 0]), 99)) if np.any(data) else 1.0
+        shown = axis.imshow(picture, cmap="RdBu_r", origin="lower", vmin=-limit, vmax=limit)
+        axis.set_title(f"{name}\n(slice {data.shape[thick] // 2} of its own grid)", fontsize=9)
+        axis.axis("off")
+        figure.colorbar(shown, ax=axis, fraction=0.046)
+    figure.tight_layout()
+    figure.savefig(out_file, format="svg")
+    plt.close(figure)
+    return out_file
+
+
+def write_fragment(label: str, output_dir: str, inputs: list[str], outputs: list[str],
+                   transforms: list[str], mask_file: str, reference_index: int,
+                   template_file: str | None, history_file: str, metrics_file: str,
+                   residual_files: list[str], selected_epoch: int | None,
+                   methods: str) -> str:
+    """Figures of one subject/session and the HTML section that shows them.
+
+    ``label`` is ``sub-X`` or ``sub-X_ses-Y``; the figures go to ``sub-X/figures/`` and the
+    section to ``sub-X/figures/<label>_report.html`` (assembled into ``sub-X.html`` by
+    :func:`assemble_report`).  Returns the section's path.
+    """
+    subject = label.split("_")[0]
+    figures = Path(output_dir) / subject / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    names = [os.path.basename(p).split(".")[0] for p in inputs]
+    parts = [f'<section id="{html.escape(label)}"><h2>{html.escape(label)}</h2>',
+             "<h3>Inputs and super-resolved outputs</h3>",
+             '<p class="note">Each panel flickers between the input (nearest neighbour on the '
+             "output grid: its thick slices show) and the output.</p>"]
+    for name, lr_file, sr_file, transform in zip(names, inputs, outputs, transforms):
+        stem, suffix = name.rsplit("_", 1)
+        figure = figures / f"{stem}_desc-superres_{suffix}.svg"
+        # the ITK file holds output -> image points; the figure wants image -> output
+        input_figure(lr_file, sr_file, np.linalg.inv(itk_file_to_ras(transform)), mask_file,
+                     str(figure))
+        parts.append(f"<h4>{html.escape(name)}</h4>"
+                     f'<img src="{subject}/figures/{figure.name}" alt="{html.escape(name)}">')
+    reference_output = outputs[reference_index]
+    mask_svg = figures / f"{label}_desc-brain_mask.svg"
+    mask_figure(reference_output, mask_file, str(mask_svg))
+    parts.append("<h3>Brain mask</h3>"
+                 f'<img src="{subject}/figures/{mask_svg.name}" alt="brain mask">')
+    if template_file:
+        template_svg = figures / f"{label}_desc-template_T1w.svg"
+        template_figure(reference_output, template_file, mask_file, str(template_svg))
+        parts.append("<h3>Registration to the template</h3>"
+                     '<p class="note">Flicker between the template and the output of the '
+                     "reference contrast; the outline is the output brain mask.</p>"
+                     f'<img src="{subject}/figures/{template_svg.name}" alt="template">')
+    curves_svg = figures / f"{label}_desc-curves_history.svg"
+    curves_figure(history_file, selected_epoch, str(curves_svg))
+    parts.append("<h3>Training</h3>"
+                 f'<img src="{subject}/figures/{curves_svg.name}" alt="training curves">')
+    metrics = pd.read_csv(metrics_file, sep="\t", na_values="n/a", keep_default_na=False)
+    parts.append("<h3>Metrics</h3>" + metrics.to_html(index=False, na_rep="n/a",
+                                                        float_format=lambda v: f"{v:.4g}"))
+    residual_svg = figures / f"{label}_desc-residual_map.svg"
+    residual_figure(residual_files, names, str(residual_svg))
+    parts.append("<h3>Re-simulation residuals</h3>"
+                 '<p class="note">Model prediction at each input\'s own voxels minus the input '
+                 "(inside the mask): structure here is what the model could not reproduce."
+                 f'</p><img src="{subject}/figures/{residual_svg.name}" alt="residuals">')
+    parts.append(f"<h3>Methods</h3><p>{html.escape(methods)}</p>"
+                 f"<p>{html.escape(CITATION)}</p></section>")
+    fragment = figures / f"{label}_report.html"
+    temporary = fragment.with_suffix(".tmp")
+    temporary.write_text("\n".join(parts))
+    temporary.replace(fragment)
+    return str(fragment)
+
+
+def assemble_report(output_dir: str, subject: str) -> str:
+    """``sub-X.html`` at the output root from the sections of all its sessions."""
+    figures = Path(output_dir) / f"sub-{subject}" / "figures"
+    sections = sorted(figures.glob(f"sub-{subject}*_report.html"))
+    try:
+        import torch
+
+        torch_version = torch.__version__
+    except ImportError:  # pragma: no cover
+        torch_version = "n/a"
+    body = "\n".join(s.read_text() for s in sections) or "<p>No results for this subject.</p>"
+    page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+            f"<title>mcinr-bids: sub-{html.escape(subject)}</title><style>{STYLE}</style>"
+            f"</head><body><h1>mcinr-bids report: sub-{html.escape(subject)}</h1>{body}"
+            f"<h2>Software</h2><p>mcinr-bids {__version__}, torch {torch_version}, "
+            f"numpy {np.__version__}, nibabel {nib.__version__}.</p></body></html>")
+    target = Path(output_dir) / f"sub-{subject}.html"
+    temporary = target.with_suffix(".tmp")
+    temporary.write_text(page)
+    temporary.replace(target)
+    return str(target)
