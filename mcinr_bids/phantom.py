@@ -114,9 +114,10 @@ def write_bids_phantom(root, subjects=(("01", None, False), ("02", "01", True)),
                        seed: int = 0) -> dict:
     """Write a small BIDS dataset of thick-slice T1w (axial) and FLAIR (sagittal) images.
 
-    ``subjects`` holds ``(label, session or None, with_skull)``.  The FLAIR of every subject is
-    rotated by ``motion_degrees`` and shifted (the subject moved between the two scans); all
+    ``subjects`` holds ``(label, session or None, with_skull)``.  The FLAIR of every subject
+    is rotated by ``motion_degrees`` and shifted (the subject moved between the two scans); all
     images of the second and later subjects are also rotated a little against the template.
+    ``factor=1`` writes isotropic images (``motion_degrees=0``: co-registered ones).
     Returns ``{(subject, session): {"T1w": path, "FLAIR": path}}``; the isotropic ground truth
     is :func:`template_head` with the same arguments.
     """
@@ -143,7 +144,8 @@ def write_bids_phantom(root, subjects=(("01", None, False), ("02", "01", True)),
         head_pose = rigid_matrix((2.0 * index, -1.5 * index, 3.0 * index),
                                  (3.0 * index, -2.0 * index, 1.0 * index), centre)
         flair_motion = rigid_matrix((motion_degrees, 0.0, -motion_degrees / 2),
-                                    (2.0, -3.0, 1.5), centre)
+                                    (2.0, -3.0, 1.5) if motion_degrees else (0.0, 0.0, 0.0),
+                                    centre)
         folder = os.path.join(root, f"sub-{subject}", *([f"ses-{session}"] if session else []),
                               "anat")
         os.makedirs(folder, exist_ok=True)
@@ -151,7 +153,10 @@ def write_bids_phantom(root, subjects=(("01", None, False), ("02", "01", True)),
         paths = {}
         for suffix, data, letter, motion in (("T1w", t1, "S", np.eye(4)),
                                               ("FLAIR", flair, "R", flair_motion)):
-            low, low_affine = thick_slices(data, affine, voxel_axis(affine, letter), factor)
+            if factor > 1:
+                low, low_affine = thick_slices(data, affine, voxel_axis(affine, letter), factor)
+            else:  # isotropic, for the evaluation mode
+                low, low_affine = data, affine
             image = nib.Nifti1Image(low.astype(np.float32), head_pose @ motion @ low_affine)
             image.set_qform(image.affine, 1)
             image.set_sform(image.affine, 1)

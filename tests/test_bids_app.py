@@ -9,6 +9,7 @@ only (it must be skipped while the others finish).
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import nibabel as nib
@@ -71,7 +72,8 @@ def test_exit_code_reports_the_skipped_subject(app_run):
 def test_exact_output_files(app_run):
     out = app_run["out"]
     found = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()
-             and "log" not in p.relative_to(out).parts}
+             and not {"log", "figures"} & set(p.relative_to(out).parts)
+             and p.suffix != ".html"}
     expected = expected_files("sub-01", "sub-01/anat") | expected_files(
         "sub-02_ses-01", "sub-02/ses-01/anat") | {"dataset_description.json", ".bidsignore"}
     assert found == expected
@@ -155,3 +157,22 @@ def test_group_level_reads_only_derivatives(app_run, tmp_path):
     table = pd.read_csv(app_run["out"] / "group_desc-superres_metrics.tsv", sep="\t")
     assert set(table["participant_id"]) == {"sub-01", "sub-02"}
     assert set(table.loc[table["participant_id"] == "sub-02", "session_id"]) == {"ses-01"}
+
+
+def test_participant_report(app_run):
+    out = app_run["out"]
+    for subject, label in (("sub-01", "sub-01"), ("sub-02", "sub-02_ses-01")):
+        page = (out / f"{subject}.html").read_text()
+        figures = out / subject / "figures"
+        for contrast in ("T1w", "FLAIR"):
+            name = f"{label}_desc-superres_{contrast}.svg"
+            assert (figures / name).stat().st_size > 1000
+            assert f'src="{subject}/figures/{name}"' in page
+        for name in (f"{label}_desc-curves_history.svg", f"{label}_desc-brain_mask.svg",
+                     f"{label}_desc-residual_map.svg", f"{label}_desc-template_T1w.svg"):
+            assert (figures / name).stat().st_size > 1000 and name in page
+        assert "<script" not in page and "http://" not in page and "https://" not in page
+        assert "MICCAI 2023" in page and "resimulation_psnr" in page
+        # every image the page refers to exists
+        for source in re.findall(r'src="([^"]+)"', page):
+            assert (out / source).is_file(), source

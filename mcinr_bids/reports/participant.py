@@ -44,9 +44,15 @@ def _flicker_views(images: list[tuple[nib.Nifti1Image, str]], mask: nib.Nifti1Im
     from nireports.reportlets.utils import compose_view, cuts_from_bbox
 
     cuts = cuts_from_bbox(mask, cuts=5)
-    panels = [plot_registration(image, f"panel-{index}", estimate_brightness=True, cuts=cuts,
-                                label=label, contour=contour, compress=False)
-              for index, (image, label) in enumerate(images)]
+    inside = np.asanyarray(mask.dataobj) > 0
+    panels = []
+    for index, (image, label) in enumerate(images):
+        data = np.asanyarray(image.dataobj, dtype=np.float32)
+        values = data[inside] if inside.any() and inside.shape == data.shape else data
+        low, high = np.percentile(values, [0.5, 99.5])
+        panels.append(plot_registration(
+            image, f"panel-{index}", plot_params={"vmin": float(low), "vmax": float(high)},
+            cuts=cuts, label=label, contour=contour, compress=False))
     return compose_view(panels[0], panels[1] if len(panels) > 1 else None, out_file=out_file)
 
 
