@@ -138,12 +138,24 @@ def init_single_subject_wf(config: AppConfig, inputs: SubjectInputs, space: Outp
     if space.is_template:
         register_to_template.inputs.fixed_file = space.t1w
         register_to_template.inputs.fixed_mask = space.mask
-    fit = pe.Node(FitINR(names=[bids_stem(p) for p in images], reference_index=reference,
-                         settings=settings, resolution=resolution, omp_nthreads=omp_nthreads,
-                         use_gpu=use_gpu),
-                  name="fit", n_procs=omp_nthreads, mem_gb=4.0)
-    if space.is_template:
-        fit.inputs.template_file = space.t1w
+    def fit_node(name: str, model_settings: dict) -> pe.Node:
+        node = pe.Node(FitINR(names=[bids_stem(p) for p in images], reference_index=reference,
+                              settings=model_settings, resolution=resolution,
+                              omp_nthreads=omp_nthreads, use_gpu=use_gpu),
+                       name=name, n_procs=omp_nthreads, mem_gb=4.0)
+        if space.is_template:
+            node.inputs.template_file = space.t1w
+        return node
+
+    def connect_fit(node: pe.Node) -> None:
+        workflow.connect([
+            (bias_correction, node, [("out_file", "in_files")]),
+            (register_to_reference, node, [("out_matrix", "to_reference")]),
+            (register_to_template, node, [("out_matrix", "reference_to_output")]),
+            (brain_mask, node, [("out_mask", "brain_mask")]),
+        ])
+
+    fit = fit_node("fit", settings)
     export_transform = pe.MapNode(ExportTransform(), iterfield=["to_reference"],
                                   name="export_transform")
     sidecars = pe.Node(SidecarMetadata(sources=images, bids_dir=str(source_dir),
@@ -193,6 +205,7 @@ def init_single_subject_wf(config: AppConfig, inputs: SubjectInputs, space: Outp
     if space.is_template:
         participant_report.inputs.template_file = space.t1w
 
+    connect_fit(fit)
     workflow.connect([
         (ds_superres, participant_report, [("out_file", "outputs")]),
         (ds_xfm, participant_report, [("out_file", "transforms")]),
@@ -206,10 +219,6 @@ def init_single_subject_wf(config: AppConfig, inputs: SubjectInputs, space: Outp
         (bias_correction, register_to_reference, [("out_file", "moving_file")]),
         (select_reference, register_to_template, [("out", "moving_file")]),
         (brain_mask, register_to_template, [("out_mask", "moving_mask")]),
-        (bias_correction, fit, [("out_file", "in_files")]),
-        (register_to_reference, fit, [("out_matrix", "to_reference")]),
-        (register_to_template, fit, [("out_matrix", "reference_to_output")]),
-        (brain_mask, fit, [("out_mask", "brain_mask")]),
         (register_to_reference, export_transform, [("out_matrix", "to_reference")]),
         (register_to_template, export_transform, [("out_matrix", "reference_to_output")]),
         (brain_mask, sidecars, [("skull_stripped", "skull_stripped"),
@@ -235,21 +244,9 @@ def init_single_subject_wf(config: AppConfig, inputs: SubjectInputs, space: Outp
             (evaluate, ds_metrics, [("out_metrics", "in_file")]),
         ])
         if config.workflow.evaluate_ablation and config.workflow.model != "single":
-            fit_single = pe.Node(FitINR(names=[bids_stem(p) for p in images],
-                                        reference_index=reference,
-                                        settings={**settings, "model": "single"},
-                                        resolution=resolution, omp_nthreads=omp_nthreads,
-                                        use_gpu=use_gpu),
-                                 name="fit_single", n_procs=omp_nthreads, mem_gb=4.0)
-            if space.is_template:
-                fit_single.inputs.template_file = space.t1w
-            workflow.connect([
-                (bias_correction, fit_single, [("out_file", "in_files")]),
-                (register_to_reference, fit_single, [("out_matrix", "to_reference")]),
-                (register_to_template, fit_single, [("out_matrix", "reference_to_output")]),
-                (brain_mask, fit_single, [("out_mask", "brain_mask")]),
-                (fit_single, evaluate, [("out_checkpoint", "ablation_checkpoint")]),
-            ])
+            fit_single = fit_node("fit_single", {**settings, "model": "single"})
+            connect_fit(fit_single)
+            workflow.connect(fit_single, "out_checkpoint", evaluate, "ablation_checkpoint")
     else:
         workflow.connect(fit, "out_metrics", ds_metrics, "in_file")
     if not space.is_template:
