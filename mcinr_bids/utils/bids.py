@@ -328,8 +328,14 @@ def write_simulated_dataset(groups: list[SubjectInputs], bids_dir: str, target_d
 
     target = Path(target_dir)
     target.mkdir(parents=True, exist_ok=True)
+    # a rerun with the same simulation keeps the files (and their timestamps), so that the
+    # work folder's cached steps are reused
+    spec = json.dumps({"axes": axes, "protocol": protocol, "factor": factor}, sort_keys=True)
+    marker = target / "simulation.json"
+    unchanged = marker.exists() and marker.read_text() == spec
+    marker.write_text(spec)
     for name in ("dataset_description.json", "participants.tsv", "README"):
-        if (Path(bids_dir) / name).exists():
+        if (Path(bids_dir) / name).exists() and not (unchanged and (target / name).exists()):
             shutil.copyfile(Path(bids_dir) / name, target / name)
     simulated_groups, originals = [], {}
     for group in groups:
@@ -341,6 +347,11 @@ def write_simulated_dataset(groups: list[SubjectInputs], bids_dir: str, target_d
             relative = os.path.relpath(path, bids_dir)
             destination = target / relative
             destination.parent.mkdir(parents=True, exist_ok=True)
+            images.append(str(destination))
+            originals[str(destination)] = path
+            if unchanged and destination.exists() and \
+                    destination.stat().st_mtime >= Path(path).stat().st_mtime:
+                continue
             image = nib.load(path)
             data = np.asanyarray(image.dataobj, dtype=np.float32)
             axis = voxel_axis(image.affine, axes[contrast])
@@ -352,11 +363,11 @@ def write_simulated_dataset(groups: list[SubjectInputs], bids_dir: str, target_d
             simulated.set_qform(affine, 1)
             simulated.set_sform(affine, 1)
             simulated.header.set_xyzt_units("mm", "sec")
-            simulated.to_filename(destination)
+            temporary = destination.with_name(".tmp-" + destination.name)
+            simulated.to_filename(temporary)
+            os.replace(temporary, destination)
             sidecar = Path(path.split(".")[0] + ".json")
             if sidecar.exists():
                 shutil.copyfile(sidecar, str(destination).split(".")[0] + ".json")
-            images.append(str(destination))
-            originals[str(destination)] = path
         simulated_groups.append(SubjectInputs(group.subject, group.session, images))
     return simulated_groups, originals
