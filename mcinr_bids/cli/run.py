@@ -186,8 +186,10 @@ def run_participant(config: AppConfig, logger: logging.Logger) -> int:
         "monitoring": {"enabled": False}})
     source_dir = str(work_dir / "simulated_bids") if originals else execution.bids_dir
     wf = init_mcinr_wf(config, runnable, space, originals=originals, source_dir=source_dir)
+    # forkserver: workers start from a clean process, never forked from one whose torch/OpenMP
+    # thread pools are already running (a forked child can deadlock on their locks)
     plugin_args = {"n_procs": execution.nprocs, "raise_insufficient": False,
-                   "maxtasksperchild": 1, "n_gpu_procs": execution.n_gpu_procs}
+                   "mp_context": "forkserver", "n_gpu_procs": execution.n_gpu_procs}
     if execution.mem_gb:
         plugin_args["memory_gb"] = execution.mem_gb
     failed = False
