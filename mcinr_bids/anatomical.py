@@ -204,10 +204,16 @@ def sample_on_grid(image_file: str, shape: tuple[int, int, int], affine: np.ndar
     Returns a float32 array of ``shape``.
     """
     image = nib.load(image_file)
-    data = np.asanyarray(image.dataobj, dtype=np.float32)
+    return _sample_array(np.asanyarray(image.dataobj, dtype=np.float32), image.affine, shape,
+                         affine, grid_to_image_world, order)
+
+
+def _sample_array(data: np.ndarray, data_affine: np.ndarray, shape: tuple[int, int, int],
+                  affine: np.ndarray, grid_to_data_world: np.ndarray | None, order: int
+                  ) -> np.ndarray:
     indices = np.indices(shape, dtype=np.float32).reshape(3, -1).T
-    points = apply_transform(grid_to_image_world, world_coordinates(affine, indices))
-    voxel = apply_transform(np.linalg.inv(image.affine), points)
+    points = apply_transform(grid_to_data_world, world_coordinates(affine, indices))
+    voxel = apply_transform(np.linalg.inv(data_affine), points)
     values = ndimage.map_coordinates(data, voxel.T, order=order, mode="constant", cval=0.0)
     return values.reshape(shape).astype(np.float32)
 
@@ -219,7 +225,10 @@ def mask_on_grid(mask_file: str, shape: tuple[int, int, int], affine: np.ndarray
     ``grid_to_mask_world`` maps the target grid's world space into the mask's world space
     (``None``: they are the same space).  Returns a boolean array of ``shape``.
     """
-    return sample_on_grid(mask_file, shape, affine, grid_to_mask_world, order=1) >= 0.5
+    image = nib.load(mask_file)
+    # binarise first: a mask stored as 0/255 (or labels) must not grow when interpolated
+    inside = (np.asanyarray(image.dataobj) > 0).astype(np.float32)
+    return _sample_array(inside, image.affine, shape, affine, grid_to_mask_world, 1) >= 0.5
 
 
 def foreground_mask_file(in_file: str, out_file: str) -> str:

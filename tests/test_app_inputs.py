@@ -150,3 +150,17 @@ def test_write_once_keeps_the_first(tmp_path):
     write_once(target, "second")
     assert target.read_text() == "first"
     assert [p.name for p in tmp_path.iterdir()] == ["dataset_description.json"]
+
+
+def test_mask_on_grid_binarises_before_interpolating(tmp_path):
+    from mcinr_bids.anatomical import mask_on_grid
+
+    data = np.zeros((10, 10, 10), np.uint8)
+    data[3:7, 3:7, 3:7] = 255
+    path = tmp_path / "mask.nii.gz"
+    nib.Nifti1Image(data, np.eye(4)).to_filename(path)
+    # half-voxel shift: linear weights 0.5 on the border; 0/255 values must not dilate the mask
+    shifted = np.eye(4)
+    shifted[0, 3] = 0.4
+    carried = mask_on_grid(str(path), (10, 10, 10), np.eye(4), grid_to_mask_world=shifted)
+    assert carried.sum() == (data > 0).sum()
