@@ -37,7 +37,9 @@ class INRSettings:
     plane_features: int = 8
     smoothness: float = 0.0
     smoothness_distance_mm: float = 1.0
-    feature_decay: float = 5.0
+    feature_decay: float = 0.0
+    feature_diffusion: float = 20.0
+    diffusion_every: int = 8
     trunk_layers: int = 2
     trunk_width: int = 64
     head_layers: int = 1
@@ -77,11 +79,14 @@ class INRSettings:
             raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
         if self.encoding == "grid" and not (self.grid_cell_sizes_mm or self.plane_cell_sizes_mm):
             raise ValueError("the grid encoding needs grid_cell_sizes_mm or plane_cell_sizes_mm")
-        for name in ("batch_size", "epochs", "mi_bins", "mi_points", "psf_samples"):
+        for name in ("batch_size", "epochs", "mi_bins", "mi_points", "psf_samples",
+                     "diffusion_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.learning_rate <= 0:
             raise ValueError("learning_rate must be > 0")
+        if self.feature_diffusion < 0 or self.feature_decay < 0:
+            raise ValueError("feature_diffusion and feature_decay must be >= 0")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -111,6 +116,7 @@ PRESETS: dict[str, dict] = {
         "batch_size": 1000,
         "min_steps_per_epoch": 0,
         "feature_decay": 0.0,
+        "feature_diffusion": 0.0,
         "learning_rate": 4e-4,
         "epochs": 50,
     },

@@ -49,3 +49,33 @@ def test_models_give_one_output_per_image():
     paper = build_model(2, settings_for_preset("paper"), np.array([50.0, 60.0, 40.0]))
     widths = [m.out_features for m in paper.trunk if isinstance(m, torch.nn.Linear)]
     assert widths == [1024] * 5 and len(paper.heads) == 2
+
+
+def test_diffusion_fills_unobserved_vertices_and_keeps_a_linear_field():
+    """One heat-equation step moves a vertex `rate` of the way to its neighbours' mean: a spike
+    spreads to its six neighbours, the total is conserved (no flux across the faces), a linear
+    field is left as it is inside the grid, and hashed levels are not touched."""
+    encoding = GridEncoding([10, 10, 10], [2.0, 1.0], [], grid_features=1, hash_table_log2=9)
+    assert encoding.hashed == [False, True]
+    n0, n1, _ = (int(v) for v in encoding.resolutions[0])
+    hashed_before = encoding.tables[1].detach().clone()
+    with torch.no_grad():
+        encoding.tables[0].zero_()
+        centre = 3 + n0 * 3 + n0 * n1 * 3
+        encoding.tables[0][centre, 0] = 6.0
+    encoding.diffuse_(0.5)
+    table = encoding.tables[0][:, 0]
+    assert float(table[centre]) == 3.0
+    for offset in (1, n0, n0 * n1):
+        assert float(table[centre + offset]) == 0.5 and float(table[centre - offset]) == 0.5
+    assert abs(float(table.sum()) - 6.0) < 1e-5
+    torch.testing.assert_close(encoding.tables[1], hashed_before)
+
+    index = torch.arange(table.shape[0])
+    i0, i1, i2 = index % n0, (index // n0) % n1, index // (n0 * n1)
+    with torch.no_grad():
+        encoding.tables[0][:, 0] = (i0 + 2 * i1 - i2).float()
+    before = encoding.tables[0].detach().clone().view(-1, n1, n0)
+    encoding.diffuse_(1.0)
+    after = encoding.tables[0].detach().view(-1, n1, n0)
+    torch.testing.assert_close(after[1:-1, 1:-1, 1:-1], before[1:-1, 1:-1, 1:-1])

@@ -45,9 +45,8 @@ def strict_psnr(predictions, phantom):
 
 
 def test_split_head_beats_clamped_cubic_and_single_contrast(fits, phantom, low_resolution):
-    """The issue asks for >= 2 dB over clamped cubic on both contrasts; measured: +3.4 dB (T1)
-    and +1.9 dB (FLAIR) with the default fast preset, so 1.5 dB is asserted here and the gap is
-    recorded in benchmarks/RESULTS.md."""
+    """>= 2 dB over clamped cubic on both contrasts (strict); measured with the default fast
+    preset: +4.3 dB (T1) and +2.9 dB (FLAIR), and above the single-contrast models."""
     t1, _, _, affine = phantom
     cubic = [cubic_on_grid(d, a, t1.shape, affine, clamp=True) for d, a in low_resolution]
     cubic_psnr = strict_psnr(cubic, phantom)
@@ -55,7 +54,7 @@ def test_split_head_beats_clamped_cubic_and_single_contrast(fits, phantom, low_r
     single_psnr = strict_psnr(fits["single"][1], phantom)
     print("cubic", cubic_psnr, "split", split_psnr, "single", single_psnr)
     for split_value, cubic_value, single_value in zip(split_psnr, cubic_psnr, single_psnr):
-        assert split_value >= cubic_value + 1.5
+        assert split_value >= cubic_value + 2.0
         assert split_value > single_value
 
 
@@ -146,7 +145,8 @@ def test_plateau_rule():
 
 def test_psf_model_explains_thick_slices_through_its_slice_profile(phantom):
     """With --psf the mean prediction over each LR voxel's slice profile reproduces the thick
-    slices better than the prediction at the voxel centre does."""
+    slices better than the prediction at the voxel centre does.  Feature diffusion is off: it
+    smooths the representation whatever the forward model, and this test is about the latter."""
     from mcinr_bids import simulate
     from mcinr_bids.inr.fit import FWHM_TO_SIGMA
 
@@ -155,7 +155,7 @@ def test_psf_model_explains_thick_slices_through_its_slice_profile(phantom):
            simulate.thick_slices(flair, affine, 0, 4, profile="gaussian")]
     volumes = [Volume(d, a, n) for (d, a), n in zip(low, ["t1", "flair"])]
     fitted = fit_inr(volumes, settings_for_preset("fast", epochs=20, psf=True, psf_samples=4,
-                                                  early_stopping=False))
+                                                  early_stopping=False, feature_diffusion=0.0))
     data, low_affine = low[0]
     inside = data > 0.2 * data.max()
     centres = world_coordinates(low_affine, np.argwhere(inside))

@@ -116,6 +116,7 @@ class GridEncoding(nn.Module):
                                                 generator=generator)
                 self.planes.append(nn.Parameter(values))
         self.n_grid_levels = len(frames)
+        self.n_axis_levels = len(grid_cell_sizes_mm)
         self.n_plane_levels = len(plane_cell_sizes_mm)
         self.out_dim = grid_features * self.n_grid_levels + plane_features * self.n_plane_levels
 
@@ -149,6 +150,23 @@ class GridEncoding(nn.Module):
         return torch.cat([self._level_features(coordinates, level)
                           for level in range(self.n_grid_levels)], dim=1)
 
+    @torch.no_grad()
+    def diffuse_(self, rate: float) -> None:
+        """One explicit heat-equation step on the dense axis-aligned tables, in place: every
+        vertex moves ``rate`` (0-1) of the way to the mean of its six neighbours.
+
+        Vertices that no sample reaches (between thick slices) thereby take the harmonic
+        interpolation of their observed neighbours' features instead of staying where they
+        were initialised.  Hashed and acquisition-aligned levels are left alone.
+        """
+        for level in range(self.n_axis_levels):
+            if self.hashed[level]:
+                continue
+            nx, ny, nz = (int(n) for n in self.resolutions[level])
+            table = self.tables[level]
+            volume = table.view(nz, ny, nx, table.shape[1])
+            volume.add_(neighbour_laplacian(volume), alpha=rate)
+
     def forward(self, coordinates: torch.Tensor) -> torch.Tensor:
         batch = coordinates.shape[0]
         features = []
@@ -164,6 +182,17 @@ class GridEncoding(nn.Module):
                 product = sampled if product is None else product * sampled
             features.append(product.T)
         return torch.cat(features, dim=1)
+
+def neighbour_laplacian(volume: torch.Tensor) -> torch.Tensor:
+    """Mean of the six face neighbours minus the value, for a (Z, Y, X, F) table; a neighbour
+    beyond a face counts as the value itself (no flux across the faces)."""
+    laplacian = torch.zeros_like(volume)
+    for axis in range(3):
+        difference = volume.diff(dim=axis)
+        laplacian.narrow(axis, 0, volume.shape[axis] - 1).add_(difference)
+        laplacian.narrow(axis, 1, volume.shape[axis] - 1).sub_(difference)
+    return laplacian.div_(6.0)
+
 
 def build_encoding(settings, extent_mm, image_frames=(),
                    generator: torch.Generator | None = None) -> nn.Module:

@@ -205,6 +205,14 @@ def parameter_groups(model: nn.Module, feature_decay: float) -> list[dict]:
     return groups
 
 
+def diffuse_features(model: nn.Module, rate: float) -> None:
+    """Smooth every grid encoding's dense feature tables by one heat-equation step of ``rate``
+    (decoupled from Adam, like weight decay; capped at 1, where the explicit step is stable)."""
+    for module in model.modules():
+        if hasattr(module, "diffuse_"):
+            module.diffuse_(min(1.0, rate))
+
+
 def plateau_reached(values: list[float], window: int, tolerance: float) -> bool:
     """The paper's rule: MI varied by less than ``tolerance`` (relative) over ``window`` epochs."""
     if len(values) < window + 1:
@@ -345,6 +353,9 @@ def fit_inr(volumes: list[Volume], settings: INRSettings, masks: list | None = N
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
+            if settings.feature_diffusion > 0 and (step + 1) % settings.diffusion_every == 0:
+                diffuse_features(model, scheduler.get_last_lr()[0] * settings.feature_diffusion
+                                 * settings.diffusion_every)
             scheduler.step()
             squared_error_sum.index_add_(0, batch_image, error.detach().double())
             samples_seen.index_add_(0, batch_image, torch.ones_like(error, dtype=torch.float64))
