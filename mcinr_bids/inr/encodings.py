@@ -183,6 +183,7 @@ class GridEncoding(nn.Module):
             features.append(product.T)
         return torch.cat(features, dim=1)
 
+
 def neighbour_laplacian(volume: torch.Tensor) -> torch.Tensor:
     """Mean of the six face neighbours minus the value, for a (Z, Y, X, F) table; a neighbour
     beyond a face counts as the value itself (no flux across the faces)."""
