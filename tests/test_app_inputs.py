@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import nibabel as nib
@@ -11,6 +12,7 @@ import pytest
 
 from mcinr_bids.cli.parser import build_parser
 from mcinr_bids.cli.run import build_config, main
+from mcinr_bids.phantom import write_bids_phantom
 from mcinr_bids.utils.bids import choose_reference, write_once
 from mcinr_bids.utils.templates import TemplateError, local_template, resolve_output_space
 
@@ -164,3 +166,32 @@ def test_mask_on_grid_binarises_before_interpolating(tmp_path):
     shifted[0, 3] = 0.4
     carried = mask_on_grid(str(path), (10, 10, 10), np.eye(4), grid_to_mask_world=shifted)
     assert carried.sum() == (data > 0).sum()
+
+
+def test_simulated_dataset_is_reused_only_for_the_same_simulation(tmp_path, monkeypatch):
+    from mcinr_bids.utils.bids import SubjectInputs, write_simulated_dataset
+
+    bids = tmp_path / "bids"
+    write_bids_phantom(str(bids), subjects=(("01", None, False),), resolution=4.0, factor=1,
+                       motion_degrees=0.0)
+    images = sorted(str(p) for p in (bids / "sub-01" / "anat").glob("*.nii.gz"))
+    groups = [SubjectInputs("01", None, images)]
+    target = tmp_path / "simulated"
+    axes = {"T1w": "S", "FLAIR": "R"}
+
+    def simulate(factor):
+        simulated, _ = write_simulated_dataset(groups, str(bids), str(target), axes,
+                                               factor=factor)
+        return {p: (nib.load(p).shape, os.stat(p).st_mtime_ns) for p in simulated[0].images}
+
+    first = simulate(2)
+    assert simulate(2) == first  # same simulation: files kept, cached steps stay valid
+    # a different factor that is interrupted half-way must not leave a marker that passes the
+    # old files off as the new simulation
+    original_load = nib.load
+    monkeypatch.setattr(nib, "load", lambda *a, **k: (_ for _ in ()).throw(OSError("killed")))
+    with pytest.raises(OSError):
+        simulate(4)
+    monkeypatch.setattr(nib, "load", original_load)
+    changed = simulate(4)
+    assert all(changed[p][0] != first[p][0] for p in first)  # rewritten, not trusted

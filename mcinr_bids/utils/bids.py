@@ -329,11 +329,12 @@ def write_simulated_dataset(groups: list[SubjectInputs], bids_dir: str, target_d
     target = Path(target_dir)
     target.mkdir(parents=True, exist_ok=True)
     # a rerun with the same simulation keeps the files (and their timestamps), so that the
-    # work folder's cached steps are reused
+    # work folder's cached steps are reused; the marker is removed first and written last, so
+    # an interrupted run never passes its old files off as the new simulation
     spec = json.dumps({"axes": axes, "protocol": protocol, "factor": factor}, sort_keys=True)
     marker = target / "simulation.json"
     unchanged = marker.exists() and marker.read_text() == spec
-    marker.write_text(spec)
+    marker.unlink(missing_ok=True)
     for name in ("dataset_description.json", "participants.tsv", "README"):
         if (Path(bids_dir) / name).exists() and not (unchanged and (target / name).exists()):
             shutil.copyfile(Path(bids_dir) / name, target / name)
@@ -370,4 +371,5 @@ def write_simulated_dataset(groups: list[SubjectInputs], bids_dir: str, target_d
             if sidecar.exists():
                 shutil.copyfile(sidecar, str(destination).split(".")[0] + ".json")
         simulated_groups.append(SubjectInputs(group.subject, group.session, images))
+    marker.write_text(spec)
     return simulated_groups, originals
