@@ -39,12 +39,15 @@ def cohort(tmp_path_factory):
     output = tmp_path / "out"
     # the three array tasks start together, as on a cluster: the exit-code table's lock and the
     # write-once dataset_description.json are exercised by concurrent writers
+    logs = [open(tmp_path / f"task-{task}.log", "w") for task in (1, 2, 3)]
     tasks = [subprocess.Popen(
         ["bash", str(SLURM / "participant_array.sbatch"), str(bids), str(output),
          "--sloppy", "--output-resolution", "3", "--skip-bids-validation"],
-        env=environment(tmp_path, SLURM_ARRAY_TASK_ID=str(task)), stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL) for task in (1, 2, 3)]
+        env=environment(tmp_path, SLURM_ARRAY_TASK_ID=str(task)), stdout=log,
+        stderr=subprocess.STDOUT) for task, log in zip((1, 2, 3), logs)]
     codes = [task.wait() for task in tasks]
+    for log in logs:
+        log.close()
     group = subprocess.run(["bash", str(SLURM / "group.sbatch"), str(bids), str(output)],
                            env=environment(tmp_path), capture_output=True, text=True,
                            check=False)
@@ -52,7 +55,8 @@ def cohort(tmp_path_factory):
 
 
 def test_array_tasks_and_exit_codes(cohort):
-    assert cohort["codes"] == [0, 0, 0]
+    logs = {p.name: p.read_text()[-2000:] for p in cohort["tmp"].glob("task-*.log")}
+    assert cohort["codes"] == [0, 0, 0], logs
     table = pd.read_csv(cohort["out"] / "logs" / "exit_codes.tsv", sep="\t")
     assert sorted(table["participant_id"]) == ["sub-01", "sub-02", "sub-03"]
     assert (table["exit_code"] == 0).all() and (table["job_id"] == 4242).all()
