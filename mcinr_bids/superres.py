@@ -111,7 +111,8 @@ def superresolve_subject(image_files: list[str], names: list[str],
     dict
         Paths (``images``, ``mask``, ``checkpoint``, ``history``, ``metrics``, ``residuals``: the
         re-simulation residual map of each input on its own grid) and the fit's
-        facts (``epochs_run``, ``selected_epoch``, ``stop_reason``, ``fit_seconds``, ``device``).
+        facts (``epochs_run``, ``selected_epoch``, ``stop_reason``, ``fit_seconds``, ``device``,
+        ``grid_cell_sizes_mm``: the grid levels used).
     """
     started = time.perf_counter()
     os.makedirs(output_dir, exist_ok=True)
@@ -177,6 +178,7 @@ def superresolve_subject(image_files: list[str], names: list[str],
         "predict_seconds": round(predict_seconds, 2),
         "total_seconds": round(time.perf_counter() - started, 2),
         "device": fitted.device,
+        "grid_cell_sizes_mm": fitted.settings.grid_cell_sizes_mm,
         "reference_index": reference_index,
     })
     return outputs

@@ -19,7 +19,7 @@ from mcinr_bids.inr import (
     select_device,
 )
 from mcinr_bids.inr.data import CoordinateNormaliser, world_coordinates
-from mcinr_bids.inr.fit import plateau_reached
+from mcinr_bids.inr.fit import informed_cell_sizes, plateau_reached
 
 
 def low_resolution_volumes(low_resolution):
@@ -89,6 +89,29 @@ def test_checkpoint_round_trip_predicts_identically(tmp_path, fits, phantom):
     for first, second in zip(predictions, again):
         np.testing.assert_array_equal(first, second)
     assert loaded.names == fitted.names and loaded.selected_epoch == fitted.selected_epoch
+
+
+def test_levels_finer_than_the_data_are_left_out(tmp_path, phantom):
+    """3 mm voxels: the 2, 1.4 and 1 mm levels are decided by no sample and are not built; the
+    checkpoint records the levels used and predicts identically."""
+    assert informed_cell_sizes([16.0, 4.0, 2.8, 2.0, 1.0], 1.0) == [16.0, 4.0, 2.8, 2.0, 1.0]
+    assert informed_cell_sizes([16.0, 4.0, 2.8, 2.0, 1.0], 3.0) == [16.0, 4.0, 2.8]
+    assert informed_cell_sizes([2.0, 1.0], 8.0) == [2.0]  # the coarsest always stays
+    t1, flair, _, affine = phantom
+    coarse = affine.copy()
+    coarse[:3, :3] *= 3.0
+    volumes = [Volume(t1[::3, ::3, ::3], coarse, "t1"), Volume(flair[::3, ::3, ::3], coarse,
+                                                                 "flair")]
+    settings = settings_for_preset("fast", epochs=1, device="cpu")
+    fitted = fit_inr(volumes, settings)
+    assert fitted.settings.grid_cell_sizes_mm == [16.0, 11.3, 8.0, 5.7, 4.0, 2.8]
+    assert settings.grid_cell_sizes_mm[-1] == 1.0  # the caller's settings are left alone
+    assert len(fitted.model.encoding.tables) == 6
+    path = tmp_path / "model.pt"
+    save_checkpoint(fitted, str(path))
+    loaded = load_checkpoint(str(path), device="cpu")
+    points = np.random.default_rng(0).uniform(-15, 15, (500, 3))
+    np.testing.assert_array_equal(fitted.predict(points), loaded.predict(points))
 
 
 def test_same_seed_gives_the_same_result_on_cpu(low_resolution):

@@ -174,7 +174,7 @@ def run(args: argparse.Namespace) -> dict:
         "command": sys.argv,
         "inputs": [os.path.abspath(p) for p in args.images],
         "masks": [os.path.abspath(p) for p in args.mask] if args.mask else None,
-        "settings": settings.to_dict(),
+        "settings": fitted.settings.to_dict(),
         "device": fitted.device,
         "torch_threads": torch.get_num_threads(),
         "epochs_run": len(fitted.history),

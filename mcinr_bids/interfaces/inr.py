@@ -69,6 +69,7 @@ class FitINR(SimpleInterface):
             out_metrics=outputs["metrics"], out_residuals=outputs["residuals"],
             fit_info={k: v for k, v in outputs.items()
                       if k in ("epochs_run", "selected_epoch", "stopped_early", "stop_reason",
-                               "fit_seconds", "predict_seconds", "device")})
+                               "fit_seconds", "predict_seconds", "device",
+                               "grid_cell_sizes_mm")})
         self._results["fit_info"]["threads"] = self.inputs.omp_nthreads
         return runtime

@@ -265,7 +265,9 @@ def sidecars(sources: list[str], bids_dir: str, skull_stripped: bool, mask_metho
     except ImportError:  # pragma: no cover - torch is a dependency
         pass
     fit = {
-        "Parameters": settings,
+        # the grid levels the fit used (those finer than the data can inform are left out)
+        "Parameters": {**settings, **{key: fit_info[key] for key in ("grid_cell_sizes_mm",)
+                                      if fit_info.get(key) is not None}},
         "RandomSeed": settings.get("seed"),
         "Device": fit_info.get("device"),
         "Threads": fit_info.get("threads"),
