@@ -63,7 +63,7 @@ def is_skull_stripped(data: np.ndarray) -> bool:
 
 def rigid_register(fixed_file: str, moving_file: str, seed: int = 0,
                    fixed_mask: np.ndarray | None = None, moving_mask: np.ndarray | None = None,
-                   same_session: bool = True) -> np.ndarray:
+                   same_session: bool = True, quick: bool = False) -> np.ndarray:
     """Rigid registration (antspyx, Mattes mutual information) of ``moving`` onto ``fixed``.
 
     Masks (on each image's own grid) cut the images to the brain when given.  ``same_session``
@@ -72,8 +72,9 @@ def rigid_register(fixed_file: str, moving_file: str, seed: int = 0,
     thick-slice t1c, whose truth is the identity: starting from the centres of mass, as ANTs
     does by default, ends 0.2-2.5 mm off depending on the seed; from the identity with half the
     voxels 0.13-0.15 mm.)  Otherwise (a template) the centres of mass are aligned first.
-    Returns the 4x4 RAS world-to-world matrix that maps points of the moving image's world
-    space into the fixed image's world space.
+    ``quick`` (``--sloppy``) stops at the half-resolution level of the pyramid: for testing a
+    pipeline, not for results.  Returns the 4x4 RAS world-to-world matrix that maps points of the
+    moving image's world space into the fixed image's world space.
     """
     import tempfile
 
@@ -102,11 +103,13 @@ def rigid_register(fixed_file: str, moving_file: str, seed: int = 0,
                       aff_iterations=(300, 150, 50))
     else:
         kwargs.update(aff_random_sampling_rate=0.25, aff_iterations=(300, 150, 30))
+    levels = 2 if quick else 3
+    kwargs["aff_iterations"] = kwargs["aff_iterations"][:levels]
     with tempfile.TemporaryDirectory(prefix="mcinr-ants-") as folder:
         result = ants.registration(
             fixed, moving, type_of_transform="Rigid", outprefix=os.path.join(folder, "rigid_"),
-            aff_metric="mattes", aff_sampling=32, aff_shrink_factors=(4, 2, 1),
-            aff_smoothing_sigmas=(2, 1, 0), **kwargs)
+            aff_metric="mattes", aff_sampling=32, aff_shrink_factors=(4, 2, 1)[:levels],
+            aff_smoothing_sigmas=(2, 1, 0)[:levels], **kwargs)
         fixed_to_moving = itk_file_to_ras(result["fwdtransforms"][0])
     # ANTs stores the transform that pulls moving values into the fixed grid (fixed -> moving
     # points); the engine wants the push direction (moving -> fixed)

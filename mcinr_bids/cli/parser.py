@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     workflow.add_argument("--psf", action="store_true",
                           help="model each LR voxel as the mean over its slice profile")
     workflow.add_argument("--sloppy", action="store_true",
-                          help="a tiny fit for testing the pipeline; not for results")
+                          help="a tiny fit and half-resolution registrations for testing the "
+                               "pipeline; not for results")
 
     evaluation = parser.add_argument_group(
         "Evaluation mode (the paper's experiment on isotropic inputs)")

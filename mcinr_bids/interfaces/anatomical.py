@@ -45,6 +45,8 @@ class _RigidRegistrationInputSpec(BaseInterfaceInputSpec):
     seed = traits.Int(0, usedefault=True, desc="random seed of the metric sampling")
     same_session = traits.Bool(True, usedefault=True,
                                desc="start from the identity (images of one session)")
+    quick = traits.Bool(False, usedefault=True,
+                        desc="stop at half resolution (--sloppy: testing, not results)")
 
 
 class _RigidRegistrationOutputSpec(TraitedSpec):
@@ -75,7 +77,8 @@ class RigidRegistration(SimpleInterface):
                 if value and os.path.exists(value):
                     masks[name] = np.asanyarray(nib.load(value).dataobj) > 0
             matrix = rigid_register(fixed, moving, seed=self.inputs.seed,
-                                    same_session=self.inputs.same_session, **masks)
+                                    same_session=self.inputs.same_session,
+                                    quick=self.inputs.quick, **masks)
         name = os.path.basename(moving).split(".")[0]
         self._results["out_matrix"] = transform_to_file(
             matrix, os.path.join(runtime.cwd, f"{name}_rigid.txt"))

@@ -131,9 +131,10 @@ def init_single_subject_wf(config: AppConfig, inputs: SubjectInputs, space: Outp
         bias_correction.inputs.out_file = images
     select_reference = pe.Node(niu.Select(index=[reference]), name="select_reference")
     brain_mask = pe.Node(BrainMask(skull_strip=config.workflow.skull_strip), name="brain_mask")
-    register_to_reference = pe.MapNode(RigidRegistration(seed=seed), iterfield=["moving_file"],
-                                       name="register_to_reference")
-    register_to_template = pe.Node(RigidRegistration(seed=seed, same_session=False),
+    quick = config.execution.sloppy
+    register_to_reference = pe.MapNode(RigidRegistration(seed=seed, quick=quick),
+                                       iterfield=["moving_file"], name="register_to_reference")
+    register_to_template = pe.Node(RigidRegistration(seed=seed, same_session=False, quick=quick),
                                    name="register_to_template")
     if space.is_template:
         register_to_template.inputs.fixed_file = space.t1w
