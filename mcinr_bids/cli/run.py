@@ -182,7 +182,10 @@ def run_participant(config: AppConfig, logger: logging.Logger) -> int:
     nipype_config.update_config({
         "execution": {"crashfile_format": "txt", "stop_on_first_crash":
                       execution.stop_on_first_crash, "remove_unnecessary_outputs": False,
-                      "check_version": False, "get_linked_libs": False},
+                      "check_version": False, "get_linked_libs": False,
+                      # the scheduler looks for finished nodes every 0.5 s, not nipype's 2 s:
+                      # each step of a subject's chain of ~15 nodes waited up to 2 s for it
+                      "poll_sleep_duration": 0.5},
         "monitoring": {"enabled": False}})
     source_dir = str(work_dir / "simulated_bids") if originals else execution.bids_dir
     wf = init_mcinr_wf(config, runnable, space, originals=originals, source_dir=source_dir)
