@@ -5,7 +5,12 @@ FLAIR x4 along A (each contrast's weakest axis, shared/data/README.md), fitted j
 on the 1 mm grid and scored inside the case's brain mask (both images > 0 where there is none).
 Prints a Markdown table of strict PSNR / SSIM.
 
-    python benchmarks/engine_cases.py [--threads 2] [--epochs 40]
+    python benchmarks/engine_cases.py [--threads 2] [--epochs 40] [--cases C ...]
+        [--axes S A] [--models split single]
+
+``--axes S R`` decimates the FLAIR along R instead, an axis along which the shared FLAIRs were
+truly acquired at 1 mm (shared/data/README.md), so that its ground truth holds along the axis
+that is removed.
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ def real_data_folder() -> str:
 
 
 def run_case(folder: str, t1_name: str, flair_name: str, mask_name: str | None,
-             epochs: int) -> list[dict]:
+             epochs: int, axes: tuple[str, str] = ("S", "A"),
+             models: tuple[str, ...] = ("split",)) -> list[dict]:
     from mcinr_bids.config import settings_for_preset
     from mcinr_bids.evaluation import run_baseline, run_inr, score, simulate_acquisitions
     from mcinr_bids.inr import load_volume
@@ -44,15 +50,17 @@ def run_case(folder: str, t1_name: str, flair_name: str, mask_name: str | None,
         mask = load_volume(os.path.join(folder, mask_name)).data > 0
     else:
         mask = (t1.data > 0) & (flair.data > 0)
-    simulation = simulate_acquisitions([t1, flair], ["S", "A"], "decimate", 4, mask)
+    simulation = simulate_acquisitions([t1, flair], list(axes), "decimate", 4, mask)
     rows = []
     predictions, seconds = run_baseline("cubic-clamped", simulation)
     rows.append({"method": "cubic-clamped", "seconds": seconds, "epochs": "",
                  **score(predictions, simulation)})
-    start = time.perf_counter()
-    predictions, fitted = run_inr(settings_for_preset("fast", epochs=epochs), simulation)
-    rows.append({"method": "fast-split", "seconds": time.perf_counter() - start,
-                 "epochs": len(fitted.history), **score(predictions, simulation)})
+    for model in models:
+        start = time.perf_counter()
+        predictions, fitted = run_inr(settings_for_preset("fast", epochs=epochs, model=model),
+                                      simulation)
+        rows.append({"method": f"fast-{model}", "seconds": time.perf_counter() - start,
+                     "epochs": len(fitted.history), **score(predictions, simulation)})
     return rows
 
 
@@ -60,20 +68,27 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--cases", nargs="+", choices=sorted(CASES), default=sorted(CASES))
+    parser.add_argument("--axes", nargs=2, default=["S", "A"], metavar=("T1C_AXIS", "FLAIR_AXIS"),
+                        help="axis along which each contrast is decimated x4")
+    parser.add_argument("--models", nargs="+", default=["split"],
+                        choices=["split", "vanilla", "single"])
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(args.threads)
     root = real_data_folder()
-    found = [c for c in CASES if os.path.isdir(os.path.join(root, c))]
+    found = [c for c in args.cases if os.path.isdir(os.path.join(root, c))]
     if not found:
         print(f"no real cases under {root} (set MCINR_REAL_DATA)", file=sys.stderr)
         return 1
+    print(f"T1c decimated x4 along {args.axes[0]}, FLAIR x4 along {args.axes[1]}\n")
     print("| case | method | PSNR strict T1c | PSNR strict FLAIR | SSIM strict T1c | "
           "SSIM strict FLAIR | epochs | seconds |")
     print("|---|---|---|---|---|---|---|---|")
     for case in found:
-        for row in run_case(os.path.join(root, case), *CASES[case], epochs=args.epochs):
+        for row in run_case(os.path.join(root, case), *CASES[case], epochs=args.epochs,
+                            axes=tuple(args.axes), models=tuple(args.models)):
             print(f"| {case} | {row['method']} | {row['psnr_strict_t1']:.2f} | "
                   f"{row['psnr_strict_flair']:.2f} | {row['ssim_strict_t1']:.4f} | "
                   f"{row['ssim_strict_flair']:.4f} | {row['epochs']} | {row['seconds']:.0f} |",
