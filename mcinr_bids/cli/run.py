@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -196,12 +197,20 @@ def run_participant(config: AppConfig, logger: logging.Logger) -> int:
     if execution.mem_gb:
         plugin_args["memory_gb"] = execution.mem_gb
     failed = False
+    # nipype's scheduler runs a full garbage collection before each submission and after each
+    # node it runs in this process (about 50 per subject); with torch, pybids and the workflow
+    # loaded each took 0.2 s, during which nothing is submitted.  What is alive now stays alive
+    # for the run: freeze it out of those collections.
+    gc.collect()
+    gc.freeze()
     try:
         wf.run(plugin="MultiProc", plugin_args=plugin_args)
     except RuntimeError as error:
         failed = True
         logger.error("the workflow failed: %s; crash files are in %s/sub-*/log/%s/",
                      error, execution.output_dir, execution.run_uuid)
+    finally:
+        gc.unfreeze()
     from ..reports.participant import assemble_report
 
     for subject in sorted({group.subject for group in runnable}):
