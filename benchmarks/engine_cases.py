@@ -6,11 +6,14 @@ on the 1 mm grid and scored inside the case's brain mask (both images > 0 where 
 Prints a Markdown table of strict PSNR / SSIM.
 
     python benchmarks/engine_cases.py [--threads 2] [--epochs 40] [--cases C ...]
-        [--axes S A] [--models split single]
+        [--axes S A] [--models split single] [--seeds 0 1] [--post-processing]
 
 ``--axes S R`` decimates the FLAIR along R instead, an axis along which the shared FLAIRs were
 truly acquired at 1 mm (shared/data/README.md), so that its ground truth holds along the axis
-that is removed.
+that is removed.  ``--seeds`` repeats every INR fit with each seed (run-to-run spread).
+``--post-processing`` adds two things tried on top of each split fit and not adopted
+(benchmarks/RESULTS.md): the residual at each LR voxel interpolated back onto the output grid
+(iterative back-projection, one step) and the mean of the INR and clamped cubic.
 """
 
 from __future__ import annotations
@@ -36,9 +39,29 @@ def real_data_folder() -> str:
                                                           "real"))
 
 
+def residual_corrected(predictions, fitted, simulation):
+    """Each prediction plus the cubic interpolation of its image's residual (LR voxel minus the
+    model at that voxel's centre) onto the output grid, clipped to the LR image's range."""
+    import numpy as np
+
+    from mcinr_bids.baselines import cubic_on_grid
+    from mcinr_bids.inr.data import world_coordinates
+
+    corrected = []
+    for index, (prediction, low) in enumerate(zip(predictions, simulation.low_resolution)):
+        voxels = np.indices(low.shape).reshape(3, -1).T
+        model = fitted.predict(world_coordinates(low.affine, voxels))[:, index]
+        residual = low.data - model.reshape(low.shape)
+        correction = cubic_on_grid(residual, low.affine, prediction.shape, simulation.affine,
+                                   clamp=False)
+        corrected.append(np.clip(prediction + correction, low.data.min(), low.data.max()))
+    return corrected
+
+
 def run_case(folder: str, t1_name: str, flair_name: str, mask_name: str | None,
              epochs: int, axes: tuple[str, str] = ("S", "A"),
-             models: tuple[str, ...] = ("split",)) -> list[dict]:
+             models: tuple[str, ...] = ("split",), seeds: tuple[int, ...] = (0,),
+             post_processing: bool = False) -> list[dict]:
     from mcinr_bids.config import settings_for_preset
     from mcinr_bids.evaluation import run_baseline, run_inr, score, simulate_acquisitions
     from mcinr_bids.inr import load_volume
@@ -52,15 +75,24 @@ def run_case(folder: str, t1_name: str, flair_name: str, mask_name: str | None,
         mask = (t1.data > 0) & (flair.data > 0)
     simulation = simulate_acquisitions([t1, flair], list(axes), "decimate", 4, mask)
     rows = []
-    predictions, seconds = run_baseline("cubic-clamped", simulation)
+    cubic, seconds = run_baseline("cubic-clamped", simulation)
     rows.append({"method": "cubic-clamped", "seconds": seconds, "epochs": "",
-                 **score(predictions, simulation)})
-    for model in models:
-        start = time.perf_counter()
-        predictions, fitted = run_inr(settings_for_preset("fast", epochs=epochs, model=model),
-                                      simulation)
-        rows.append({"method": f"fast-{model}", "seconds": time.perf_counter() - start,
-                     "epochs": len(fitted.history), **score(predictions, simulation)})
+                 **score(cubic, simulation)})
+    for seed in seeds:
+        for model in models:
+            name = f"fast-{model}" + (f" seed {seed}" if len(seeds) > 1 else "")
+            start = time.perf_counter()
+            predictions, fitted = run_inr(
+                settings_for_preset("fast", epochs=epochs, model=model, seed=seed), simulation)
+            rows.append({"method": name, "seconds": time.perf_counter() - start,
+                         "epochs": len(fitted.history), **score(predictions, simulation)})
+            if post_processing and model == "split":
+                rows.append({"method": f"{name} + residual", "seconds": "", "epochs": "",
+                             **score(residual_corrected(predictions, fitted, simulation),
+                                     simulation)})
+                rows.append({"method": f"({name} + cubic-clamped) / 2", "seconds": "",
+                             "epochs": "", **score([(p + c) / 2 for p, c in
+                                                    zip(predictions, cubic)], simulation)})
     return rows
 
 
@@ -73,6 +105,9 @@ def main() -> int:
                         help="axis along which each contrast is decimated x4")
     parser.add_argument("--models", nargs="+", default=["split"],
                         choices=["split", "vanilla", "single"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--post-processing", action="store_true",
+                        help="also score residual back-projection and the INR/cubic mean")
     args = parser.parse_args()
     import torch
 
@@ -88,12 +123,18 @@ def main() -> int:
     print("|---|---|---|---|---|---|---|---|")
     for case in found:
         for row in run_case(os.path.join(root, case), *CASES[case], epochs=args.epochs,
-                            axes=tuple(args.axes), models=tuple(args.models)):
+                            axes=tuple(args.axes), models=tuple(args.models),
+                            seeds=tuple(args.seeds), post_processing=args.post_processing):
             print(f"| {case} | {row['method']} | {row['psnr_strict_t1']:.2f} | "
                   f"{row['psnr_strict_flair']:.2f} | {row['ssim_strict_t1']:.4f} | "
-                  f"{row['ssim_strict_flair']:.4f} | {row['epochs']} | {row['seconds']:.0f} |",
+                  f"{row['ssim_strict_flair']:.4f} | {row['epochs']} | "
+                  f"{_seconds(row['seconds'])} |",
                   flush=True)
     return 0
+
+
+def _seconds(value) -> str:
+    return f"{value:.0f}" if isinstance(value, float) else str(value)
 
 
 if __name__ == "__main__":
