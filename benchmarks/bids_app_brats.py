@@ -36,7 +36,8 @@ def real_data_folder() -> Path:
 
 def write_bids_case(root: Path) -> Path:
     """The BraTS case as BIDS: decimated t1c (axial T1w) and t2f (coronal FLAIR)."""
-    from mcinr_bids.simulate import decimate, voxel_axis
+    from mcinr_bids.geometry import voxel_axis
+    from mcinr_bids.simulate import decimate
 
     folder = real_data_folder() / CASE
     anat = root / "sub-00001" / "anat"

@@ -56,8 +56,8 @@ def run_method(method: str, time_limit: float | None) -> dict:
     """Run one method in this process; return its row."""
     import torch
 
-    from mcinr_bids.config import settings_for_preset
     from mcinr_bids.evaluation import run_baseline, run_inr, score
+    from mcinr_bids.inr.settings import settings_for_preset
 
     protocol = "thick" if method.startswith("thick") else "decimate"
     simulation = load_simulation(protocol)
@@ -76,7 +76,7 @@ def run_method(method: str, time_limit: float | None) -> dict:
             # strict PSNR every epoch on a fixed random subset of 2^18 mask voxels
             voxels = np.argwhere(simulation.mask)
             voxels = voxels[np.random.default_rng(0).permutation(len(voxels))[:2**18]]
-            from mcinr_bids.inr.data import world_coordinates
+            from mcinr_bids.geometry import world_coordinates
 
             world = world_coordinates(simulation.affine, voxels)
             truths = [t[tuple(voxels.T)] for t in simulation.truths]

@@ -45,7 +45,7 @@ def residual_corrected(predictions, fitted, simulation):
     import numpy as np
 
     from mcinr_bids.baselines import cubic_on_grid
-    from mcinr_bids.inr.data import world_coordinates
+    from mcinr_bids.geometry import world_coordinates
 
     corrected = []
     for index, (prediction, low) in enumerate(zip(predictions, simulation.low_resolution)):
@@ -62,9 +62,9 @@ def run_case(folder: str, t1_name: str, flair_name: str, mask_name: str | None,
              epochs: int, axes: tuple[str, str] = ("S", "A"),
              models: tuple[str, ...] = ("split",), seeds: tuple[int, ...] = (0,),
              post_processing: bool = False) -> list[dict]:
-    from mcinr_bids.config import settings_for_preset
     from mcinr_bids.evaluation import run_baseline, run_inr, score, simulate_acquisitions
     from mcinr_bids.inr import load_volume
+    from mcinr_bids.inr.settings import settings_for_preset
 
     t1 = load_volume(os.path.join(folder, t1_name))
     flair = load_volume(os.path.join(folder, flair_name))

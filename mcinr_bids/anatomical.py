@@ -15,8 +15,9 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from .inr.data import apply_transform, automatic_foreground_mask, voxel_sizes, world_coordinates
-from .inr.predict import atomic_write, save_nifti
+from .geometry import apply_transform, voxel_sizes, world_coordinates
+from .inr.data import automatic_foreground_mask
+from .io import atomic_write, save_nifti
 
 #: fraction of voxels exactly at the image minimum above which an image counts as skull-stripped
 STRIPPED_BACKGROUND_FRACTION = 0.30

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .inr.data import apply_transform, world_coordinates
+from .geometry import apply_transform, world_coordinates
 
 
 def cubic_on_grid(data: np.ndarray, affine: np.ndarray, shape: tuple[int, int, int],

@@ -1,8 +1,11 @@
-"""One configuration object for mcinr-bids, serialisable to TOML.
+"""One configuration of a run, composed of the settings dataclasses; TOML in and out.
 
-The INR settings (:class:`INRSettings`) are what the science core needs; presets are named
-sets of overrides.  ``fast`` is the default, chosen by measurement (``benchmarks/RESULTS.md``);
-``paper`` is Table 3 of McGinnis, Shit et al. (MICCAI 2023) exactly.
+``[execution]`` (:class:`ExecutionSettings`: where the data are, how the workflow runs),
+``[workflow]`` (:class:`WorkflowSettings`: what the participant workflow does) and ``[inr]``
+(:class:`~mcinr_bids.inr.settings.INRSettings`, the engine's own settings).  Every setting lives
+in exactly one of them.  :func:`resolve_config` is the one precedence rule, used by every command
+line and by the workflow: defaults, then the preset (``[workflow] preset``), then ``--sloppy``,
+then the tables of a ``--config-file``, then the options given on the command line.
 """
 
 from __future__ import annotations
@@ -12,127 +15,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ENCODINGS = ("fourier", "grid")
-MODELS = ("split", "vanilla", "single")
-
-
-@dataclass
-class INRSettings:
-    """Every parameter of one INR fit.
-
-    Lengths are in millimetres of scanner (world) space; intensities are in the units of each input
-    image after a robust per-image normalisation (see ``intensity_percentiles``).
-    """
-
-    # Representation
-    encoding: str = "grid"
-    fourier_features: int = 256
-    fourier_scale: float = 4.0
-    grid_cell_sizes_mm: list[float] = field(
-        default_factory=lambda: [16.0, 11.3, 8.0, 5.7, 4.0, 2.8, 2.0, 1.4, 1.0])
-    grid_features: int = 2
-    hash_table_log2: int = 24
-    image_grid_scales: list[float] = field(default_factory=list)
-    plane_cell_sizes_mm: list[float] = field(default_factory=list)
-    plane_features: int = 8
-    smoothness: float = 0.0
-    smoothness_distance_mm: float = 1.0
-    feature_decay: float = 0.0
-    feature_diffusion: float = 20.0
-    diffusion_every: int = 8
-    trunk_layers: int = 2
-    trunk_width: int = 64
-    head_layers: int = 1
-    head_width: int = 64
-    model: str = "split"
-    # Optimisation
-    batch_size: int = 32768
-    min_steps_per_epoch: int = 32
-    learning_rate: float = 5e-3
-    epochs: int = 40
-    time_limit_seconds: float | None = None
-    image_weights: list[float] | None = None
-    # Slice profile (point spread function) model
-    psf: bool = False
-    psf_samples: int = 8
-    # Early stopping on mutual information between predicted contrasts
-    early_stopping: bool = True
-    mi_bins: int = 32
-    mi_points: int = 65536
-    mi_window: int = 4
-    mi_tolerance: float = 0.005
-    min_epochs: int = 5
-    # Data
-    intensity_percentiles: list[float] = field(default_factory=lambda: [0.5, 99.5])
-    foreground_dilation_mm: float = 2.0
-    # Execution
-    seed: int = 0
-    device: str = "auto"
-    threads: int | None = None
-    prediction_chunk: int = 262144
-
-    def validate(self) -> None:
-        """Raise ValueError on settings that cannot work."""
-        if self.encoding not in ENCODINGS:
-            raise ValueError(f"encoding must be one of {ENCODINGS}, got {self.encoding!r}")
-        if self.model not in MODELS:
-            raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
-        if self.encoding == "grid" and not (self.grid_cell_sizes_mm or self.plane_cell_sizes_mm):
-            raise ValueError("the grid encoding needs grid_cell_sizes_mm or plane_cell_sizes_mm")
-        for name in ("batch_size", "epochs", "mi_bins", "mi_points", "psf_samples",
-                     "diffusion_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.learning_rate <= 0:
-            raise ValueError("learning_rate must be > 0")
-        if self.feature_diffusion < 0 or self.feature_decay < 0:
-            raise ValueError("feature_diffusion and feature_decay must be >= 0")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> INRSettings:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown INR settings: {', '.join(unknown)}")
-        return cls(**values)
-
-
-PRESETS: dict[str, dict] = {
-    # Chosen by measurement on 2 CPU cores (benchmarks/RESULTS.md).
-    "fast": {},
-    # Table 3 of the paper: 512 Fourier features (B: 256x3 ~ N(0, 4^2)), 5 x 1024 ReLU trunk,
-    # two-layer 512-wide heads, batch 1000, Adam 4e-4 with cosine annealing, 50 epochs.
-    "paper": {
-        "encoding": "fourier",
-        "fourier_features": 256,
-        "fourier_scale": 4.0,
-        "trunk_layers": 5,
-        "trunk_width": 1024,
-        "head_layers": 2,
-        "head_width": 512,
-        "batch_size": 1000,
-        "min_steps_per_epoch": 0,
-        "feature_decay": 0.0,
-        "feature_diffusion": 0.0,
-        "learning_rate": 4e-4,
-        "epochs": 50,
-    },
-}
-
-
-def settings_for_preset(preset: str = "fast", **overrides) -> INRSettings:
-    """Return the settings of a named preset with explicit overrides applied."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
-    values = INRSettings().to_dict()
-    values.update(PRESETS[preset])
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    settings = INRSettings.from_dict(values)
-    settings.validate()
-    return settings
+from .inr.settings import PRESETS, INRSettings
 
 
 def _toml_value(value) -> str:
@@ -158,20 +41,6 @@ def to_toml(sections: dict[str, dict]) -> str:
                 lines.append(f"{key} = {_toml_value(value)}")
         lines.append("")
     return "\n".join(lines)
-
-
-def save_settings(settings: INRSettings, path: str | Path) -> None:
-    Path(path).write_text(to_toml({"inr": settings.to_dict()}))
-
-
-def load_settings(path: str | Path) -> INRSettings:
-    with open(path, "rb") as handle:
-        values = tomllib.load(handle).get("inr", {})
-    settings = INRSettings().to_dict()
-    settings.update(values)
-    result = INRSettings.from_dict(settings)
-    result.validate()
-    return result
 
 
 OUTPUT_SPACES = ("MNI152NLin2009cAsym", "SRI24", "native")
@@ -204,7 +73,6 @@ class ExecutionSettings:
     n_gpu_procs: int = 1
     verbose: int = 0
     sloppy: bool = False
-    random_seed: int = 0
     run_uuid: str = ""
 
 
@@ -216,10 +84,8 @@ class WorkflowSettings:
     output_space: str = "MNI152NLin2009cAsym"
     output_resolution: float = 1.0
     skull_strip: str = "auto"
+    #: named INR settings that the [inr] table and the command line start from
     preset: str = "fast"
-    model: str = "split"
-    psf: bool = False
-    device: str = "auto"
     bias_correction: bool = True
     # evaluation mode: simulate anisotropic acquisitions from isotropic inputs
     simulate_lowres: list[str] = field(default_factory=list)
@@ -243,37 +109,66 @@ class AppConfig:
 
     def save(self, path: str | Path) -> Path:
         """Write the TOML atomically (a temporary file renamed onto ``path``)."""
-        import os
-        import tempfile
+        from .io import write_text
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".toml", dir=path.parent)
-        with os.fdopen(handle, "w") as stream:
-            stream.write(self.to_toml())
-        os.replace(temporary, path)
+        write_text(self.to_toml(), path)
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> AppConfig:
-        with open(path, "rb") as handle:
-            values = tomllib.load(handle)
-        return cls.from_sections(values)
+        """The configuration a TOML file describes (see :func:`resolve_config`)."""
+        return resolve_config(read_config_file(path))
 
-    @classmethod
-    def from_sections(cls, values: dict) -> AppConfig:
-        """Build from ``{"execution": ..., "workflow": ..., "inr": ...}`` (each optional)."""
-        config = cls()
-        for name, section in (("execution", ExecutionSettings), ("workflow", WorkflowSettings)):
-            given = values.get(name, {})
-            known = {f.name for f in dataclasses.fields(section)}
-            unknown = sorted(set(given) - known)
-            if unknown:
-                raise ValueError(f"unknown [{name}] settings: {', '.join(unknown)}")
-            setattr(config, name, section(**{**dataclasses.asdict(getattr(config, name)),
-                                             **given}))
-        inr = INRSettings().to_dict()
-        inr.update(values.get("inr", {}))
-        config.inr = INRSettings.from_dict(inr)
-        config.inr.validate()
-        return config
+
+def read_config_file(path: str | Path) -> dict[str, dict]:
+    """The tables of a TOML settings file; ValueError naming the file when it is unreadable,
+    has tables other than [execution], [workflow] and [inr], or unknown keys in them."""
+    try:
+        with open(path, "rb") as handle:
+            tables = tomllib.load(handle)
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise ValueError(f"{path}: not a readable TOML settings file ({error}); write "
+                         "[execution], [workflow] and [inr] tables (mcinr-bids writes one per "
+                         "run as sub-X/log/<run>/mcinr.toml).") from error
+    known = {"execution": ExecutionSettings, "workflow": WorkflowSettings, "inr": INRSettings}
+    for name, values in tables.items():
+        if name not in known or not isinstance(values, dict):
+            raise ValueError(f"{path}: unknown table [{name}]; the tables are [execution], "
+                             "[workflow] and [inr].")
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(known[name])})
+        if unknown:
+            raise ValueError(f"{path}: unknown [{name}] settings: {', '.join(unknown)}.")
+    return tables
+
+
+def resolve_config(file_tables: dict[str, dict] | None = None,
+                   given: dict[str, dict] | None = None) -> AppConfig:
+    """The one precedence rule of every command line and the workflow.
+
+    Each setting is, from weakest to strongest: its dataclass default; for ``[inr]``, the
+    preset's value (``[workflow] preset``, itself resolved by this rule) and then ``--sloppy``'s;
+    the value in ``file_tables`` (a ``--config-file``, :func:`read_config_file`); the value in
+    ``given`` (``{"execution": {...}, "workflow": {...}, "inr": {...}}``: only the options the
+    user actually typed, whatever their value, e.g. an explicit ``--model split`` beats a file's
+    ``model = "single"``).
+    """
+    file_tables = file_tables or {}
+    given = given or {}
+
+    def layered(name: str) -> dict:
+        return {**file_tables.get(name, {}), **given.get(name, {})}
+
+    execution = ExecutionSettings(**layered("execution"))
+    workflow = WorkflowSettings(**layered("workflow"))
+    if workflow.preset not in PRESETS:
+        raise ValueError(f"unknown preset {workflow.preset!r}; choose from "
+                         f"{', '.join(PRESETS)}")
+    inr = {**INRSettings().to_dict(), **PRESETS[workflow.preset]}
+    if execution.sloppy:
+        inr.update(SLOPPY_INR)
+    inr.update(layered("inr"))
+    config = AppConfig(execution=execution, workflow=workflow, inr=INRSettings.from_dict(inr))
+    config.inr.validate()
+    return config

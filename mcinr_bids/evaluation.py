@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import metrics, simulate
+from . import geometry, metrics, simulate
 from .baselines import cubic_on_grid
-from .config import INRSettings
 from .inr.data import Volume, automatic_foreground_mask
 from .inr.fit import fit_inr
 from .inr.predict import predict_on_grid
+from .inr.settings import INRSettings
 
 BASELINES = ("cubic", "cubic-clamped")
 INR_MODELS = ("split", "vanilla", "single")
@@ -48,7 +48,7 @@ def simulate_acquisitions(volumes: list[Volume], axes: list[str], protocol: str 
                              "images on one grid (co-registered, same shape and affine)")
     low = []
     for volume, letter in zip(volumes, axes):
-        axis = simulate.voxel_axis(volume.affine, letter)
+        axis = geometry.voxel_axis(volume.affine, letter)
         if protocol == "decimate":
             data, affine = simulate.decimate(volume.data, volume.affine, axis, factor)
         elif protocol == "thick":
@@ -156,7 +156,7 @@ def evaluate_subject(truth_files: list[str], low_resolution_files: list[str],
     """
     import nibabel as nib
 
-    from .inr.data import world_coordinates
+    from .geometry import world_coordinates
     from .inr.predict import load_checkpoint
 
     fitted = {method: load_checkpoint(path, device="cpu") for method, path in checkpoints.items()}

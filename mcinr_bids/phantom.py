@@ -126,7 +126,8 @@ def write_bids_phantom(root, subjects=(("01", None, False), ("02", "01", True)),
 
     import nibabel as nib
 
-    from .simulate import thick_slices, voxel_axis
+    from .geometry import voxel_axis
+    from .simulate import thick_slices
 
     os.makedirs(root, exist_ok=True)
     with open(os.path.join(root, "dataset_description.json"), "w") as handle:

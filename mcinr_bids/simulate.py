@@ -6,23 +6,9 @@ their true world positions.
 
 from __future__ import annotations
 
-import nibabel as nib
 import numpy as np
 
-FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
-AXIS_LETTERS = {"R": "RL", "L": "RL", "A": "AP", "P": "AP", "S": "SI", "I": "SI"}
-
-
-def voxel_axis(affine: np.ndarray, letter: str) -> int:
-    """The voxel axis that runs along world direction ``letter`` (R/L, A/P or S/I)."""
-    letter = letter.upper()
-    if letter not in AXIS_LETTERS:
-        raise ValueError(f"axis must be one of R, L, A, P, S, I; got {letter!r}")
-    codes = nib.aff2axcodes(affine)
-    for index, code in enumerate(codes):
-        if code in AXIS_LETTERS[letter]:
-            return index
-    raise ValueError(f"no voxel axis runs along {letter} (orientation {''.join(codes)})")
+from .geometry import FWHM_TO_SIGMA
 
 
 def _scaled_affine(affine: np.ndarray, axis: int, factor: float, offset: float) -> np.ndarray:

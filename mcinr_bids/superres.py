@@ -18,10 +18,18 @@ import nibabel as nib
 import numpy as np
 
 from .anatomical import mask_on_grid
-from .config import INRSettings
-from .inr import fit_inr, load_volume, predict_on_grid, save_checkpoint, save_nifti
-from .inr.data import apply_transform, corner_coordinates, output_foreground, world_coordinates
-from .inr.predict import atomic_write, isotropic_grid, union_grid, write_history
+from .geometry import (
+    apply_transform,
+    bounding_box,
+    grid_coordinates,
+    isotropic_grid,
+    world_coordinates,
+)
+from .inr import InputError, fit_inr, load_volume, predict_on_grid, save_checkpoint
+from .inr.data import output_foreground
+from .inr.predict import union_grid, write_history
+from .inr.settings import INRSettings
+from .io import save_nifti, write_tsv
 from .metrics import mutual_information
 
 METRIC_COLUMNS = ("measure", "method", "image", "other_image", "value")
@@ -34,9 +42,7 @@ def template_grid(template_file: str, resolution: float) -> tuple[tuple[int, int
     At the template's own voxel size (and orientation RAS) this is the template's grid.
     """
     image = nib.load(template_file)
-    corners = corner_coordinates(image.shape[:3], image.affine)
-    box = np.stack([corners.min(axis=0), corners.max(axis=0)])
-    return isotropic_grid(box, resolution)
+    return isotropic_grid(bounding_box([(image.shape[:3], image.affine)]), resolution)
 
 
 def resimulation_residual(fitted, index: int, volume, mask: np.ndarray) -> dict:
@@ -69,53 +75,17 @@ def append_metrics(metrics_file: str, rows: list[dict], path: str) -> str:
 
 
 def write_metrics(rows: list[dict], path: str) -> str:
-    def write(temporary):
-        with open(temporary, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS, delimiter="\t")
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({k: ("n/a" if row.get(k) is None else row[k])
-                                 for k in METRIC_COLUMNS})
-
-    atomic_write(path, write)
+    """Write the metrics table (columns :data:`METRIC_COLUMNS`) atomically; return ``path``."""
+    write_tsv(rows, path, columns=list(METRIC_COLUMNS))
     return path
 
 
-def superresolve_subject(image_files: list[str], names: list[str],
-                         to_reference: list[np.ndarray], reference_to_output: np.ndarray,
-                         reference_index: int, brain_mask_file: str | None,
-                         settings: INRSettings, output_dir: str, resolution: float = 1.0,
-                         template_file: str | None = None) -> dict:
-    """Fit one INR to ``image_files`` and write the outputs into ``output_dir``.
-
-    Parameters
-    ----------
-    image_files : list of str
-        LR images (bias-corrected), each on its own grid.
-    names : list of str
-        Unique short names used for output files (e.g. BIDS file stems).
-    to_reference : list of 4x4 arrays
-        Each image's world space -> the reference image's world space (identity for it).
-    reference_to_output : 4x4 array
-        Reference world -> output space (template, or identity for native).
-    reference_index : int
-        Which image is the reference (the brain mask lies on its grid).
-    brain_mask_file : str or None
-        Brain mask on the reference grid; ``None`` uses each image's automatic foreground.
-    template_file : str or None
-        The output grid covers this template at ``resolution`` mm; ``None``: the union field of
-        view of the images in the output (reference) space.
-
-    Returns
-    -------
-    dict
-        Paths (``images``, ``mask``, ``checkpoint``, ``history``, ``metrics``, ``residuals``: the
-        re-simulation residual map of each input on its own grid) and the fit's
-        facts (``epochs_run``, ``selected_epoch``, ``stop_reason``, ``fit_seconds``, ``device``,
-        ``grid_cell_sizes_mm``: the grid levels used).
-    """
-    started = time.perf_counter()
-    os.makedirs(output_dir, exist_ok=True)
+def load_subject(image_files: list[str], names: list[str], to_reference: list[np.ndarray],
+                 reference_to_output: np.ndarray, brain_mask_file: str | None
+                 ) -> tuple[list, list | None, list[np.ndarray]]:
+    """The app's inputs as the engine takes them: volumes, masks on each image's own grid (the
+    reference's brain mask carried through the rigid transforms, or ``None``: automatic
+    foreground masks) and each image's world -> output-space transform."""
     volumes = [load_volume(path) for path in image_files]
     for volume, name in zip(volumes, names):
         volume.name = name
@@ -126,25 +96,52 @@ def superresolve_subject(image_files: list[str], names: list[str],
                  for v, t in zip(volumes, to_reference)]
         for volume, mask in zip(volumes, masks):
             if not mask.any():
-                raise ValueError(f"{volume.path}: the brain mask carried onto this image is "
+                raise InputError(f"{volume.path}: the brain mask carried onto this image is "
                                  "empty; the registration to the reference failed.")
-    fitted = fit_inr(volumes, settings, masks=masks, transforms=transforms)
+    return volumes, masks, transforms
+
+
+def superresolve(volumes: list, settings: INRSettings, output_dir: str, *,
+                 masks: list | None = None, transforms: list | None = None,
+                 grid: tuple | None = None, resolution: float = 1.0,
+                 progress: bool = False) -> dict:
+    """Fit one INR to ``volumes`` and write every output into ``output_dir``: the one subject
+    pipeline of ``mcinr-fit`` and of the BIDS App's fit node.
+
+    Parameters
+    ----------
+    volumes : list of Volume
+        LR images, each on its own grid, named (``Volume.name``) uniquely: output file stems.
+    masks, transforms
+        As :func:`mcinr_bids.inr.fit_inr` takes them.
+    grid : (shape, affine) or None
+        Output grid; ``None``: an isotropic ``resolution`` mm grid over the union field of view.
+
+    Returns
+    -------
+    dict
+        Paths: ``images`` (``<name>_desc-superres.nii.gz``), ``mask``
+        (``desc-brain_mask.nii.gz``: inside every covering image's brain mask), ``residuals``
+        (re-simulation residual of each input on its own grid), ``metrics``, ``checkpoint``,
+        ``history``; the grid (``shape``, ``affine``); and the fit's summary
+        (:meth:`FittedINR.summary`) with ``predict_seconds`` and ``total_seconds``.
+    """
+    started = time.perf_counter()
+    os.makedirs(output_dir, exist_ok=True)
+    names = [v.name for v in volumes]
+    fitted = fit_inr(volumes, settings, masks=masks, transforms=transforms, progress=progress)
 
     predict_started = time.perf_counter()
-    if template_file:
-        shape, affine = template_grid(template_file, resolution)
-    else:
-        shape, affine = union_grid(fitted, resolution)
+    shape, affine = grid if grid is not None else union_grid(fitted, resolution)
     predictions, _ = predict_on_grid(fitted, shape, affine)
-    points = world_coordinates(affine, np.indices(shape).reshape(3, -1).T)
-    brain = output_foreground(points, fitted.masks, fitted.affines,
+    brain = output_foreground(grid_coordinates(shape, affine), fitted.masks, fitted.affines,
                               fitted.transforms).reshape(shape)
     outputs = {"images": [], "shape": list(shape), "affine": np.asarray(affine).tolist()}
     for name, prediction in zip(names, predictions):
-        path = os.path.join(output_dir, f"{name}_superres.nii.gz")
+        path = os.path.join(output_dir, f"{name}_desc-superres.nii.gz")
         save_nifti(prediction, affine, path)
         outputs["images"].append(path)
-    outputs["mask"] = os.path.join(output_dir, "brain_mask.nii.gz")
+    outputs["mask"] = os.path.join(output_dir, "desc-brain_mask.nii.gz")
     save_nifti(brain, affine, outputs["mask"])
     predict_seconds = time.perf_counter() - predict_started
 
@@ -169,17 +166,6 @@ def superresolve_subject(image_files: list[str], names: list[str],
     save_checkpoint(fitted, outputs["checkpoint"])
     outputs["history"] = os.path.join(output_dir, "history.tsv")
     write_history(fitted.history, outputs["history"])
-    outputs.update({
-        "epochs_run": len(fitted.history),
-        "selected_epoch": fitted.selected_epoch,
-        "stopped_early": fitted.stopped_early,
-        "stop_reason": fitted.stop_reason,
-        "fit_seconds": round(fitted.fit_seconds, 2),
-        "predict_seconds": round(predict_seconds, 2),
-        "total_seconds": round(time.perf_counter() - started, 2),
-        "device": fitted.device,
-        "grid_cell_sizes_mm": fitted.settings.grid_cell_sizes_mm,
-        "reference_index": reference_index,
-    })
+    outputs.update(fitted.summary(), predict_seconds=round(predict_seconds, 2),
+                   total_seconds=round(time.perf_counter() - started, 2))
     return outputs
-

@@ -6,7 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from mcinr_bids import simulate
+from mcinr_bids import geometry, simulate
 from mcinr_bids.phantom import make_phantom
 
 
@@ -20,8 +20,8 @@ def phantom():
 def low_resolution(phantom):
     """T1 decimated x4 along S (axial), FLAIR x4 along R (sagittal): [(data, affine), ...]."""
     t1, flair, _, affine = phantom
-    return [simulate.decimate(t1, affine, simulate.voxel_axis(affine, "S")),
-            simulate.decimate(flair, affine, simulate.voxel_axis(affine, "R"))]
+    return [simulate.decimate(t1, affine, geometry.voxel_axis(affine, "S")),
+            simulate.decimate(flair, affine, geometry.voxel_axis(affine, "R"))]
 
 
 def write_nifti(path, data, affine):

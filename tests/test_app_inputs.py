@@ -10,10 +10,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from mcinr_bids.cli.parser import build_parser
 from mcinr_bids.cli.run import build_config, main
+from mcinr_bids.io import write_once
 from mcinr_bids.phantom import write_bids_phantom
-from mcinr_bids.utils.bids import choose_reference, write_once
+from mcinr_bids.utils.bids import choose_reference
 from mcinr_bids.utils.templates import TemplateError, local_template, resolve_output_space
 
 
@@ -94,11 +94,9 @@ def test_group_without_participants(tmp_path, capsys):
 def test_config_file_and_command_line(tmp_path):
     settings = tmp_path / "settings.toml"
     settings.write_text('[workflow]\noutput_space = "native"\n[inr]\nepochs = 7\n')
-    parser = build_parser()
-    args = parser.parse_args([str(tmp_path), str(tmp_path / "o"), "participant",
-                              "--config-file", str(settings), "--model", "vanilla",
-                              "--participant-label", "sub-01", "02"])
-    config = build_config(args)
+    config = build_config([str(tmp_path), str(tmp_path / "o"), "participant",
+                           "--config-file", str(settings), "--model", "vanilla",
+                           "--participant-label", "sub-01", "02"])
     assert config.workflow.output_space == "native"
     assert config.inr.epochs == 7 and config.inr.model == "vanilla"
     assert config.execution.participant_label == ["01", "02"]
@@ -108,9 +106,8 @@ def test_config_file_and_command_line(tmp_path):
 
 
 def test_sloppy_is_tiny(tmp_path):
-    args = build_parser().parse_args([str(tmp_path), str(tmp_path / "o"), "participant",
-                                      "--sloppy"])
-    assert build_config(args).inr.epochs <= 3
+    config = build_config([str(tmp_path), str(tmp_path / "o"), "participant", "--sloppy"])
+    assert config.inr.epochs <= 3
 
 
 def test_reference_is_finest_in_plane_t1w(tmp_path):

@@ -2,8 +2,8 @@
 
 A synthetic BIDS dataset is made from the MNI152 template that nilearn ships: sub-01 is
 skull-stripped, sub-02 (with a session) has skull and scalp and a head pose off the template,
-every FLAIR is rotated and shifted against its T1w (the subject moved), and sub-03 has a T1w
-only (it must be skipped while the others finish).
+every FLAIR is rotated and shifted against its T1w (the subject moved), sub-03 has a T1w
+only and sub-04 a T1w with a few NaN voxels (both must be skipped while the others finish).
 """
 
 from __future__ import annotations
@@ -50,8 +50,19 @@ def app_run(tmp_path_factory):
     source = bids_dir / "sub-01" / "anat" / "sub-01_T1w.nii.gz"
     (single / "sub-03_T1w.nii.gz").write_bytes(source.read_bytes())
     (single / "sub-03_T1w.json").write_text(json.dumps({"MagneticFieldStrength": 3}))
+    # sub-04: a T1w with NaN voxels (it crashed a node before the images were checked)
+    broken = bids_dir / "sub-04" / "anat"
+    broken.mkdir(parents=True)
+    image = nib.load(source)
+    data = np.asanyarray(image.dataobj).astype(np.float32)
+    data[:2, :2, :2] = np.nan
+    nib.Nifti1Image(data, image.affine).to_filename(broken / "sub-04_T1w.nii.gz")
+    flair = bids_dir / "sub-01" / "anat" / "sub-01_FLAIR.nii.gz"
+    (broken / "sub-04_FLAIR.nii.gz").write_bytes(flair.read_bytes())
+    for name in ("sub-04_T1w.json", "sub-04_FLAIR.json"):
+        (broken / name).write_text(json.dumps({"MagneticFieldStrength": 3}))
     with open(bids_dir / "participants.tsv", "a") as handle:
-        handle.write("sub-03\n")
+        handle.write("sub-03\nsub-04\n")
     arguments = [str(bids_dir), str(output_dir), "participant", "-w", str(work_dir),
                  "--sloppy", "--nprocs", "2", "--omp-nthreads", "1", "--output-resolution", "2"]
     with pytest.MonkeyPatch.context() as patch:
@@ -67,6 +78,8 @@ def app_run(tmp_path_factory):
 def test_exit_code_reports_the_skipped_subject(app_run):
     assert app_run["codes"] == (1, 1)
     assert not (app_run["out"] / "sub-03" / "anat").exists()
+    assert not (app_run["out"] / "sub-04" / "anat").exists()
+    assert not list((app_run["out"] / "sub-04").rglob("crash-*"))
 
 
 def test_exact_output_files(app_run):

@@ -9,7 +9,8 @@ import pytest
 
 from mcinr_bids.cli import evaluate as evaluate_cli
 from mcinr_bids.cli import fit as fit_cli
-from mcinr_bids.config import INRSettings, load_settings, save_settings, settings_for_preset
+from mcinr_bids.config import AppConfig
+from mcinr_bids.inr.settings import INRSettings, settings_for_preset
 
 from .conftest import write_nifti
 
@@ -22,7 +23,8 @@ def test_fit_writes_every_output(tmp_path, low_resolution_files, capsys):
     printed = capsys.readouterr().out
     assert str(out) in printed
     expected = {"sub-01_T1w_desc-superres.nii.gz", "sub-01_FLAIR_desc-superres.nii.gz",
-                "desc-brain_mask.nii.gz", "model.pt", "history.tsv", "parameters.json"}
+                "desc-brain_mask.nii.gz", "model.pt", "history.tsv", "parameters.json",
+                "metrics.tsv", "sub-01_T1w_residual.nii.gz", "sub-01_FLAIR_residual.nii.gz"}
     assert {p.name for p in out.iterdir()} == expected  # no temporary files left behind
     image = nib.load(out / "sub-01_T1w_desc-superres.nii.gz")
     np.testing.assert_allclose(image.header.get_zooms(), [1.5, 1.5, 1.5])
@@ -65,10 +67,10 @@ def test_evaluate_writes_a_table(tmp_path, phantom, capsys):
 
 
 def test_settings_round_trip_through_toml(tmp_path):
-    settings = settings_for_preset("paper", seed=3)
-    path = tmp_path / "inr.toml"
-    save_settings(settings, path)
-    assert load_settings(path) == settings
+    config = AppConfig(inr=settings_for_preset("paper", seed=3))
+    config.workflow.preset = "paper"
+    path = config.save(tmp_path / "mcinr.toml")
+    assert AppConfig.load(path) == config
 
 
 def test_paper_preset_is_table_3():

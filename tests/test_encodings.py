@@ -1,9 +1,9 @@
 import numpy as np
 import torch
 
-from mcinr_bids.config import settings_for_preset
 from mcinr_bids.inr.encodings import FourierEncoding, GridEncoding
 from mcinr_bids.inr.model import build_model
+from mcinr_bids.inr.settings import settings_for_preset
 
 
 def test_fourier_features_are_the_papers():
@@ -18,7 +18,7 @@ def test_fourier_features_are_the_papers():
 
 
 def test_dense_level_interpolates_trilinearly():
-    encoding = GridEncoding([10, 10, 10], [1.0], [], grid_features=1)
+    encoding = GridEncoding([10, 10, 10], [1.0], grid_features=1)
     n0, n1, n2 = (int(v) for v in encoding.resolutions[0])
     index = torch.arange(encoding.tables[0].shape[0])
     i0, i1, i2 = index % n0, (index // n0) % n1, index // (n0 * n1)
@@ -31,7 +31,7 @@ def test_dense_level_interpolates_trilinearly():
 
 
 def test_fine_levels_are_hashed_into_a_bounded_table():
-    encoding = GridEncoding([200, 200, 200], [16.0, 1.0], [], grid_features=2,
+    encoding = GridEncoding([200, 200, 200], [16.0, 1.0], grid_features=2,
                             hash_table_log2=12)
     assert encoding.hashed == [False, True]
     assert [t.shape[0] for t in encoding.tables] == [14**3, 2**12]
@@ -55,7 +55,7 @@ def test_diffusion_fills_unobserved_vertices_and_keeps_a_linear_field():
     """One heat-equation step moves a vertex `rate` of the way to its neighbours' mean: a spike
     spreads to its six neighbours, the total is conserved (no flux across the faces), a linear
     field is left as it is inside the grid, and hashed levels are not touched."""
-    encoding = GridEncoding([10, 10, 10], [2.0, 1.0], [], grid_features=1, hash_table_log2=9)
+    encoding = GridEncoding([10, 10, 10], [2.0, 1.0], grid_features=1, hash_table_log2=9)
     assert encoding.hashed == [False, True]
     n0, n1, _ = (int(v) for v in encoding.resolutions[0])
     hashed_before = encoding.tables[1].detach().clone()

@@ -8,7 +8,7 @@ from skimage.registration import phase_cross_correlation
 
 from mcinr_bids import metrics
 from mcinr_bids.baselines import cubic_on_grid
-from mcinr_bids.config import settings_for_preset
+from mcinr_bids.geometry import world_coordinates
 from mcinr_bids.inr import (
     InputError,
     Volume,
@@ -18,8 +18,10 @@ from mcinr_bids.inr import (
     save_checkpoint,
     select_device,
 )
-from mcinr_bids.inr.data import CoordinateNormaliser, world_coordinates
-from mcinr_bids.inr.fit import informed_cell_sizes, plateau_reached
+from mcinr_bids.inr.data import CoordinateNormaliser
+from mcinr_bids.inr.fit import informed_cell_sizes
+from mcinr_bids.inr.settings import settings_for_preset
+from mcinr_bids.inr.stopping import plateau_reached
 
 
 def low_resolution_volumes(low_resolution):
@@ -171,7 +173,7 @@ def test_psf_model_explains_thick_slices_through_its_slice_profile(phantom):
     slices better than the prediction at the voxel centre does.  Feature diffusion is off: it
     smooths the representation whatever the forward model, and this test is about the latter."""
     from mcinr_bids import simulate
-    from mcinr_bids.inr.fit import FWHM_TO_SIGMA
+    from mcinr_bids.geometry import FWHM_TO_SIGMA
 
     t1, flair, mask, affine = phantom
     low = [simulate.thick_slices(t1, affine, 2, 4, profile="gaussian"),

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from mcinr_bids.cli import fit as fit_cli
-from mcinr_bids.config import settings_for_preset
 from mcinr_bids.inr import InputError, Volume, fit_inr, load_mask, load_volume
+from mcinr_bids.inr.settings import settings_for_preset
 
 from .conftest import write_nifti
 

@@ -5,11 +5,11 @@ import os
 import numpy as np
 import pytest
 
-from mcinr_bids import metrics, simulate
+from mcinr_bids import geometry, metrics, simulate
 from mcinr_bids.baselines import cubic_on_grid
-from mcinr_bids.config import settings_for_preset
+from mcinr_bids.geometry import world_coordinates
 from mcinr_bids.inr import Volume, fit_inr, load_volume, predict_on_grid
-from mcinr_bids.inr.data import world_coordinates
+from mcinr_bids.inr.settings import settings_for_preset
 
 FOLDER = os.path.join(os.environ.get("MCINR_REAL_DATA", os.path.join(
     os.path.dirname(__file__), "..", "..", "shared", "data", "real")), "brats-gli-00001-000")
@@ -25,7 +25,7 @@ def test_metric_code_reproduces_the_reference_numbers():
     mask = (t1c.data > 0) & (t2f.data > 0)
     expected = {"strict": (31.03, 27.18), "paper": (32.44, 32.92)}
     for volume, letter, index in ((t1c, "S", 0), (t2f, "A", 1)):
-        axis = simulate.voxel_axis(volume.affine, letter)
+        axis = geometry.voxel_axis(volume.affine, letter)
         low, low_affine = simulate.decimate(volume.data, volume.affine, axis)
         cubic = cubic_on_grid(low, low_affine, volume.shape, volume.affine, clamp=False)
         for convention, values in expected.items():
@@ -44,7 +44,7 @@ def test_fast_split_on_a_real_crop_reproduces_slices_and_beats_cubic_on_t1c():
         data = np.ascontiguousarray(volume.data[crop])
         affine = volume.affine.copy()
         affine[:3, 3] = volume.affine[:3, :3] @ [s.start for s in crop] + volume.affine[:3, 3]
-        axis = simulate.voxel_axis(affine, letter)
+        axis = geometry.voxel_axis(affine, letter)
         images.append((data, affine))
         lows.append(simulate.decimate(data, affine, axis))
     mask = (images[0][0] > 0) & (images[1][0] > 0)

@@ -1,13 +1,13 @@
 import numpy as np
 import pytest
 
-from mcinr_bids import simulate
-from mcinr_bids.inr.data import world_coordinates
+from mcinr_bids import geometry, simulate
+from mcinr_bids.geometry import world_coordinates
 
 
 def test_decimation_equals_slicing_with_matching_affine(phantom):
     t1, _, _, affine = phantom
-    axis = simulate.voxel_axis(affine, "S")
+    axis = geometry.voxel_axis(affine, "S")
     low, low_affine = simulate.decimate(t1, affine, axis)
     np.testing.assert_array_equal(low, t1[:, :, 3::4])
     # LR voxel (i, j, k) sits where HR voxel (i, j, 3 + 4k) sits
@@ -19,12 +19,12 @@ def test_decimation_equals_slicing_with_matching_affine(phantom):
 
 def test_voxel_axis_follows_orientation():
     lps = np.diag([-1.0, -1.0, 1.0, 1.0])
-    assert simulate.voxel_axis(lps, "R") == 0
-    assert simulate.voxel_axis(lps, "A") == 1
+    assert geometry.voxel_axis(lps, "R") == 0
+    assert geometry.voxel_axis(lps, "A") == 1
     swapped = np.array([[0, 0, 1, 0], [1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1.0]])
-    assert simulate.voxel_axis(swapped, "S") == 1
+    assert geometry.voxel_axis(swapped, "S") == 1
     with pytest.raises(ValueError):
-        simulate.voxel_axis(lps, "X")
+        geometry.voxel_axis(lps, "X")
 
 
 @pytest.mark.parametrize("profile", ["box", "gaussian"])

@@ -13,7 +13,7 @@ import sys
 
 import nibabel as nib
 
-from .. import metrics, simulate
+from .. import geometry, metrics, simulate
 from ..baselines import cubic_on_grid
 from ..phantom import make_phantom
 from . import fit as fit_cli
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     t1, flair, mask, affine = make_phantom(shape=(96, 96, 72), seed=0)
     paths, low = [], []
     for name, image, axis in (("sub-demo_T1w", t1, "S"), ("sub-demo_FLAIR", flair, "R")):
-        data, low_affine = simulate.decimate(image, affine, simulate.voxel_axis(affine, axis))
+        data, low_affine = simulate.decimate(image, affine, geometry.voxel_axis(affine, axis))
         path = os.path.join(inputs, f"{name}.nii.gz")
         nib.save(nib.Nifti1Image(data, low_affine), path)
         paths.append(path)

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 
 import numpy as np
 
 from .. import __version__
-from ..config import PRESETS, settings_for_preset
 from ..evaluation import BASELINES, INR_MODELS, evaluate, format_table, simulate_acquisitions
 from ..inr import InputError, load_mask, load_volume
-from ..inr.predict import atomic_write
-from .fit import check_output_dir
+from ..inr.settings import DEVICES, PRESETS
+from ..io import write_text, write_tsv
+from .fit import check_output_dir, inr_settings
+from .options import given_options
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,11 +38,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--preset", choices=sorted(PRESETS), default="fast")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--psf", action="store_true")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    parser.add_argument("--config-file", metavar="TOML",
+                        help="settings file: its [workflow] preset and [inr] table")
+    parser.add_argument("--device", choices=DEVICES, default="auto",
+                        help="auto picks cuda, then mps, then cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--version", action="version", version=f"mcinr-bids {__version__}")
     return parser
+
+
+#: where each option of mcinr-evaluate goes
+EVALUATE_OPTIONS = {"preset": ("workflow", "preset"), "epochs": ("inr", "epochs"),
+                    "psf": ("inr", "psf"), "device": ("inr", "device"),
+                    "seed": ("inr", "seed")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,30 +68,18 @@ def main(argv: list[str] | None = None) -> int:
                                                mask)
         except ValueError as error:
             raise InputError(str(error)) from error
-        settings = settings_for_preset(args.preset, epochs=args.epochs, device=args.device,
-                                       seed=args.seed)
-        settings.psf = args.psf
+        settings = inr_settings(given_options(build_parser, argv), EVALUATE_OPTIONS)
         methods = [m for m in args.methods if len(volumes) > 1 or m not in ("split", "vanilla")]
         rows = evaluate(simulation, methods, settings, progress=not args.quiet)
-    except InputError as error:
+    except (InputError, ValueError) as error:
         print(f"mcinr-evaluate: error: {error}", file=sys.stderr)
         return 2
     table = format_table(rows, simulation.names)
     print(table)
-    tsv_path = os.path.join(args.output_dir, "evaluation.tsv")
-
-    def write_tsv(temporary):
-        with open(temporary, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[-1]), delimiter="\t",
-                                    restval="n/a")
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({k: (f"{v:.6g}" if isinstance(v, (float, np.floating)) else v)
-                                 for k, v in row.items()})
-
-    atomic_write(tsv_path, write_tsv)
-    atomic_write(os.path.join(args.output_dir, "evaluation.md"),
-                 lambda temporary: open(temporary, "w").write(table + "\n"))
+    formatted = [{k: (f"{v:.6g}" if isinstance(v, (float, np.floating)) else v)
+                  for k, v in row.items()} for row in rows]
+    write_tsv(formatted, os.path.join(args.output_dir, "evaluation.tsv"), columns=list(rows[-1]))
+    write_text(table + "\n", os.path.join(args.output_dir, "evaluation.md"))
     print(f"tables in {os.path.abspath(args.output_dir)}")
     return 0
 

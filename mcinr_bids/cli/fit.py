@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -12,19 +11,17 @@ import time
 import numpy as np
 
 from .. import __version__
-from ..config import MODELS, PRESETS, settings_for_preset
+from ..config import read_config_file, resolve_config
 from ..inr import (
     InputError,
-    fit_inr,
     load_mask,
     load_volume,
-    predict_on_grid,
     reference_grid,
-    save_checkpoint,
-    save_nifti,
-    union_grid,
 )
-from ..inr.predict import atomic_write, write_history
+from ..inr.settings import DEVICES, MODELS, PRESETS
+from ..io import write_json
+from ..superres import superresolve
+from .options import OptionMap, given_options, to_tables
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,9 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     model = parser.add_argument_group("model and fit")
     model.add_argument("--preset", choices=sorted(PRESETS), default="fast",
                        help="'fast' (default, CPU-friendly) or 'paper' (Table 3 of the paper)")
-    model.add_argument("--model", choices=MODELS, default=None,
+    model.add_argument("--model", choices=MODELS, default="split",
                        help="split: shared trunk + one head per contrast; vanilla: one trunk, "
-                            "N outputs; single: one model per image (default: split)")
+                            "N outputs; single: one model per image")
     model.add_argument("--psf", action="store_true",
                        help="compare each LR voxel with the mean prediction over its "
                             "slice profile")
@@ -62,9 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
                        help="stop fitting after this many seconds and keep the result")
     model.add_argument("--config-file", metavar="TOML",
-                       help="INR settings ([inr] table) overriding the preset")
+                       help="settings file: its [workflow] preset and [inr] table (e.g. a run's "
+                            "mcinr.toml); options given here win")
     execution = parser.add_argument_group("execution")
-    execution.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto",
+    execution.add_argument("--device", choices=DEVICES, default="auto",
                            help="auto picks cuda, then mps, then cpu")
     execution.add_argument("--threads", type=int, default=None,
                            help="CPU threads for torch (default: torch's own choice)")
@@ -72,6 +70,28 @@ def build_parser() -> argparse.ArgumentParser:
     execution.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--version", action="version", version=f"mcinr-bids {__version__}")
     return parser
+
+
+#: where each option of mcinr-fit goes
+FIT_OPTIONS: OptionMap = {
+    "preset": ("workflow", "preset"),
+    "model": ("inr", "model"),
+    "psf": ("inr", "psf"),
+    "epochs": ("inr", "epochs"),
+    "no_early_stopping": ("inr", "early_stopping", lambda flag: not flag),
+    "time_limit": ("inr", "time_limit_seconds"),
+    "device": ("inr", "device"),
+    "threads": ("inr", "threads"),
+    "seed": ("inr", "seed"),
+}
+
+
+def inr_settings(given: dict, option_map: OptionMap = FIT_OPTIONS):
+    """The INR settings of a command line: preset, then --config-file's [workflow] preset and
+    [inr] table, then the options given (:func:`mcinr_bids.config.resolve_config`)."""
+    file_tables = read_config_file(given["config_file"]) if given.get("config_file") else {}
+    file_tables = {k: v for k, v in file_tables.items() if k in ("workflow", "inr")}
+    return resolve_config(file_tables, to_tables(given, option_map)).inr
 
 
 def check_output_dir(path: str) -> None:
@@ -98,14 +118,6 @@ def unique_names(names: list[str]) -> list[str]:
     return result
 
 
-def write_json(values: dict, path: str) -> None:
-    def write(temporary):
-        with open(temporary, "w") as handle:
-            json.dump(values, handle, indent=2, default=str)
-
-    atomic_write(path, write)
-
-
 def load_transform(path: str) -> np.ndarray:
     try:
         matrix = np.loadtxt(path)
@@ -116,7 +128,7 @@ def load_transform(path: str) -> np.ndarray:
     return matrix
 
 
-def run(args: argparse.Namespace) -> dict:
+def run(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
     started = time.perf_counter()
     check_output_dir(args.output_dir)
     volumes = [load_volume(path) for path in args.images]
@@ -130,42 +142,11 @@ def run(args: argparse.Namespace) -> dict:
         raise InputError(f"{len(args.transform)} transforms for {len(volumes)} images: give one "
                          "--transform per image, in the same order.")
     transforms = [load_transform(t) for t in args.transform] if args.transform else None
-    if args.config_file:
-        from ..config import load_settings
-
-        base = load_settings(args.config_file).to_dict()
-        base.update({k: v for k, v in {"model": args.model, "epochs": args.epochs}.items()
-                     if v is not None})
-        settings = settings_for_preset("fast", **base)
-    else:
-        settings = settings_for_preset(args.preset, model=args.model, epochs=args.epochs)
-    settings.psf = settings.psf or args.psf
-    settings.early_stopping = settings.early_stopping and not args.no_early_stopping
-    settings.device, settings.seed, settings.threads = args.device, args.seed, args.threads
-    if args.time_limit is not None:
-        settings.time_limit_seconds = args.time_limit
-
-    fitted = fit_inr(volumes, settings, masks=masks, transforms=transforms,
-                     progress=not args.quiet)
-    predict_start = time.perf_counter()
-    if args.reference:
-        shape, affine = reference_grid(args.reference)
-    else:
-        shape, affine = union_grid(fitted, args.resolution)
-    predictions, foreground = predict_on_grid(fitted, shape, affine)
-    predict_seconds = time.perf_counter() - predict_start
-
-    outputs = {}
-    for volume, prediction in zip(volumes, predictions):
-        path = os.path.join(args.output_dir, f"{volume.name}_desc-superres.nii.gz")
-        save_nifti(prediction, affine, path)
-        outputs[volume.name] = path
-    mask_path = os.path.join(args.output_dir, "desc-brain_mask.nii.gz")
-    save_nifti(foreground, affine, mask_path)
-    checkpoint_path = os.path.join(args.output_dir, "model.pt")
-    save_checkpoint(fitted, checkpoint_path)
-    history_path = os.path.join(args.output_dir, "history.tsv")
-    write_history(fitted.history, history_path)
+    settings = inr_settings(given_options(build_parser, argv))
+    grid = reference_grid(args.reference) if args.reference else None
+    outputs = superresolve(volumes, settings, args.output_dir, masks=masks,
+                           transforms=transforms, grid=grid, resolution=args.resolution,
+                           progress=not args.quiet)
     import torch
 
     parameters = {
@@ -174,18 +155,12 @@ def run(args: argparse.Namespace) -> dict:
         "command": sys.argv,
         "inputs": [os.path.abspath(p) for p in args.images],
         "masks": [os.path.abspath(p) for p in args.mask] if args.mask else None,
-        "settings": fitted.settings.to_dict(),
-        "device": fitted.device,
+        "settings": settings.to_dict(),
         "torch_threads": torch.get_num_threads(),
-        "epochs_run": len(fitted.history),
-        "selected_epoch": fitted.selected_epoch,
-        "stopped_early": fitted.stopped_early,
-        "stop_reason": fitted.stop_reason,
-        "fit_seconds": fitted.fit_seconds,
-        "predict_seconds": predict_seconds,
-        "total_seconds": time.perf_counter() - started,
-        "output_grid": {"shape": list(shape), "affine": np.asarray(affine).tolist()},
-        "outputs": outputs,
+        **{k: v for k, v in outputs.items() if k not in ("images", "shape", "affine")},
+        "total_seconds": round(time.perf_counter() - started, 2),
+        "output_grid": {"shape": outputs["shape"], "affine": outputs["affine"]},
+        "outputs": {v.name: path for v, path in zip(volumes, outputs["images"])},
     }
     write_json(parameters, os.path.join(args.output_dir, "parameters.json"))
     return parameters
@@ -195,8 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        parameters = run(args)
-    except InputError as error:
+        parameters = run(args, argv)
+    except (InputError, ValueError) as error:
         print(f"mcinr-fit: error: {error}", file=sys.stderr)
         return 2
     for name, path in parameters["outputs"].items():

@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from .. import __version__
-from ..config import DEFAULT_CONTRASTS, MODELS, OUTPUT_SPACES, PRESETS, SKULL_STRIP
+from ..config import DEFAULT_CONTRASTS, OUTPUT_SPACES, SKULL_STRIP
+from ..inr.settings import DEVICES, MODELS, PRESETS
 
 
 def _positive_float(value: str) -> float:
@@ -93,8 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
                             help="also fit and score single-contrast INRs")
 
     performance = parser.add_argument_group("Options to handle performance")
-    performance.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                             help="auto picks cuda when PyTorch sees a GPU, else cpu")
+    performance.add_argument("--device", choices=DEVICES, default="auto",
+                             help="auto picks cuda, then mps, then cpu")
     performance.add_argument("--n-gpu-procs", type=_positive_int, default=1, metavar="N",
                              help="INR fits that may share the GPU(s) at once")
     performance.add_argument("--nprocs", "--n-cpus", type=_positive_int, metavar="N",

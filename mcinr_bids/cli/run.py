@@ -6,13 +6,13 @@ import gc
 import json
 import logging
 import os
-import shutil
 import sys
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..config import SLOPPY_INR, AppConfig, settings_for_preset
+from ..config import AppConfig, read_config_file, resolve_config
+from .options import OptionMap, absolute, given_options, to_tables
 from .parser import build_parser
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -22,55 +22,43 @@ class UsageError(ValueError):
     """Bad arguments or input data, reported as one message with exit code 2."""
 
 
-def build_config(args) -> AppConfig:
-    """One AppConfig from the config file (if any) overridden by the command line."""
-    parser = build_parser()
-    defaults = vars(parser.parse_args([str(args.bids_dir), str(args.output_dir),
-                                       args.analysis_level]))
-    given = {k: v for k, v in vars(args).items() if v != defaults.get(k)}
-    config = AppConfig.load(args.config_file) if args.config_file else AppConfig()
-    execution, workflow = config.execution, config.workflow
-    execution.bids_dir = str(Path(args.bids_dir).absolute())
-    execution.output_dir = str(Path(args.output_dir).absolute())
-    execution.analysis_level = args.analysis_level
-    if "work_dir" in given or not args.config_file:
-        execution.work_dir = str(Path(args.work_dir).absolute())
-    for key in ("bids_filter_file", "bids_database_dir"):
-        if key in given:
-            setattr(execution, key, str(Path(getattr(args, key)).absolute()))
-    for key in ("participant_label", "session_label", "skip_bids_validation", "clean_workdir",
-                "stop_on_first_crash", "nprocs", "omp_nthreads", "mem_gb", "n_gpu_procs",
-                "sloppy", "random_seed"):
-        if key in given:
-            setattr(execution, key, getattr(args, key))
-    if "verbose_count" in given:
-        execution.verbose = args.verbose_count
-    for key in ("contrasts", "output_space", "output_resolution", "skull_strip", "preset",
-                "model", "psf", "device", "simulate_lowres", "simulate_factor",
-                "simulate_protocol", "evaluate_ablation"):
-        if key in given:
-            setattr(workflow, key, getattr(args, key))
+#: where each option of the mcinr-bids command line goes (the one home of every setting)
+APP_OPTIONS: OptionMap = {
+    "bids_dir": ("execution", "bids_dir", absolute),
+    "output_dir": ("execution", "output_dir", absolute),
+    "analysis_level": ("execution", "analysis_level"),
+    "work_dir": ("execution", "work_dir", absolute),
+    "bids_filter_file": ("execution", "bids_filter_file", absolute),
+    "bids_database_dir": ("execution", "bids_database_dir", absolute),
+    **{key: ("execution", key) for key in (
+        "participant_label", "session_label", "skip_bids_validation", "clean_workdir",
+        "stop_on_first_crash", "nprocs", "omp_nthreads", "mem_gb", "n_gpu_procs", "sloppy")},
+    "verbose_count": ("execution", "verbose"),
+    **{key: ("workflow", key) for key in (
+        "contrasts", "output_space", "output_resolution", "skull_strip", "preset",
+        "simulate_lowres", "simulate_factor", "simulate_protocol", "evaluate_ablation")},
+    "model": ("inr", "model"),
+    "psf": ("inr", "psf"),
+    "device": ("inr", "device"),
+    "random_seed": ("inr", "seed"),
+}
+
+
+def build_config(argv: list[str] | None) -> AppConfig:
+    """One AppConfig: defaults, preset, the config file (if any), then the options given."""
+    given = given_options(build_parser, argv)
+    file_tables = read_config_file(given["config_file"]) if given.get("config_file") else {}
+    config = resolve_config(file_tables, to_tables(given, APP_OPTIONS))
+    execution = config.execution
     from ..utils.bids import clean_labels
 
+    execution.work_dir = absolute(execution.work_dir)
     execution.participant_label = clean_labels(execution.participant_label, "sub-")
     execution.session_label = clean_labels(execution.session_label, "ses-")
     execution.nprocs = execution.nprocs or os.cpu_count() or 1
     execution.omp_nthreads = min(execution.omp_nthreads or execution.nprocs, execution.nprocs)
-    execution.run_uuid = execution.run_uuid or (
+    execution.run_uuid = (  # new for every run, also when a saved config is read back
         datetime.now(UTC).strftime("%Y%m%d-%H%M%S_") + uuid.uuid4().hex[:8])
-
-    # INR settings: the preset, then the [inr] table of the config file, then the CLI
-    inr = settings_for_preset(workflow.preset).to_dict()
-    if args.config_file:
-        import tomllib
-
-        with open(args.config_file, "rb") as handle:
-            inr.update(tomllib.load(handle).get("inr", {}))
-    inr.update(model=workflow.model, psf=workflow.psf or inr.get("psf", False),
-               device=workflow.device, seed=execution.random_seed)
-    if execution.sloppy:
-        inr.update(SLOPPY_INR)
-    config.inr = settings_for_preset("fast", **inr)
     return config
 
 
@@ -86,6 +74,12 @@ def _setup_logging(verbose: int) -> logging.Logger:
     return logger
 
 
+#: query entities a filter file may not change: they would mix subjects or contrasts, or make
+#: two groups write the same derivative
+PROTECTED_FILTER_KEYS = ("subject", "session", "suffix", "datatype", "extension",
+                         "return_type", "scope", "target")
+
+
 def _load_filters(path: str | None) -> dict:
     if not path:
         return {}
@@ -98,17 +92,52 @@ def _load_filters(path: str | None) -> dict:
     if not isinstance(filters, dict) or not all(isinstance(v, dict) for v in filters.values()):
         raise UsageError(f"{path}: the filter file must map a contrast (T1w, FLAIR, ...) to a "
                          "dictionary of pybids entities.")
+    for contrast, entities in filters.items():
+        protected = sorted(set(entities) & set(PROTECTED_FILTER_KEYS))
+        if protected:
+            raise UsageError(
+                f"{path}: the filter of {contrast} sets {', '.join(protected)}, which the app "
+                "chooses itself (use --participant-label, --session-label and --contrasts); "
+                "filter on other entities, e.g. acquisition, run or reconstruction.")
     return filters
+
+
+def image_problem(path: str) -> str | None:
+    """What makes an input image unusable (unreadable, not 3D, NaN/inf, all zeros, constant,
+    singular affine), as one message naming the file and the fix; ``None`` when usable."""
+    from ..inr.data import InputError, load_volume
+
+    try:
+        load_volume(path)
+    except InputError as error:
+        return str(error)
+    return None
+
+
+def split_by_image_content(groups: list, logger: logging.Logger) -> tuple[list, list]:
+    """Groups whose every image is usable, and the others (each logged once, with the
+    problem of its first bad image): a bad image stops only its own subject/session."""
+    good, bad = [], []
+    for group in groups:
+        problem = next(filter(None, map(image_problem, group.images)), None)
+        if problem is None:
+            good.append(group)
+        else:
+            bad.append(group)
+            logger.error("%s: skipped: %s", group.label, problem)
+    return good, bad
 
 
 def run_participant(config: AppConfig, logger: logging.Logger) -> int:
     from bids import BIDSLayout
     from nipype import config as nipype_config
 
+    from ..io import STAGING_PREFIX, TEMPORARY_PREFIX, remove_stale_temporaries
     from ..utils.bids import (
         BIDSError,
         collect_inputs,
         parse_simulation_specs,
+        prepare_work_dir,
         run_bids_validator,
         write_derivative_metadata,
         write_simulated_dataset,
@@ -134,15 +163,15 @@ def run_participant(config: AppConfig, logger: logging.Logger) -> int:
         raise UsageError(f"{execution.bids_dir}: no participant(s) {', '.join(unknown)} in this "
                          f"dataset (it has: {', '.join(available) or 'none'}); check "
                          "--participant-label.")
-    work_dir = Path(execution.work_dir)
-    if execution.clean_workdir and work_dir.exists():
-        shutil.rmtree(work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
+    work_dir = prepare_work_dir(execution.work_dir, execution.clean_workdir)
+    # what a killed run left: temporary files and sink staging folders (a live run's are fresh)
+    remove_stale_temporaries(execution.output_dir, (TEMPORARY_PREFIX, STAGING_PREFIX))
     contrasts = workflow.contrasts
     if workflow.simulate_lowres:
         axes = parse_simulation_specs(workflow.simulate_lowres)
         contrasts = list(axes)
     groups = collect_inputs(layout, subjects, execution.session_label, contrasts, filters)
+    groups, skipped = split_by_image_content(groups, logger)
     originals: dict[str, str] = {}
     if workflow.simulate_lowres:
         # evaluation mode: the pipeline runs on simulated thick-slice copies; N4 is skipped so
@@ -151,18 +180,18 @@ def run_participant(config: AppConfig, logger: logging.Logger) -> int:
             groups, execution.bids_dir, str(Path(execution.work_dir) / "simulated_bids"), axes,
             workflow.simulate_protocol, workflow.simulate_factor)
         workflow.bias_correction = False
-    needed = 1 if workflow.model == "single" else 2
-    runnable, skipped = [], []
+    needed = 1 if config.inr.model == "single" else 2
+    runnable = []
     for group in groups:
         if len(group.images) < needed:
             skipped.append(group)
             logger.error("%s: skipped: %d image(s) of %s found, --model %s needs at least %d; "
                          "add images or use --model single.", group.label, len(group.images),
-                         "/".join(workflow.contrasts), workflow.model, needed)
+                         "/".join(workflow.contrasts), config.inr.model, needed)
         else:
             runnable.append(group)
     if not runnable:
-        logger.error("no subject has enough images; nothing to do.")
+        logger.error("no subject has enough usable images; nothing to do.")
         return EXIT_FAILED
 
     try:
@@ -238,16 +267,17 @@ def run_group(config: AppConfig, logger: logging.Logger) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("NIPYPE_NO_ET", "1")  # no network check for nipype updates
-    args = build_parser().parse_args(argv)
+    build_parser().parse_args(argv)  # usage errors and --help exit here, as argparse does
     from ..utils.bids import BIDSError, check_folders
 
     try:
-        config = build_config(args)
+        config = build_config(argv)
         logger = _setup_logging(config.execution.verbose)
         if config.execution.analysis_level == "group":
             # the group level reads the derivatives only: the raw data may be gone
             return run_group(config, logger)
-        check_folders(config.execution.bids_dir, config.execution.output_dir)
+        check_folders(config.execution.bids_dir, config.execution.output_dir,
+                      config.execution.work_dir)
         return run_participant(config, logger)
     except (UsageError, BIDSError, ValueError) as error:
         print(f"mcinr-bids: error: {error}", file=sys.stderr)

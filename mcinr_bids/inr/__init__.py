@@ -1,33 +1,24 @@
-"""The science core: encodings, models, world-coordinate data, fitting and prediction.
+"""The science core: settings, encodings, models, world-coordinate data, fitting, prediction.
 
 Pure torch + numpy (+ nibabel/scipy for images); never imports nipype, pybids or niworkflows.
+The names below load lazily, so that importing a torch-free part (``inr.settings``,
+``inr.data``) does not load torch.
 """
 
-from .data import InputError, Volume, load_mask, load_volume
-from .fit import FittedINR, fit_inr, select_device
-from .predict import (
-    isotropic_grid,
-    load_checkpoint,
-    predict_on_grid,
-    reference_grid,
-    save_checkpoint,
-    save_nifti,
-    union_grid,
-)
+from importlib import import_module
 
-__all__ = [
-    "FittedINR",
-    "InputError",
-    "Volume",
-    "fit_inr",
-    "isotropic_grid",
-    "load_checkpoint",
-    "load_mask",
-    "load_volume",
-    "predict_on_grid",
-    "reference_grid",
-    "save_checkpoint",
-    "save_nifti",
-    "select_device",
-    "union_grid",
-]
+_HOMES = {
+    "InputError": "data", "Volume": "data", "load_mask": "data", "load_volume": "data",
+    "FittedINR": "fit", "fit_inr": "fit", "select_device": "fit",
+    "load_checkpoint": "predict", "predict_on_grid": "predict", "reference_grid": "predict",
+    "save_checkpoint": "predict", "union_grid": "predict",
+    "INRSettings": "settings", "PRESETS": "settings", "settings_for_preset": "settings",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name in _HOMES:
+        return getattr(import_module(f".{_HOMES[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

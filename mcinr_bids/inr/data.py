@@ -14,6 +14,8 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from ..geometry import FWHM_TO_SIGMA, apply_transform, bounding_box, voxel_sizes, world_coordinates
+
 
 class InputError(ValueError):
     """Bad input: the message names the file and says how to fix it."""
@@ -35,16 +37,6 @@ class Volume:
     @property
     def voxel_sizes(self) -> np.ndarray:
         return voxel_sizes(self.affine)
-
-
-def voxel_sizes(affine: np.ndarray) -> np.ndarray:
-    """Voxel edge lengths in mm, shape (3,), from a 4x4 affine."""
-    return np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))
-
-
-def thick_axis(affine: np.ndarray) -> int:
-    """Index of the voxel axis with the largest spacing (the slice axis of a 2D acquisition)."""
-    return int(np.argmax(voxel_sizes(affine)))
 
 
 def image_name(path: str) -> str:
@@ -161,32 +153,9 @@ def dilate_mask_mm(mask: np.ndarray, affine: np.ndarray, distance_mm: float) -> 
     return ndimage.binary_dilation(mask, structure=structure)
 
 
-def world_coordinates(affine: np.ndarray, indices: np.ndarray) -> np.ndarray:
-    """World (mm) coordinates of voxel ``indices`` (M, 3) under a 4x4 ``affine``; shape (M, 3)."""
-    affine = np.asarray(affine, dtype=np.float64)
-    return np.asarray(indices, dtype=np.float64) @ affine[:3, :3].T + affine[:3, 3]
-
-
-def apply_transform(transform: np.ndarray | None, points: np.ndarray) -> np.ndarray:
-    """Apply a 4x4 world-to-world transform to points (M, 3); ``None`` is the identity."""
-    if transform is None:
-        return points
-    transform = np.asarray(transform, dtype=np.float64)
-    return points @ transform[:3, :3].T + transform[:3, 3]
-
-
-def corner_coordinates(shape: tuple[int, int, int], affine: np.ndarray) -> np.ndarray:
-    """World coordinates of the 8 corner voxel centres of a grid; shape (8, 3)."""
-    corners = np.array(np.meshgrid(*[[0, n - 1] for n in shape], indexing="ij")).reshape(3, -1).T
-    return world_coordinates(affine, corners)
-
-
-def bounding_box(volumes: list[Volume], transforms: list | None = None) -> np.ndarray:
+def field_of_view(volumes: list[Volume], transforms: list | None = None) -> np.ndarray:
     """Union of the world bounding boxes of all voxel centres; shape (2, 3): low, high corners."""
-    transforms = transforms or [None] * len(volumes)
-    points = np.concatenate([apply_transform(t, corner_coordinates(v.shape, v.affine))
-                             for v, t in zip(volumes, transforms)])
-    return np.stack([points.min(axis=0), points.max(axis=0)])
+    return bounding_box([(v.shape, v.affine) for v in volumes], transforms)
 
 
 def check_overlap(volumes: list[Volume], transforms: list | None = None) -> None:
@@ -194,7 +163,7 @@ def check_overlap(volumes: list[Volume], transforms: list | None = None) -> None
     if len(volumes) < 2:
         return
     transforms = transforms or [None] * len(volumes)
-    boxes = [bounding_box([v], [t]) for v, t in zip(volumes, transforms)]
+    boxes = [field_of_view([v], [t]) for v, t in zip(volumes, transforms)]
     for index, box in enumerate(boxes):
         others = [b for j, b in enumerate(boxes) if j != index]
         if not any(np.all(box[0] <= other[1]) and np.all(other[0] <= box[1]) for other in others):
@@ -220,7 +189,7 @@ class CoordinateNormaliser:
     @classmethod
     def from_volumes(cls, volumes: list[Volume], transforms: list | None = None,
                      padding_mm: float | None = None) -> CoordinateNormaliser:
-        box = bounding_box(volumes, transforms)
+        box = field_of_view(volumes, transforms)
         if padding_mm is None:  # half the largest voxel, so every voxel lies inside the box
             padding_mm = max(float(v.voxel_sizes.max()) for v in volumes) / 2 + 1.0
         return cls(low=box[0] - padding_mm, high=box[1] + padding_mm)
@@ -232,17 +201,6 @@ class CoordinateNormaliser:
     def normalise(self, world: np.ndarray) -> np.ndarray:
         """World mm (M, 3) to normalised coordinates in [-1, 1] (M, 3), float32."""
         return (2.0 * (world - self.low) / self.extent_mm - 1.0).astype(np.float32)
-
-    def voxel_frame(self, affine: np.ndarray, transform: np.ndarray | None = None) -> np.ndarray:
-        """(3, 4) map from normalised coordinates to the voxel coordinates of an image with
-        ``affine`` whose world space reaches the common space through ``transform``."""
-        to_world = np.eye(4)
-        to_world[:3, :3] = np.diag(self.extent_mm / 2.0)
-        to_world[:3, 3] = self.low + self.extent_mm / 2.0
-        to_image = np.linalg.inv(np.asarray(affine, dtype=np.float64))
-        if transform is not None:
-            to_image = to_image @ np.linalg.inv(np.asarray(transform, dtype=np.float64))
-        return (to_image @ to_world)[:3]
 
     def to_dict(self) -> dict:
         return {"low": [float(v) for v in self.low], "high": [float(v) for v in self.high]}
@@ -317,3 +275,30 @@ def output_foreground(points: np.ndarray, masks: list[np.ndarray], affines: list
         covered |= known
         foreground[known] &= values[known] >= 0.5
     return foreground & covered
+
+
+def training_samples(volumes, masks, transforms, normaliser, scales, dilation_mm):
+    """Coordinates (M, 3) float32 in [-1, 1], values (M,) float32, image index (M,) int64."""
+    coordinates, values, index = [], [], []
+    for number, (volume, mask, transform, scale) in enumerate(
+            zip(volumes, masks, transforms, scales)):
+        region = dilate_mask_mm(mask, volume.affine, dilation_mm)
+        voxels = np.argwhere(region)
+        world = apply_transform(transform, world_coordinates(volume.affine, voxels))
+        coordinates.append(normaliser.normalise(world))
+        values.append(scale.normalise(volume.data[region]))
+        index.append(np.full(len(voxels), number, dtype=np.int64))
+    return np.concatenate(coordinates), np.concatenate(values), np.concatenate(index)
+
+
+def slice_profile_factors(volumes, transforms, normaliser) -> np.ndarray:
+    """Per image, a 3x3 matrix L with offsets = z @ L.T (z ~ N(0, I)) drawing points from a
+    Gaussian slice profile whose FWHM is one voxel along every voxel axis (slice thickness
+    along the thick axis, pixel size in plane), in normalised coordinates; shape (N, 3, 3)."""
+    factors = []
+    for volume, transform in zip(volumes, transforms):
+        linear = volume.affine[:3, :3] * FWHM_TO_SIGMA
+        if transform is not None:
+            linear = np.asarray(transform)[:3, :3] @ linear
+        factors.append(np.diag(2.0 / normaliser.extent_mm) @ linear)
+    return np.stack(factors).astype(np.float32)

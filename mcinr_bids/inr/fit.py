@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,23 +19,25 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import INRSettings
-from ..metrics import mutual_information
 from .data import (
     CoordinateNormaliser,
     InputError,
     IntensityScale,
     Volume,
-    apply_transform,
     automatic_foreground_mask,
     check_overlap,
     dilate_mask_mm,
     output_foreground,
-    world_coordinates,
+    slice_profile_factors,
+    training_samples,
 )
 from .model import build_model
-
-FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+from .settings import INRSettings
+from .stopping import (
+    mutual_information_points,
+    mutual_information_rule,
+    pairwise_mutual_information,
+)
 
 
 def select_device(requested: str = "auto") -> torch.device:
@@ -77,6 +78,16 @@ class FittedINR:
     @property
     def n_images(self) -> int:
         return len(self.names)
+
+    def summary(self) -> dict:
+        """The facts of the fit that sidecars, JSON files and reports record (JSON types)."""
+        return {"epochs_run": len(self.history), "selected_epoch": self.selected_epoch,
+                "stopped_early": self.stopped_early, "stop_reason": self.stop_reason,
+                "fit_seconds": round(self.fit_seconds, 2), "device": self.device,
+                # the grid levels used (those finer than the data can inform are left out)
+                "grid_cell_sizes_mm": list(self.settings.grid_cell_sizes_mm),
+                "model": self.settings.model, "psf": self.settings.psf,
+                "seed": self.settings.seed}
 
     def predict_normalised(self, world: np.ndarray, chunk: int | None = None) -> np.ndarray:
         """Model output at world points (M, 3) in normalised intensities; shape (M, N)."""
@@ -140,72 +151,6 @@ def validate_inputs(volumes: list[Volume], settings: INRSettings, transforms: li
     return transforms
 
 
-def training_samples(volumes, masks, transforms, normaliser, scales, dilation_mm):
-    """Coordinates (M, 3) float32 in [-1, 1], values (M,) float32, image index (M,) int64."""
-    coordinates, values, index = [], [], []
-    for number, (volume, mask, transform, scale) in enumerate(
-            zip(volumes, masks, transforms, scales)):
-        region = dilate_mask_mm(mask, volume.affine, dilation_mm)
-        voxels = np.argwhere(region)
-        world = apply_transform(transform, world_coordinates(volume.affine, voxels))
-        coordinates.append(normaliser.normalise(world))
-        values.append(scale.normalise(volume.data[region]))
-        index.append(np.full(len(voxels), number, dtype=np.int64))
-    return np.concatenate(coordinates), np.concatenate(values), np.concatenate(index)
-
-
-def slice_profile_factors(volumes, transforms, normaliser) -> np.ndarray:
-    """Per image, a 3x3 matrix L with offsets = z @ L.T (z ~ N(0, I)) drawing points from a
-    Gaussian slice profile whose FWHM is one voxel along every voxel axis (slice thickness
-    along the thick axis, pixel size in plane), in normalised coordinates; shape (N, 3, 3)."""
-    factors = []
-    for volume, transform in zip(volumes, transforms):
-        linear = volume.affine[:3, :3] * FWHM_TO_SIGMA
-        if transform is not None:
-            linear = np.asarray(transform)[:3, :3] @ linear
-        factors.append(np.diag(2.0 / normaliser.extent_mm) @ linear)
-    return np.stack(factors).astype(np.float32)
-
-
-def mutual_information_points(volumes, fitted: FittedINR, count: int, seed: int) -> np.ndarray:
-    """A fixed random set (at most ``count``) of foreground points of the 1 mm output grid."""
-    rng = np.random.default_rng(seed + 7919)
-    low = np.ceil(fitted.normaliser.low)
-    high = np.floor(fitted.normaliser.high)
-    candidates = rng.integers(low, high + 1, size=(4 * count, 3)).astype(np.float64)
-    candidates = np.unique(candidates, axis=0)
-    rng.shuffle(candidates)
-    inside = fitted.foreground(candidates)
-    return candidates[inside][:count]
-
-
-def fitted_frames(normaliser, volumes, transforms) -> list[np.ndarray]:
-    """Per image, the (3, 4) map from normalised coordinates to its voxel coordinates."""
-    return [normaliser.voxel_frame(v.affine, t) for v, t in zip(volumes, transforms)]
-
-
-def smoothness_term(model, coordinates, gap_jitter, neighbour_scale, device) -> torch.Tensor:
-    """Stochastic smoothness of the encoded features: random points near the training samples
-    (anywhere in the gaps between slices) against points about one smoothing distance away."""
-    count = max(1, coordinates.shape[0] // 4)
-    anchors = coordinates[:count] + (torch.rand(count, 3, device=device) * 2 - 1) * gap_jitter
-    neighbours = anchors + torch.randn(count, 3, device=device) * neighbour_scale
-    return model.feature_smoothness(anchors, neighbours)
-
-
-def parameter_groups(model: nn.Module, feature_decay: float) -> list[dict]:
-    """Learned feature tables (decoupled weight decay ``feature_decay``) and everything else
-    (no decay)."""
-    features, others = [], []
-    for name, parameter in model.named_parameters():
-        is_feature = ".tables." in f".{name}" or ".planes." in f".{name}"
-        (features if is_feature else others).append(parameter)
-    groups = [{"params": others, "weight_decay": 0.0}]
-    if features:
-        groups.append({"params": features, "weight_decay": feature_decay})
-    return groups
-
-
 def diffuse_features(model: nn.Module, rate: float) -> None:
     """Smooth every grid encoding's dense feature tables by one heat-equation step of ``rate``
     (decoupled from Adam, like weight decay; capped at 1, where the explicit step is stable)."""
@@ -230,22 +175,127 @@ def informed_cell_sizes(cell_sizes_mm: list[float], finest_spacing_mm: float) ->
     return kept
 
 
-def plateau_reached(values: list[float], window: int, tolerance: float) -> bool:
-    """The paper's rule: MI varied by less than ``tolerance`` (relative) over ``window`` epochs."""
-    if len(values) < window + 1:
-        return False
-    recent = np.asarray(values[-(window + 1):])
-    scale = max(abs(float(recent.mean())), 1e-12)
-    return float(recent.max() - recent.min()) / scale < tolerance
+@dataclass
+class TrainingData:
+    """The LR voxels of every image as tensors on the fit's device (M samples)."""
+
+    coordinates: torch.Tensor  # (M, 3) float32, normalised world coordinates
+    values: torch.Tensor  # (M,) float32, normalised intensities
+    image_index: torch.Tensor  # (M,) int64
+    image_weight: torch.Tensor  # (N,) float32: every image weighs the same in the loss
+    profile: torch.Tensor  # (N, 3, 3) float32: slice-profile factors (slice_profile_factors)
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.values.shape[0])
 
 
-def pairwise_mutual_information(predictions: np.ndarray, bins: int) -> float:
-    """Mean MI over all pairs of columns of (M, N) predictions; NaN for one column."""
-    pairs = list(itertools.combinations(range(predictions.shape[1]), 2))
-    if not pairs:
-        return float("nan")
-    return float(np.mean([mutual_information(predictions[:, a], predictions[:, b], bins)
-                          for a, b in pairs]))
+def prepare_fit(volumes: list[Volume], settings: INRSettings, masks: list | None,
+                transforms: list | None) -> tuple[FittedINR, TrainingData]:
+    """Check the inputs, normalise coordinates and intensities, build the model (seeded) and
+    move the training samples to the device; the returned FittedINR has no history yet."""
+    settings.validate()
+    transforms = validate_inputs(volumes, settings, transforms)
+    finest_spacing = min(float(v.voxel_sizes.min()) for v in volumes)
+    settings = dataclasses.replace(settings, grid_cell_sizes_mm=informed_cell_sizes(
+        settings.grid_cell_sizes_mm, finest_spacing))
+    masks = prepare_masks(volumes, masks)
+    if settings.threads:
+        torch.set_num_threads(int(settings.threads))
+    device = select_device(settings.device)
+    torch.manual_seed(settings.seed)
+    np.random.seed(settings.seed)
+
+    normaliser = CoordinateNormaliser.from_volumes(volumes, transforms)
+    scales = [IntensityScale.from_image(v.data, m, tuple(settings.intensity_percentiles))
+              for v, m in zip(volumes, masks)]
+    coordinates, values, image_index = training_samples(
+        volumes, masks, transforms, normaliser, scales, settings.foreground_dilation_mm)
+    n_images = len(volumes)
+    counts = np.bincount(image_index, minlength=n_images).astype(np.float64)
+    weights = np.asarray(settings.image_weights or [1.0] * n_images, dtype=np.float64)
+    image_weight = (weights * len(values) / (n_images * counts)).astype(np.float32)
+    model = build_model(n_images, settings, normaliser.extent_mm, seed=settings.seed).to(device)
+    fitted = FittedINR(model=model, settings=settings, normaliser=normaliser, scales=scales,
+                       names=[v.name for v in volumes], masks=masks,
+                       affines=[v.affine for v in volumes], transforms=transforms,
+                       device=str(device))
+    data = TrainingData(*(torch.from_numpy(array).to(device) for array in (
+        coordinates, values, image_index, image_weight,
+        slice_profile_factors(volumes, transforms, normaliser))))
+    return fitted, data
+
+
+def batch_layout(n_samples: int, settings: INRSettings) -> tuple[int, int]:
+    """``(batch_size, steps_per_epoch)``: small images get a smaller batch, so that an epoch
+    still makes ``min_steps_per_epoch`` updates."""
+    batch_size = settings.batch_size
+    if settings.min_steps_per_epoch:
+        batch_size = min(batch_size, max(256, -(-n_samples // settings.min_steps_per_epoch)))
+    return batch_size, max(1, -(-n_samples // batch_size))
+
+
+def predict_samples(model: nn.Module, data: TrainingData, batch: torch.Tensor,
+                    settings: INRSettings, use_bf16: bool) -> torch.Tensor:
+    """The model's value for each sample of ``batch`` (indices), through the slice profile with
+    ``settings.psf``; shape (B,) float32."""
+    coordinates = data.coordinates[batch]
+    image = data.image_index[batch]
+    device_type = coordinates.device.type
+    with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=use_bf16):
+        if settings.psf:
+            noise = torch.randn(settings.psf_samples, len(batch), 3, device=coordinates.device)
+            offsets = torch.einsum("kbj,bij->kbi", noise, data.profile[image])
+            points = (coordinates.unsqueeze(0) + offsets).reshape(-1, 3)
+            output = model(points).reshape(settings.psf_samples, len(batch), -1)
+            output = output.float().mean(dim=0)
+        else:
+            output = model(coordinates).float()
+    return output.gather(1, image.unsqueeze(1)).squeeze(1)
+
+
+def train_epoch(fitted: FittedINR, data: TrainingData, optimiser, scheduler,
+                order: torch.Tensor, deadline: float | None, use_bf16: bool
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One pass over the samples in ``order``; stops early (``fitted.stop_reason``) at the
+    ``deadline`` (a ``time.perf_counter()`` value).  Returns the summed squared error and the
+    number of samples seen per image, on the device (read once per epoch)."""
+    settings, model = fitted.settings, fitted.model
+    batch_size, steps = batch_layout(data.n_samples, settings)
+    n_images = fitted.n_images
+    device = data.values.device
+    squared_error_sum = torch.zeros(n_images, dtype=torch.float64, device=device)
+    samples_seen = torch.zeros(n_images, dtype=torch.float64, device=device)
+    for step in range(steps):
+        if deadline is not None and time.perf_counter() > deadline:
+            fitted.stop_reason = "time limit"
+            break
+        batch = order[step * batch_size:(step + 1) * batch_size]
+        image = data.image_index[batch]
+        error = (predict_samples(model, data, batch, settings, use_bf16)
+                 - data.values[batch]) ** 2
+        loss = (error * data.image_weight[image]).mean()
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        if settings.feature_diffusion > 0 and (step + 1) % settings.diffusion_every == 0:
+            diffuse_features(model, scheduler.get_last_lr()[0] * settings.feature_diffusion
+                             * settings.diffusion_every)
+        scheduler.step()
+        squared_error_sum.index_add_(0, image, error.detach().double())
+        samples_seen.index_add_(0, image, torch.ones_like(error, dtype=torch.float64))
+    return squared_error_sum, samples_seen
+
+
+def make_optimiser(model: nn.Module, settings: INRSettings, n_samples: int,
+                   device: torch.device):
+    """Adam (no weight decay) with cosine annealing of the learning rate over the whole fit."""
+    steps_per_epoch = batch_layout(n_samples, settings)[1]
+    optimiser = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate,
+                                  weight_decay=0.0, fused=device.type in ("cpu", "cuda"))
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimiser, T_max=settings.epochs * steps_per_epoch)
+    return optimiser, scheduler
 
 
 def fit_inr(volumes: list[Volume], settings: INRSettings, masks: list | None = None,
@@ -274,145 +324,49 @@ def fit_inr(volumes: list[Volume], settings: INRSettings, masks: list | None = N
         the last state kept in ``last_state``.  Its ``settings`` are the ones used: ``settings``
         without the grid levels finer than the data can inform (:func:`informed_cell_sizes`).
     """
-    settings.validate()
-    transforms = validate_inputs(volumes, settings, transforms)
-    finest_spacing = min(float(v.voxel_sizes.min()) for v in volumes)
-    settings = dataclasses.replace(
-        settings,
-        grid_cell_sizes_mm=informed_cell_sizes(settings.grid_cell_sizes_mm, finest_spacing),
-        plane_cell_sizes_mm=informed_cell_sizes(settings.plane_cell_sizes_mm, finest_spacing))
-    masks = prepare_masks(volumes, masks)
-    if settings.threads:
-        torch.set_num_threads(int(settings.threads))
-    device = select_device(settings.device)
-    torch.manual_seed(settings.seed)
-    np.random.seed(settings.seed)
-
-    normaliser = CoordinateNormaliser.from_volumes(volumes, transforms)
-    scales = [IntensityScale.from_image(v.data, m, tuple(settings.intensity_percentiles))
-              for v, m in zip(volumes, masks)]
-    coordinates, values, image_index = training_samples(
-        volumes, masks, transforms, normaliser, scales, settings.foreground_dilation_mm)
-    n_images = len(volumes)
-    counts = np.bincount(image_index, minlength=n_images).astype(np.float64)
-    weights = np.asarray(settings.image_weights or [1.0] * n_images, dtype=np.float64)
-    sample_weight = (weights * len(values) / (n_images * counts)).astype(np.float32)
-
-    model = build_model(n_images, settings, normaliser.extent_mm, seed=settings.seed,
-                        image_frames=fitted_frames(normaliser, volumes, transforms)).to(device)
-    fitted = FittedINR(model=model, settings=settings, normaliser=normaliser, scales=scales,
-                       names=[v.name for v in volumes], masks=masks,
-                       affines=[v.affine for v in volumes], transforms=transforms,
-                       device=str(device))
-
-    coordinates_t = torch.from_numpy(coordinates).to(device)
-    values_t = torch.from_numpy(values).to(device)
-    index_t = torch.from_numpy(image_index).to(device)
-    sample_weight_t = torch.from_numpy(sample_weight).to(device)
-    profile_t = torch.from_numpy(slice_profile_factors(volumes, transforms, normaliser)).to(device)
-
-    n_samples = len(values)
-    # small images: shrink the batch so that an epoch still makes min_steps_per_epoch updates
-    batch_size = settings.batch_size
-    if settings.min_steps_per_epoch:
-        batch_size = min(batch_size, max(256, -(-n_samples // settings.min_steps_per_epoch)))
-    steps_per_epoch = max(1, -(-n_samples // batch_size))
-    optimiser = torch.optim.AdamW(parameter_groups(model, settings.feature_decay),
-                                  lr=settings.learning_rate,
-                                  fused=device.type in ("cpu", "cuda"))
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimiser, T_max=settings.epochs * steps_per_epoch)
+    fitted, data = prepare_fit(volumes, settings, masks, transforms)
+    settings, model = fitted.settings, fitted.model
+    device = data.values.device
+    optimiser, scheduler = make_optimiser(model, settings, data.n_samples, device)
     generator = torch.Generator(device="cpu").manual_seed(settings.seed)
     use_bf16 = device.type == "cuda"
-
-    # smoothness anchors: training points moved anywhere within half the largest slice spacing
-    # (so gaps between slices are covered); neighbours one smoothness_distance_mm away
-    largest_spacing = max(float(v.voxel_sizes.max()) for v in volumes)
-    gap_jitter_t = torch.from_numpy(
-        (largest_spacing / normaliser.extent_mm).astype(np.float32)).to(device)
-    neighbour_scale_t = torch.from_numpy(
-        (2 * settings.smoothness_distance_mm / normaliser.extent_mm).astype(np.float32)).to(device)
-    mi_points = mutual_information_points(volumes, fitted, settings.mi_points, settings.seed)
+    mi_points = mutual_information_points(fitted, settings.mi_points, settings.seed)
     mi_values: list[float] = []
     selected_state = None
     start = time.perf_counter()
-    epochs = range(settings.epochs)
+    deadline = (None if settings.time_limit_seconds is None
+                else start + settings.time_limit_seconds)
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(epochs, desc="INR fit", unit="epoch")
-        epochs = bar
-    for epoch in epochs:
+        bar = tqdm(total=settings.epochs, desc="INR fit", unit="epoch")
+    for epoch in range(1, settings.epochs + 1):
         epoch_start = time.perf_counter()
-        order = torch.randperm(n_samples, generator=generator).to(device)
-        squared_error_sum = torch.zeros(n_images, dtype=torch.float64, device=device)
-        samples_seen = torch.zeros(n_images, dtype=torch.float64, device=device)
-        for step in range(steps_per_epoch):
-            if (settings.time_limit_seconds is not None
-                    and time.perf_counter() - start > settings.time_limit_seconds):
-                fitted.stop_reason = "time limit"
-                break
-            batch = order[step * batch_size:(step + 1) * batch_size]
-            batch_coordinates = coordinates_t[batch]
-            batch_image = index_t[batch]
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16,
-                                enabled=use_bf16):
-                if settings.psf:
-                    noise = torch.randn(settings.psf_samples, len(batch), 3, device=device,
-                                        generator=None)
-                    offsets = torch.einsum("kbj,bij->kbi", noise, profile_t[batch_image])
-                    points = (batch_coordinates.unsqueeze(0) + offsets).reshape(-1, 3)
-                    output = model(points).reshape(settings.psf_samples, len(batch), -1)
-                    output = output.float().mean(dim=0)
-                else:
-                    output = model(batch_coordinates).float()
-            prediction = output.gather(1, batch_image.unsqueeze(1)).squeeze(1)
-            error = (prediction - values_t[batch]) ** 2
-            loss = (error * sample_weight_t[batch_image]).mean()
-            if settings.smoothness > 0:
-                loss = loss + settings.smoothness * smoothness_term(
-                    model, batch_coordinates, gap_jitter_t, neighbour_scale_t, device)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            if settings.feature_diffusion > 0 and (step + 1) % settings.diffusion_every == 0:
-                diffuse_features(model, scheduler.get_last_lr()[0] * settings.feature_diffusion
-                                 * settings.diffusion_every)
-            scheduler.step()
-            squared_error_sum.index_add_(0, batch_image, error.detach().double())
-            samples_seen.index_add_(0, batch_image, torch.ones_like(error, dtype=torch.float64))
-        if not samples_seen.any():
+        order = torch.randperm(data.n_samples, generator=generator).to(device)
+        squared_error_sum, samples_seen = train_epoch(fitted, data, optimiser, scheduler, order,
+                                                      deadline, use_bf16)
+        seen = samples_seen.cpu().numpy()  # the epoch's one read from the device
+        if not seen.any():
             break
         train_seconds = time.perf_counter() - epoch_start
-
         mi_start = time.perf_counter()
         mi = pairwise_mutual_information(fitted.predict_normalised(mi_points), settings.mi_bins)
-        mi_seconds = time.perf_counter() - mi_start
         mi_values.append(mi)
-        row = {"epoch": epoch + 1, "samples": int(samples_seen.sum())}
-        losses = (squared_error_sum / samples_seen.clamp(min=1)).cpu().numpy().tolist()
-        row.update({f"loss_{name}": loss_value for name, loss_value in zip(fitted.names, losses)})
-        row.update({"mutual_information": mi, "learning_rate": scheduler.get_last_lr()[0],
-                    "train_seconds": train_seconds, "mi_seconds": mi_seconds})
+        losses = (squared_error_sum.cpu().numpy() / np.maximum(seen, 1)).tolist()
+        row = {"epoch": epoch, "samples": int(seen.sum()),
+               **{f"loss_{name}": value for name, value in zip(fitted.names, losses)},
+               "mutual_information": mi, "learning_rate": scheduler.get_last_lr()[0],
+               "train_seconds": train_seconds, "mi_seconds": time.perf_counter() - mi_start}
         fitted.history.append(row)
         if bar is not None:
+            bar.update(1)
             bar.set_postfix({**{n[-12:]: f"{v:.2e}" for n, v in zip(fitted.names, losses)},
                              "MI": f"{mi:.3f}"})
-        fired = (n_images > 1 and epoch + 1 >= settings.min_epochs
-                 and fitted.selected_epoch is None
-                 and plateau_reached(mi_values, settings.mi_window, settings.mi_tolerance))
-        if fired:
-            fitted.selected_epoch = epoch + 1
-            if settings.early_stopping:
-                fitted.stopped_early = True
-                fitted.stop_reason = "early stopping"
-            else:
-                selected_state = copy.deepcopy(model.state_dict())
+        if mutual_information_rule(fitted, mi_values, epoch) and not settings.early_stopping:
+            selected_state = copy.deepcopy(model.state_dict())
         if epoch_callback is not None:
-            extra = epoch_callback(epoch + 1, fitted)
-            if extra:
-                row.update(extra)
+            row.update(epoch_callback(epoch, fitted) or {})
         if fitted.stop_reason != "epochs":
             break
     if bar is not None:

@@ -26,9 +26,9 @@ class JointINR(nn.Module):
     with ``n_outputs`` channels (``vanilla``).  Input (B, 3) in [-1, 1], output (B, n_outputs)."""
 
     def __init__(self, n_outputs: int, settings, extent_mm, split: bool = True,
-                 image_frames=(), generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None):
         super().__init__()
-        self.encoding = build_encoding(settings, extent_mm, image_frames, generator)
+        self.encoding = build_encoding(settings, extent_mm, generator)
         self.trunk = multilayer_perceptron(self.encoding.out_dim,
                                            [settings.trunk_width] * settings.trunk_layers)
         width = settings.trunk_width if settings.trunk_layers else self.encoding.out_dim
@@ -43,41 +43,26 @@ class JointINR(nn.Module):
         shared = self.trunk(self.encoding(coordinates))
         return torch.cat([head(shared) for head in self.heads], dim=1)
 
-    def feature_smoothness(self, points: torch.Tensor, neighbours: torch.Tensor) -> torch.Tensor:
-        """Mean squared difference of the encoded features at ``points`` and ``neighbours``."""
-        return (self.encoding(points) - self.encoding(neighbours)).pow(2).sum(1).mean()
-
 
 class SingleContrastINRs(nn.Module):
     """One independent :class:`JointINR` per image (no shared weights); output (B, n_outputs)."""
 
-    def __init__(self, n_outputs: int, settings, extent_mm, image_frames=(),
+    def __init__(self, n_outputs: int, settings, extent_mm,
                  generator: torch.Generator | None = None):
         super().__init__()
-        frames = list(image_frames) or [None] * n_outputs
         self.models = nn.ModuleList(
-            JointINR(1, settings, extent_mm, split=True,
-                     image_frames=[] if frame is None else [frame], generator=generator)
-            for frame in frames)
+            JointINR(1, settings, extent_mm, split=True, generator=generator)
+            for _ in range(n_outputs))
 
     def forward(self, coordinates: torch.Tensor) -> torch.Tensor:
         return torch.cat([model(coordinates) for model in self.models], dim=1)
 
-    def feature_smoothness(self, points: torch.Tensor, neighbours: torch.Tensor) -> torch.Tensor:
-        return sum(m.feature_smoothness(points, neighbours) for m in self.models) / len(
-            self.models)
 
-
-def build_model(n_outputs: int, settings, extent_mm, seed: int = 0, image_frames=()
-                ) -> nn.Module:
-    """The model named by ``settings.model``, initialised from ``seed``.
-
-    ``image_frames``: per input image, the (3, 4) map from normalised to voxel coordinates
-    (for acquisition-aligned grids; a single-contrast model gets only its own image's grid).
-    """
+def build_model(n_outputs: int, settings, extent_mm, seed: int = 0) -> nn.Module:
+    """The model named by ``settings.model``, initialised from ``seed``."""
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # nn.Linear initialises from the global generator
     if settings.model == "single":
-        return SingleContrastINRs(n_outputs, settings, extent_mm, image_frames, generator)
+        return SingleContrastINRs(n_outputs, settings, extent_mm, generator)
     return JointINR(n_outputs, settings, extent_mm, split=settings.model == "split",
-                    image_frames=image_frames, generator=generator)
+                    generator=generator)

@@ -1,49 +1,26 @@
-"""Prediction on output grids, checkpoints and atomic NIfTI writing."""
+"""Prediction on output grids and checkpoints."""
 
 from __future__ import annotations
-
-import os
-import tempfile
 
 import nibabel as nib
 import numpy as np
 import torch
 
-from ..config import INRSettings
-from .data import CoordinateNormaliser, IntensityScale, bounding_box, world_coordinates
+from ..geometry import bounding_box, isotropic_grid, world_coordinates
+from ..io import atomic_write, write_tsv
+from .data import CoordinateNormaliser, IntensityScale
 from .fit import FittedINR, select_device
 from .model import build_model
+from .settings import INRSettings
 
 CHECKPOINT_FORMAT = 1
 
 
-def isotropic_grid(box: np.ndarray, resolution: float = 1.0
-                   ) -> tuple[tuple[int, int, int], np.ndarray]:
-    """An axis-aligned (RAS+) grid with ``resolution`` mm voxels covering ``box`` (2, 3).
-
-    Returns ``(shape, affine)``.
-    """
-    box = np.asarray(box, dtype=np.float64)
-    shape = tuple(int(np.floor((box[1, i] - box[0, i]) / resolution + 1e-6)) + 1
-                  for i in range(3))
-    affine = np.diag([resolution, resolution, resolution, 1.0])
-    affine[:3, 3] = box[0]
-    return shape, affine
-
-
 def union_grid(fitted: FittedINR, resolution: float = 1.0):
     """Isotropic grid over the union field of view of the fitted images."""
-    shapes = [m.shape for m in fitted.masks]
-    box = bounding_box([_GridOnly(s, a) for s, a in zip(shapes, fitted.affines)],
+    box = bounding_box([(m.shape, a) for m, a in zip(fitted.masks, fitted.affines)],
                        fitted.transforms)
     return isotropic_grid(box, resolution)
-
-
-class _GridOnly:
-    """Shape and affine of an image, enough for :func:`bounding_box`."""
-
-    def __init__(self, shape, affine):
-        self.shape, self.affine = tuple(shape), affine
 
 
 def reference_grid(path: str) -> tuple[tuple[int, int, int], np.ndarray]:
@@ -77,30 +54,6 @@ def predict_on_grid(fitted: FittedINR, shape: tuple[int, int, int], affine: np.n
                 column = np.where(inside, column, scale.background)
             outputs[index][flat] = column
     return [o.reshape(shape) for o in outputs], foreground.reshape(shape)
-
-
-def atomic_write(path: str, write) -> None:
-    """Call ``write(temporary_path)`` then rename onto ``path``; no half-written file remains."""
-    directory = os.path.dirname(os.path.abspath(path)) or "."
-    suffix = ".nii.gz" if path.endswith(".nii.gz") else os.path.splitext(path)[1]
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
-    os.close(handle)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-
-
-def save_nifti(data: np.ndarray, affine: np.ndarray, path: str) -> None:
-    """Write a float32 (or bool as uint8) NIfTI with qform and sform set to ``affine``."""
-    array = data.astype(np.uint8) if data.dtype == bool else data.astype(np.float32)
-    image = nib.Nifti1Image(array, affine)
-    image.set_qform(affine, code=1)
-    image.set_sform(affine, code=1)
-    atomic_write(path, lambda temporary: nib.save(image, temporary))
 
 
 def _pack_mask(mask: np.ndarray) -> torch.Tensor:
@@ -147,9 +100,7 @@ def load_checkpoint(path: str, device: str = "auto") -> FittedINR:
     names = checkpoint["names"]
     affines = [a.numpy() for a in checkpoint["affines"]]
     transforms = [None if t is None else t.numpy() for t in checkpoint["transforms"]]
-    frames = [normaliser.voxel_frame(a, t) for a, t in zip(affines, transforms)]
-    model = build_model(len(names), settings, normaliser.extent_mm, seed=settings.seed,
-                        image_frames=frames)
+    model = build_model(len(names), settings, normaliser.extent_mm, seed=settings.seed)
     model.load_state_dict(checkpoint["state"])
     model.to(select_device(device))
     return FittedINR(
@@ -166,15 +117,5 @@ def load_checkpoint(path: str, device: str = "auto") -> FittedINR:
 
 def write_history(history: list[dict], path: str) -> None:
     """Write the per-epoch history (loss per image, MI, lr, seconds) as a TSV, atomically."""
-    import csv
-
-    if not history:
-        return
-
-    def write(temporary):
-        with open(temporary, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(history[0]), delimiter="\t")
-            writer.writeheader()
-            writer.writerows(history)
-
-    atomic_write(path, write)
+    if history:
+        write_tsv(history, path)

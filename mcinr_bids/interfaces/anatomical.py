@@ -113,7 +113,7 @@ class BrainMask(SimpleInterface):
             is_skull_stripped,
             mask_on_grid,
         )
-        from ..inr.predict import save_nifti
+        from ..io import save_nifti
 
         image = nib.load(self.inputs.in_file)
         data = np.asanyarray(image.dataobj, dtype=np.float32)

@@ -17,6 +17,8 @@ from nipype.interfaces.base import (
 )
 from niworkflows.interfaces.bids import DerivativesDataSink as _DerivativesDataSink
 
+from ..io import STAGING_PREFIX
+
 _ANAT = "sub-{subject}[/ses-{session}]/{datatype<anat>|anat}/sub-{subject}[_ses-{session}]"
 _SOURCE = "[_acq-{acquisition}][_ce-{ceagent}][_rec-{reconstruction}][_run-{run}]"
 
@@ -48,7 +50,7 @@ class DerivativesDataSink(_DerivativesDataSink):
                       if isdefined(self.inputs.meta_dict) else None)
         final = Path(self.inputs.base_directory).absolute()
         final.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=final))
+        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=final))
         self.inputs.base_directory = str(staging)
         try:
             runtime = super()._run_interface(runtime)
@@ -86,6 +88,7 @@ class _SidecarMetadataInputSpec(BaseInterfaceInputSpec):
     spatial_reference = traits.Str("", usedefault=True, desc="for non-TemplateFlow spaces")
     settings = traits.Dict(mandatory=True)
     fit_info = traits.Dict(mandatory=True)
+    bias_corrected = traits.Bool(True, usedefault=True, desc="whether N4 ran before the fit")
 
 
 class _SidecarMetadataOutputSpec(TraitedSpec):
@@ -107,5 +110,5 @@ class SidecarMetadata(SimpleInterface):
             list(self.inputs.sources), self.inputs.bids_dir, self.inputs.skull_stripped,
             self.inputs.mask_method, self.inputs.space, self.inputs.resolution,
             self.inputs.spatial_reference or None, dict(self.inputs.settings),
-            dict(self.inputs.fit_info)))
+            dict(self.inputs.fit_info), bias_corrected=self.inputs.bias_corrected))
         return runtime

@@ -1,4 +1,4 @@
-"""Nipype interface of the INR fit (:func:`mcinr_bids.superres.superresolve_subject`)."""
+"""Nipype interface of the INR fit (:func:`mcinr_bids.superres.superresolve`)."""
 
 from __future__ import annotations
 
@@ -49,8 +49,8 @@ class FitINR(SimpleInterface):
     def _run_interface(self, runtime):
         import torch
 
-        from ..config import INRSettings
-        from ..superres import superresolve_subject
+        from ..inr.settings import INRSettings
+        from ..superres import load_subject, superresolve, template_grid
 
         settings = INRSettings.from_dict(dict(self.inputs.settings))
         settings.threads = self.inputs.omp_nthreads
@@ -58,18 +58,20 @@ class FitINR(SimpleInterface):
         to_reference = [np.loadtxt(path) for path in self.inputs.to_reference]
         reference_to_output = (np.loadtxt(self.inputs.reference_to_output)
                                if self.inputs.reference_to_output else np.eye(4))
-        outputs = superresolve_subject(
+        volumes, masks, transforms = load_subject(
             list(self.inputs.in_files), list(self.inputs.names), to_reference,
-            reference_to_output, self.inputs.reference_index,
-            self.inputs.brain_mask or None, settings, runtime.cwd,
-            resolution=self.inputs.resolution, template_file=self.inputs.template_file or None)
+            reference_to_output, self.inputs.brain_mask or None)
+        grid = (template_grid(self.inputs.template_file, self.inputs.resolution)
+                if self.inputs.template_file else None)
+        outputs = superresolve(volumes, settings, runtime.cwd, masks=masks,
+                               transforms=transforms, grid=grid,
+                               resolution=self.inputs.resolution)
+        summary_keys = ("epochs_run", "selected_epoch", "stopped_early", "stop_reason",
+                        "fit_seconds", "predict_seconds", "device", "grid_cell_sizes_mm")
         self._results.update(
             out_files=outputs["images"], out_mask=outputs["mask"],
             out_checkpoint=outputs["checkpoint"], out_history=outputs["history"],
             out_metrics=outputs["metrics"], out_residuals=outputs["residuals"],
-            fit_info={k: v for k, v in outputs.items()
-                      if k in ("epochs_run", "selected_epoch", "stopped_early", "stop_reason",
-                               "fit_seconds", "predict_seconds", "device",
-                               "grid_cell_sizes_mm")})
-        self._results["fit_info"]["threads"] = self.inputs.omp_nthreads
+            fit_info={**{k: outputs[k] for k in summary_keys},
+                      "threads": self.inputs.omp_nthreads})
         return runtime

@@ -21,6 +21,7 @@ import pandas as pd  # noqa: E402
 
 from .. import __version__  # noqa: E402
 from ..anatomical import itk_file_to_ras, sample_on_grid  # noqa: E402
+from ..geometry import thick_axis  # noqa: E402
 
 CITATION = ("McGinnis J, Shit S, Li HB, Sideri-Lampretsa V, Graf R, Dannecker M, Pan J, "
             "Stolt-Ansó N, Mühlau M, Kirschke JS, Rueckert D, Wiestler B. Multi-contrast MRI "
@@ -129,7 +130,7 @@ def residual_figure(residual_files: list[str], names: list[str], out_file: str) 
     for axis, path, name in zip(axes[0], residual_files, names):
         image = nib.load(path)
         data = np.asanyarray(image.dataobj, dtype=np.float32)
-        thick = int(np.argmax(np.sqrt((image.affine[:3, :3] ** 2).sum(axis=0))))
+        thick = thick_axis(image.affine)
         picture = np.take(data, data.shape[thick] // 2, axis=thick).T
         limit = float(np.percentile(np.abs(data[data != 0]), 99)) if np.any(data) else 1.0
         shown = axis.imshow(picture, cmap="RdBu_r", origin="lower", vmin=-limit, vmax=limit)

@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +14,8 @@ import nibabel as nib
 import numpy as np
 
 from .. import __version__
+from ..geometry import thick_axis_letter, voxel_sizes
+from ..io import save_image, write_once
 
 CODE_URL = "https://github.com/mcinr-bids/mcinr-bids"
 #: files the BIDS-Derivatives schema does not cover (bids-validator-deno reads this)
@@ -37,8 +39,20 @@ def clean_labels(labels: list[str] | None, prefix: str) -> list[str]:
     return cleaned
 
 
-def check_folders(bids_dir: str, output_dir: str) -> tuple[Path, Path]:
-    """The input must be a BIDS dataset; the output must lie outside it."""
+#: written into every work folder mcinr-bids uses: --clean-workdir empties only folders with it
+WORK_MARKER = ".mcinr-bids-workdir"
+
+
+def _within(inner: Path, outer: Path) -> bool:
+    """``inner`` is ``outer`` or lies below it (both resolved)."""
+    return inner == outer or outer in inner.parents
+
+
+def check_folders(bids_dir: str, output_dir: str, work_dir: str | None = None
+                  ) -> tuple[Path, Path]:
+    """The input must be a BIDS dataset; the output must lie outside it; the work folder must
+    lie outside both (and hold neither), so that nothing in them is indexed or cleaned by
+    mistake."""
     bids = Path(bids_dir).absolute()
     output = Path(output_dir).absolute()
     if not bids.is_dir():
@@ -51,12 +65,55 @@ def check_folders(bids_dir: str, output_dir: str) -> tuple[Path, Path]:
         raise BIDSError(f"{output}: the output folder is (inside) the input BIDS dataset "
                         f"{bids}; choose an output folder outside it, e.g. "
                         f"{bids.parent / 'derivatives' / 'mcinr-bids'}.")
+    if work_dir is not None:
+        work = Path(work_dir).absolute().resolve()
+        for name, folder in (("input BIDS dataset", resolved_bids),
+                             ("output folder", resolved_output)):
+            if _within(work, folder) or _within(folder, work):
+                raise BIDSError(
+                    f"{work}: the work folder is, holds or lies inside the {name} {folder}; "
+                    "choose a separate work folder (-w), e.g. node-local scratch such as "
+                    "$SLURM_TMPDIR/work or /tmp/mcinr-work.")
     return bids, output
+
+
+def prepare_work_dir(work_dir: str | Path, clean: bool) -> Path:
+    """Create the work folder and mark it as mcinr-bids'; with ``clean``, first empty it, but
+    only when it is marked (a folder mcinr-bids made) or already empty."""
+    work = Path(work_dir)
+    if clean and work.exists():
+        if not work.is_dir():
+            raise BIDSError(f"{work}: --clean-workdir: this is not a folder; give a work "
+                            "folder with -w.")
+        contents = list(work.iterdir())
+        if contents and not (work / WORK_MARKER).is_file():
+            raise BIDSError(
+                f"{work}: --clean-workdir refuses to empty this folder: it holds files and is "
+                f"not a mcinr-bids work folder (no {WORK_MARKER} file). Delete what it holds "
+                "yourself, or give a new work folder with -w.")
+        for path in contents:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+    work.mkdir(parents=True, exist_ok=True)
+    (work / WORK_MARKER).touch()
+    return work
+
+
+def find_executable(name: str) -> str | None:
+    """``name`` on PATH, else beside the running interpreter (a virtual environment's bin/
+    that was not activated), else ``None``."""
+    found = shutil.which(name)
+    if found is None:
+        beside = Path(sys.executable).parent / name
+        found = str(beside) if beside.is_file() and os.access(beside, os.X_OK) else None
+    return found
 
 
 def run_bids_validator(bids_dir: str | Path) -> list[str]:
     """Run ``bids-validator-deno`` (offline); return its error messages (warnings dropped)."""
-    executable = shutil.which("bids-validator-deno")
+    executable = find_executable("bids-validator-deno")
     if executable is None:
         raise BIDSError("bids-validator-deno is not installed; install it (pip install "
                         "bids-validator-deno) or pass --skip-bids-validation.")
@@ -141,6 +198,12 @@ def bids_stem(path: str) -> str:
     return Path(path).name.split(".")[0]
 
 
+def sidecar_path(path: str | Path) -> Path:
+    """The JSON sidecar beside an image (``a.b/sub-01_T1w.nii.gz`` -> ``a.b/sub-01_T1w.json``;
+    only the file name's extension is replaced, never a dot in a folder name)."""
+    return Path(path).with_name(bids_stem(path) + ".json")
+
+
 def bids_uri(path: str, bids_dir: str | Path) -> str:
     """``bids::sub-01/anat/sub-01_T1w.nii.gz`` for a file of the input dataset."""
     return "bids::" + os.path.relpath(os.path.abspath(path), os.path.abspath(bids_dir))
@@ -175,27 +238,6 @@ def derivative_description(bids_dir: str | Path) -> dict:
     return {"Name": "mcinr-bids: isotropic super-resolved anatomical images",
             "BIDSVersion": "1.10.0", "DatasetType": "derivative",
             "GeneratedBy": [generated], "SourceDatasets": [source]}
-
-
-def write_once(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically; keep an existing file (many array jobs race)."""
-    if path.exists():
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    with os.fdopen(handle, "w") as stream:
-        stream.write(text)
-    try:
-        # os.link fails if another job won the race: the file is then complete already
-        os.link(temporary, path)
-    except FileExistsError:
-        pass
-    except OSError:  # no hard links on this file system: rename, last writer wins
-        os.replace(temporary, path)
-        return
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
 
 
 def write_derivative_metadata(output_dir: str | Path, bids_dir: str | Path) -> None:
@@ -245,9 +287,48 @@ def resolution_label(resolution: float) -> str:
     return text.replace(".", "p")
 
 
+#: how each model joins the contrasts, in words
+MODEL_WORDS = {
+    "split": "one implicit neural representation with a shared trunk and one head per contrast "
+             "(split-head; McGinnis, Shit et al., MICCAI 2023), fitted jointly to all images",
+    "vanilla": "one implicit neural representation with a shared trunk and one output channel "
+               "per contrast (vanilla multi-contrast; McGinnis, Shit et al., MICCAI 2023), "
+               "fitted jointly to all images",
+    "single": "one independent implicit neural representation per image (no information "
+              "shared between contrasts)",
+}
+
+
+def forward_model_words(psf: bool) -> str:
+    """How the fit compares the model with an acquired voxel."""
+    if psf:
+        return ("each acquired voxel compared with the model's mean over that voxel's slice "
+                "profile (Gaussian, FWHM one voxel along each axis)")
+    return "each acquired voxel compared with the model at the voxel's centre"
+
+
+def methods_text(*, n_images: int, reference: str, space: str, resolution: float,
+                 settings, bias_correction: bool, evaluation: bool) -> str:
+    """The boilerplate of one subject's processing, saying what was run (``settings``: the
+    INRSettings of the fit)."""
+    preprocessing = ("corrected for intensity non-uniformity (N4, antspyx) and rigidly "
+                     "registered" if bias_correction else "rigidly registered (no N4 bias-field "
+                     "correction)")
+    text = (f"The {n_images} anatomical images of this subject were {preprocessing} (mutual "
+            f"information) to {reference}, which was rigidly registered to {space}. "
+            f"{MODEL_WORDS[settings.model][0].upper()}{MODEL_WORDS[settings.model][1:]} "
+            f"was fitted to the original voxels of the images, in world coordinates, "
+            f"{forward_model_words(settings.psf)}, and predicted on an isotropic grid "
+            f"({resolution:g} mm) in {space} space.")
+    if evaluation:
+        text += (" Evaluation mode: the inputs were thick-slice acquisitions simulated from "
+                 "isotropic images, and the outputs were scored against those originals.")
+    return text
+
+
 def sidecars(sources: list[str], bids_dir: str, skull_stripped: bool, mask_method: str,
              space: str, resolution: str, spatial_reference: str | None, settings: dict,
-             fit_info: dict) -> dict:
+             fit_info: dict, bias_corrected: bool = True) -> dict:
     """The JSON sidecars of one subject's outputs.
 
     Returns ``{"image_metadata": [one dict per source], "mask_metadata": dict,
@@ -280,18 +361,19 @@ def sidecars(sources: list[str], bids_dir: str, skull_stripped: bool, mask_metho
     images = []
     for index, uri in enumerate(uris):
         header = nib.load(sources[index])
-        zooms = [round(float(z), 4) for z in header.header.get_zooms()[:3]]
-        thickest = int(np.argmax(zooms))
+        zooms = [round(float(z), 4) for z in voxel_sizes(header.affine)]
         images.append({
             **common,
             "Sources": [uri],
             "InputVoxelSize": zooms,
-            "InputSliceAxis": nib.aff2axcodes(header.affine)[thickest],
+            "InputSliceAxis": thick_axis_letter(header.affine),
             "Description": (
-                f"{bids_suffix(sources[index])} super-resolved to an isotropic grid by one "
-                f"implicit neural representation fitted jointly to {len(uris)} images of this "
-                "subject (" + ", ".join(bids_stem(s) for s in sources) + "), in the input's "
-                "intensity units after N4 bias-field correction."),
+                f"{bids_suffix(sources[index])} super-resolved to an isotropic grid by "
+                f"{MODEL_WORDS[settings.get('model', 'split')]} ("
+                + ", ".join(bids_stem(s) for s in sources) + "), "
+                f"{forward_model_words(bool(settings.get('psf')))}; in the input's intensity "
+                + ("units after N4 bias-field correction." if bias_corrected
+                   else "units (no bias-field correction).")),
             "RawSources": uris,
             "INR": fit,
         })
@@ -326,7 +408,8 @@ def write_simulated_dataset(groups: list[SubjectInputs], bids_dir: str, target_d
     ``target_dir`` with its original relative path and sidecar.  Returns the groups pointing
     at the simulated images and ``{simulated path: isotropic original}``.
     """
-    from ..simulate import decimate, thick_slices, voxel_axis
+    from ..geometry import voxel_axis
+    from ..simulate import decimate, thick_slices
 
     target = Path(target_dir)
     target.mkdir(parents=True, exist_ok=True)
@@ -366,12 +449,9 @@ def write_simulated_dataset(groups: list[SubjectInputs], bids_dir: str, target_d
             simulated.set_qform(affine, 1)
             simulated.set_sform(affine, 1)
             simulated.header.set_xyzt_units("mm", "sec")
-            temporary = destination.with_name(".tmp-" + destination.name)
-            simulated.to_filename(temporary)
-            os.replace(temporary, destination)
-            sidecar = Path(path.split(".")[0] + ".json")
-            if sidecar.exists():
-                shutil.copyfile(sidecar, str(destination).split(".")[0] + ".json")
+            save_image(simulated, destination)
+            if sidecar_path(path).exists():
+                shutil.copyfile(sidecar_path(path), sidecar_path(destination))
         simulated_groups.append(SubjectInputs(group.subject, group.session, images))
     marker.write_text(spec)
     return simulated_groups, originals

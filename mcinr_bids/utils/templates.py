@@ -15,6 +15,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from ..io import save_image
+
 
 class TemplateError(RuntimeError):
     """A requested output space has no usable local template."""
@@ -71,9 +73,7 @@ def nilearn_template(cache_dir: str) -> tuple[str, str]:
                         (mask, load_mni152_brain_mask(resolution=1))):
         if not _real_file(Path(path)):
             data = np.asanyarray(image.dataobj).astype(np.float32 if path == t1w else np.uint8)
-            temporary = f"{path}.{os.getpid()}.tmp.nii.gz"
-            nib.Nifti1Image(data, image.affine).to_filename(temporary)
-            os.replace(temporary, path)
+            save_image(nib.Nifti1Image(data, image.affine), path)
     return t1w, mask
 
 

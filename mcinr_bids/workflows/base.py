@@ -21,6 +21,7 @@ from ..utils.bids import (
     bids_suffix,
     bids_uri,
     choose_reference,
+    methods_text,
     resolution_label,
 )
 from ..utils.templates import OutputSpace
@@ -94,7 +95,7 @@ def init_single_subject_wf(config: AppConfig, inputs: SubjectInputs, space: Outp
     source_dir = source_dir or config.execution.bids_dir
     reference = choose_reference(images)
     output_dir = config.execution.output_dir
-    seed = config.execution.random_seed
+    seed = config.inr.seed
     omp_nthreads = config.execution.omp_nthreads or 1
     space_label = space.name if space.is_template else bids_suffix(images[reference])
     resolution = config.workflow.output_resolution
@@ -107,19 +108,13 @@ def init_single_subject_wf(config: AppConfig, inputs: SubjectInputs, space: Outp
                            f"the inputs, in the world space of {bids_stem(images[reference])}")
         spatial_reference = bids_uri(images[reference], source_dir)
     settings = config.inr.to_dict()
-    settings.update(seed=seed, device=config.workflow.device)
-    use_gpu = config.workflow.device == "cuda" or (
-        config.workflow.device == "auto" and _cuda_available())
+    use_gpu = config.inr.device == "cuda" or (config.inr.device == "auto" and _cuda_available())
 
     workflow = Workflow(name=name)
-    workflow.__desc__ = (
-        f"The {len(images)} anatomical images of this subject were corrected for intensity "
-        "non-uniformity (N4, antspyx) and rigidly registered (mutual information) to "
-        f"{bids_stem(images[reference])}, which was rigidly registered to {space_label}. "
-        "One implicit neural representation with a shared trunk and one head per contrast "
-        "(McGinnis, Shit et al., MICCAI 2023) was fitted to the original voxels of all images "
-        "at once, in world coordinates, and predicted on an isotropic grid "
-        f"({resolution:g} mm) in {space_label} space.")
+    workflow.__desc__ = methods_text(
+        n_images=len(images), reference=bids_stem(images[reference]), space=space_label,
+        resolution=resolution, settings=config.inr,
+        bias_correction=config.workflow.bias_correction, evaluation=bool(originals))
 
     if config.workflow.bias_correction:
         bias_correction = pe.MapNode(BiasCorrection(), iterfield=["in_file"],
@@ -161,7 +156,8 @@ def init_single_subject_wf(config: AppConfig, inputs: SubjectInputs, space: Outp
                                   name="export_transform")
     sidecars = pe.Node(SidecarMetadata(sources=images, bids_dir=str(source_dir),
                                        space=space_label, resolution=resolution_text,
-                                       spatial_reference=spatial_reference, settings=settings),
+                                       spatial_reference=spatial_reference, settings=settings,
+                                       bias_corrected=config.workflow.bias_correction),
                        name="sidecars")
 
     sink_entities = {"base_directory": output_dir, "space": space_label,
@@ -238,13 +234,13 @@ def init_single_subject_wf(config: AppConfig, inputs: SubjectInputs, space: Outp
     if originals:
         evaluate = pe.Node(EvaluateSuperresolution(
             truth_files=[originals[p] for p in images], low_resolution_files=images,
-            names=[bids_stem(p) for p in images], model=config.workflow.model),
+            names=[bids_stem(p) for p in images], model=config.inr.model),
             name="evaluate")
         workflow.connect([
             (fit, evaluate, [("out_checkpoint", "checkpoint"), ("out_metrics", "metrics")]),
             (evaluate, ds_metrics, [("out_metrics", "in_file")]),
         ])
-        if config.workflow.evaluate_ablation and config.workflow.model != "single":
+        if config.workflow.evaluate_ablation and config.inr.model != "single":
             fit_single = fit_node("fit_single", {**settings, "model": "single"})
             connect_fit(fit_single)
             workflow.connect(fit_single, "out_checkpoint", evaluate, "ablation_checkpoint")

@@ -1,0 +1,40 @@
+"""From parsed command lines to the settings tables of :func:`mcinr_bids.config.resolve_config`:
+only the options the user typed count, whatever their value."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+#: dest -> (table, key) or (table, key, convert)
+OptionMap = dict[str, tuple]
+
+
+def given_options(build_parser: Callable[[], argparse.ArgumentParser],
+                  argv: list[str] | None) -> dict:
+    """``{dest: value}`` of the options present in ``argv`` (positionals included).
+
+    The command line is parsed by a copy of the parser whose defaults are all suppressed, so an
+    option given with its default value (``--model split``) is still seen as given.
+    """
+    parser = build_parser()
+    for action in parser._actions:  # noqa: SLF001 - argparse has no public API for this
+        action.default = argparse.SUPPRESS
+    return vars(parser.parse_args(argv))
+
+
+def absolute(path) -> str:
+    """A path option as an absolute path string."""
+    return str(Path(path).absolute())
+
+
+def to_tables(given: dict, option_map: OptionMap) -> dict[str, dict]:
+    """Sort given options into ``{"execution": ..., "workflow": ..., "inr": ...}``."""
+    tables: dict[str, dict] = {}
+    for dest, value in given.items():
+        if dest not in option_map:
+            continue
+        table, key, *convert = option_map[dest]
+        tables.setdefault(table, {})[key] = convert[0](value) if convert else value
+    return tables

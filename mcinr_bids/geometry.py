@@ -1,0 +1,91 @@
+"""Voxel grids in world (scanner millimetre) coordinates: small pure functions on shapes and
+4x4 affines (nibabel's conventions; no torch).
+
+A grid is ``(shape, affine)``: ``shape`` (I, J, K) and the voxel-to-world ``affine`` (4, 4).
+Points are arrays of shape (M, 3).
+"""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+from nibabel.affines import apply_affine
+
+#: Gaussian sigma = FWHM * FWHM_TO_SIGMA
+FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+AXIS_LETTERS = {"R": "RL", "L": "RL", "A": "AP", "P": "AP", "S": "SI", "I": "SI"}
+
+
+def voxel_sizes(affine: np.ndarray) -> np.ndarray:
+    """Voxel edge lengths in mm, shape (3,), from a 4x4 affine."""
+    return np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))
+
+
+def thick_axis(affine: np.ndarray) -> int:
+    """Index of the voxel axis with the largest spacing (the slice axis of a 2D acquisition)."""
+    return int(np.argmax(voxel_sizes(affine)))
+
+
+def thick_axis_letter(affine: np.ndarray) -> str:
+    """World direction (R/L, A/P or S/I, as ``nib.aff2axcodes`` names it) of the thick axis."""
+    return nib.aff2axcodes(affine)[thick_axis(affine)]
+
+
+def voxel_axis(affine: np.ndarray, letter: str) -> int:
+    """The voxel axis that runs along world direction ``letter`` (R/L, A/P or S/I)."""
+    letter = letter.upper()
+    if letter not in AXIS_LETTERS:
+        raise ValueError(f"axis must be one of R, L, A, P, S, I; got {letter!r}")
+    codes = nib.aff2axcodes(affine)
+    for index, code in enumerate(codes):
+        if code in AXIS_LETTERS[letter]:
+            return index
+    raise ValueError(f"no voxel axis runs along {letter} (orientation {''.join(codes)})")
+
+
+def world_coordinates(affine: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """World (mm) coordinates of voxel ``indices`` (M, 3) under a 4x4 ``affine``; shape (M, 3)."""
+    return apply_affine(np.asarray(affine, dtype=np.float64),
+                        np.asarray(indices, dtype=np.float64))
+
+
+def apply_transform(transform: np.ndarray | None, points: np.ndarray) -> np.ndarray:
+    """Apply a 4x4 world-to-world transform to points (M, 3); ``None`` is the identity."""
+    if transform is None:
+        return points
+    return apply_affine(np.asarray(transform, dtype=np.float64), points)
+
+
+def grid_coordinates(shape: tuple[int, int, int], affine: np.ndarray) -> np.ndarray:
+    """World coordinates of every voxel centre of a grid, in C order; shape (I*J*K, 3)."""
+    return world_coordinates(affine, np.indices(shape).reshape(3, -1).T)
+
+
+def corner_coordinates(shape: tuple[int, int, int], affine: np.ndarray) -> np.ndarray:
+    """World coordinates of the 8 corner voxel centres of a grid; shape (8, 3)."""
+    corners = np.array(np.meshgrid(*[[0, n - 1] for n in shape], indexing="ij")).reshape(3, -1).T
+    return world_coordinates(affine, corners)
+
+
+def bounding_box(grids: list[tuple[tuple[int, int, int], np.ndarray]],
+                 transforms: list | None = None) -> np.ndarray:
+    """Union of the world bounding boxes of the voxel centres of ``grids`` (shape, affine), each
+    moved by its transform (or none); shape (2, 3): low and high corners."""
+    transforms = transforms or [None] * len(grids)
+    points = np.concatenate([apply_transform(t, corner_coordinates(tuple(s), a))
+                             for (s, a), t in zip(grids, transforms)])
+    return np.stack([points.min(axis=0), points.max(axis=0)])
+
+
+def isotropic_grid(box: np.ndarray, resolution: float = 1.0
+                   ) -> tuple[tuple[int, int, int], np.ndarray]:
+    """An axis-aligned (RAS+) grid with ``resolution`` mm voxels covering ``box`` (2, 3).
+
+    Returns ``(shape, affine)``.
+    """
+    box = np.asarray(box, dtype=np.float64)
+    shape = tuple(int(np.floor((box[1, i] - box[0, i]) / resolution + 1e-6)) + 1
+                  for i in range(3))
+    affine = np.diag([resolution, resolution, resolution, 1.0])
+    affine[:3, 3] = box[0]
+    return shape, affine

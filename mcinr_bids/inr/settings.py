@@ -1,0 +1,128 @@
+"""Every setting of one INR fit, and the named presets: the engine's own settings.
+
+Torch-free, so that the app's configuration (:mod:`mcinr_bids.config`) can compose them without
+loading the engine.  ``fast`` is the default, chosen by measurement (``benchmarks/RESULTS.md``);
+``paper`` is Table 3 of McGinnis, Shit et al. (MICCAI 2023) exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+ENCODINGS = ("fourier", "grid")
+MODELS = ("split", "vanilla", "single")
+#: ``auto`` picks cuda, then mps, then cpu
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass
+class INRSettings:
+    """Every parameter of one INR fit.
+
+    Lengths are in millimetres of scanner (world) space; intensities are in the units of each input
+    image after a robust per-image normalisation (see ``intensity_percentiles``).
+    """
+
+    # Representation
+    encoding: str = "grid"
+    fourier_features: int = 256
+    fourier_scale: float = 4.0
+    grid_cell_sizes_mm: list[float] = field(
+        default_factory=lambda: [16.0, 11.3, 8.0, 5.7, 4.0, 2.8, 2.0, 1.4, 1.0])
+    grid_features: int = 2
+    hash_table_log2: int = 24
+    feature_diffusion: float = 20.0
+    diffusion_every: int = 8
+    trunk_layers: int = 2
+    trunk_width: int = 64
+    head_layers: int = 1
+    head_width: int = 64
+    model: str = "split"
+    # Optimisation
+    batch_size: int = 32768
+    min_steps_per_epoch: int = 32
+    learning_rate: float = 5e-3
+    epochs: int = 40
+    time_limit_seconds: float | None = None
+    image_weights: list[float] | None = None
+    # Slice profile (point spread function) model
+    psf: bool = False
+    psf_samples: int = 8
+    # Early stopping on mutual information between predicted contrasts
+    early_stopping: bool = True
+    mi_bins: int = 32
+    mi_points: int = 65536
+    mi_window: int = 4
+    mi_tolerance: float = 0.005
+    min_epochs: int = 5
+    # Data
+    intensity_percentiles: list[float] = field(default_factory=lambda: [0.5, 99.5])
+    foreground_dilation_mm: float = 2.0
+    # Execution
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    prediction_chunk: int = 262144
+
+    def validate(self) -> None:
+        """Raise ValueError on settings that cannot work."""
+        if self.encoding not in ENCODINGS:
+            raise ValueError(f"encoding must be one of {ENCODINGS}, got {self.encoding!r}")
+        if self.model not in MODELS:
+            raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
+        if self.encoding == "grid" and not self.grid_cell_sizes_mm:
+            raise ValueError("the grid encoding needs grid_cell_sizes_mm")
+        for name in ("batch_size", "epochs", "mi_bins", "mi_points", "psf_samples",
+                     "diffusion_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.learning_rate <= 0:
+            raise ValueError("learning_rate must be > 0")
+        if self.feature_diffusion < 0:
+            raise ValueError("feature_diffusion must be >= 0")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> INRSettings:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown INR settings: {', '.join(unknown)}")
+        return cls(**values)
+
+
+PRESETS: dict[str, dict] = {
+    # Chosen by measurement on 2 CPU cores (benchmarks/RESULTS.md).
+    "fast": {},
+    # Table 3 of the paper: 512 Fourier features (B: 256x3 ~ N(0, 4^2)), 5 x 1024 ReLU trunk,
+    # two-layer 512-wide heads, batch 1000, Adam 4e-4 with cosine annealing, 50 epochs.
+    "paper": {
+        "encoding": "fourier",
+        "fourier_features": 256,
+        "fourier_scale": 4.0,
+        "trunk_layers": 5,
+        "trunk_width": 1024,
+        "head_layers": 2,
+        "head_width": 512,
+        "batch_size": 1000,
+        "min_steps_per_epoch": 0,
+        "feature_diffusion": 0.0,
+        "learning_rate": 4e-4,
+        "epochs": 50,
+    },
+}
+
+
+def settings_for_preset(preset: str = "fast", **overrides) -> INRSettings:
+    """Return the settings of a named preset with explicit overrides applied."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+    values = INRSettings().to_dict()
+    values.update(PRESETS[preset])
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    settings = INRSettings.from_dict(values)
+    settings.validate()
+    return settings

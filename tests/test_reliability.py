@@ -1,0 +1,170 @@
+"""Nothing outside the output and work folders is touched; a bad image stops only its subject;
+no temporary file outlives a failed write (issue 15)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from mcinr_bids.cli.run import image_problem, main, split_by_image_content
+from mcinr_bids.config import AppConfig
+from mcinr_bids.io import remove_stale_temporaries, write_once
+from mcinr_bids.phantom import write_bids_phantom
+from mcinr_bids.utils.bids import (
+    WORK_MARKER,
+    SubjectInputs,
+    find_executable,
+    prepare_work_dir,
+    write_simulated_dataset,
+)
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    bids = tmp_path / "bids"
+    write_bids_phantom(str(bids), subjects=(("01", None, False),), resolution=4.0, factor=1,
+                       motion_degrees=0.0)
+    return bids
+
+
+def run(bids, out, *options, capsys):
+    code = main([str(bids), str(out), "participant", "--skip-bids-validation", *map(str, options)])
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["output", "inside-output", "bids", "inside-bids", "parent"])
+def test_work_folder_must_be_apart_from_input_and_output(tmp_path, dataset, capsys, where):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("a derivative")
+    work = {"output": out, "inside-output": out / "work", "bids": dataset,
+            "inside-bids": dataset / "work", "parent": tmp_path}[where]
+    code, error = run(dataset, out, "-w", work, "--clean-workdir", capsys=capsys)
+    assert code == 2 and "work folder" in error and str(work.resolve()) in error
+    assert (out / "keep.txt").read_text() == "a derivative"
+    assert (dataset / "dataset_description.json").exists()
+    assert not (dataset / "work").exists() and not (out / "work").exists()
+
+
+def test_clean_workdir_empties_only_its_own_folders(tmp_path):
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("years of work")
+    with pytest.raises(ValueError, match="not a mcinr-bids work folder"):
+        prepare_work_dir(foreign, clean=True)
+    assert (foreign / "thesis.tex").exists()
+    ours = prepare_work_dir(tmp_path / "work", clean=False)
+    (ours / "cached").mkdir()
+    (ours / "cached" / "result.pklz").write_text("x")
+    prepare_work_dir(ours, clean=True)
+    assert sorted(p.name for p in ours.iterdir()) == [WORK_MARKER]
+
+
+def test_filter_file_cannot_change_subject_or_suffix(tmp_path, dataset, capsys):
+    for entities in ({"subject": "02"}, {"session": "x"}, {"return_type": "object"},
+                     {"suffix": "FLAIR"}):
+        filters = tmp_path / "filters.json"
+        filters.write_text(json.dumps({"T1w": entities}))
+        code, error = run(dataset, tmp_path / "out", "-w", tmp_path / "work",
+                          "--bids-filter-file", filters, capsys=capsys)
+        assert code == 2 and str(filters) in error and next(iter(entities)) in error
+        assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("problem, fill", [
+    ("NaN or infinite", lambda d: d.__setitem__((0, 0, 0), np.nan)),
+    ("NaN or infinite", lambda d: d.__setitem__((1, 1, 1), np.inf)),
+    ("all zeros", lambda d: d.__setitem__(Ellipsis, 0)),
+    ("constant", lambda d: d.__setitem__(Ellipsis, 5)),
+])
+def test_bad_image_content_is_named(tmp_path, problem, fill):
+    data = np.random.default_rng(0).random((6, 6, 6)).astype(np.float32)
+    fill(data)
+    path = tmp_path / "sub-01_T1w.nii.gz"
+    nib.Nifti1Image(data, np.eye(4)).to_filename(path)
+    message = image_problem(str(path))
+    assert str(path) in message and problem in message
+
+
+def test_bad_images_of_other_shapes_and_files(tmp_path):
+    four_d = tmp_path / "sub-01_run-1_T1w.nii.gz"
+    nib.Nifti1Image(np.ones((4, 4, 4, 3), np.float32), np.eye(4)).to_filename(four_d)
+    flat = tmp_path / "sub-01_run-2_T1w.nii.gz"
+    nib.Nifti1Image(np.ones((4, 4), np.float32), np.eye(4)).to_filename(flat)
+    truncated = tmp_path / "sub-01_run-3_T1w.nii.gz"
+    good = tmp_path / "good.nii.gz"
+    nib.Nifti1Image(np.random.default_rng(1).random((6, 6, 6)), np.eye(4)).to_filename(good)
+    truncated.write_bytes(good.read_bytes()[:200])
+    assert "4D" in image_problem(str(four_d))
+    assert "2D" in image_problem(str(flat))
+    assert "not a readable NIfTI" in image_problem(str(truncated))
+    assert image_problem(str(good)) is None
+
+
+def test_one_bad_image_skips_only_its_subject(tmp_path, caplog):
+    good = tmp_path / "good.nii.gz"
+    nib.Nifti1Image(np.random.default_rng(1).random((6, 6, 6)), np.eye(4)).to_filename(good)
+    bad = tmp_path / "bad.nii.gz"
+    nib.Nifti1Image(np.full((6, 6, 6), np.nan, np.float32), np.eye(4)).to_filename(bad)
+    groups = [SubjectInputs("01", None, [str(good), str(good)]),
+              SubjectInputs("02", None, [str(good), str(bad)])]
+    with caplog.at_level(logging.ERROR):
+        runnable, skipped = split_by_image_content(groups, logging.getLogger("test"))
+    assert [g.subject for g in runnable] == ["01"] and [g.subject for g in skipped] == ["02"]
+    assert len(caplog.records) == 1 and str(bad) in caplog.records[0].getMessage()
+    assert "sub-02: skipped" in caplog.records[0].getMessage()
+
+
+def test_simulated_sidecars_stay_beside_their_images_under_dotted_folders(tmp_path, dataset):
+    # a typical $SLURM_TMPDIR: the old code cut every path at its first dot
+    work = tmp_path / "localscratch" / "user.1234.0" / "work"
+    images = sorted(str(p) for p in (dataset / "sub-01" / "anat").glob("*.nii.gz"))
+    groups, _ = write_simulated_dataset([SubjectInputs("01", None, images)], str(dataset),
+                                        str(work / "simulated_bids"), {"T1w": "S", "FLAIR": "R"},
+                                        factor=2)
+    for image in groups[0].images:
+        sidecar = Path(image).with_name(Path(image).name.replace(".nii.gz", ".json"))
+        assert sidecar.is_file(), sidecar
+    assert not list((tmp_path / "localscratch").glob("*.json"))
+
+
+def test_failed_writes_leave_no_temporary(tmp_path, monkeypatch):
+    def broken_replace(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    monkeypatch.setattr(os, "link", broken_replace)
+    with pytest.raises(OSError):
+        AppConfig().save(tmp_path / "mcinr.toml")
+    with pytest.raises(OSError):
+        write_once(tmp_path / "dataset_description.json", "{}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stale_temporaries_are_removed_fresh_ones_kept(tmp_path):
+    stale = tmp_path / "sub-01" / ".staging-abc"
+    stale.mkdir(parents=True)
+    (stale / "half.nii.gz").write_text("x")
+    old = time.time() - 7200
+    os.utime(stale, (old, old))
+    stale_file = tmp_path / ".tmp-xyz.json"
+    stale_file.write_text("{")
+    os.utime(stale_file, (old, old))
+    fresh = tmp_path / ".tmp-live.json"
+    fresh.write_text("{")
+    removed = remove_stale_temporaries(tmp_path, (".tmp-", ".staging-"))
+    assert sorted(p.name for p in removed) == [".staging-abc", ".tmp-xyz.json"]
+    assert fresh.exists() and not stale.exists()
+
+
+def test_validator_is_found_beside_the_interpreter(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # an environment that was not activated
+    found = find_executable("bids-validator-deno")
+    assert found is not None and Path(found).parent == Path(os.sys.executable).parent

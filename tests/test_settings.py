@@ -1,0 +1,153 @@
+"""One precedence rule for every command line: defaults -> preset -> --sloppy -> config file ->
+options given (whatever their value); each setting in one table."""
+
+import dataclasses
+import sys
+
+import pytest
+
+from mcinr_bids.cli import evaluate as evaluate_cli
+from mcinr_bids.cli.fit import build_parser as build_fit_parser
+from mcinr_bids.cli.fit import inr_settings
+from mcinr_bids.cli.options import given_options
+from mcinr_bids.cli.run import build_config
+from mcinr_bids.config import (
+    AppConfig,
+    ExecutionSettings,
+    WorkflowSettings,
+    resolve_config,
+)
+from mcinr_bids.inr.settings import PRESETS, INRSettings, settings_for_preset
+
+
+def app(tmp_path, *options):
+    return build_config([str(tmp_path), str(tmp_path / "out"), "participant", *options])
+
+
+def fit_settings(*options):
+    return inr_settings(given_options(build_fit_parser, ["a.nii.gz", "-o", "o", *options]))
+
+
+@pytest.fixture
+def single_file(tmp_path):
+    path = tmp_path / "settings.toml"
+    path.write_text('[workflow]\noutput_space = "native"\n'
+                    '[inr]\nmodel = "single"\ndevice = "cpu"\nseed = 11\nepochs = 7\n'
+                    'psf = true\n')
+    return path
+
+
+def test_every_setting_lives_in_one_table():
+    names = [{f.name for f in dataclasses.fields(c)}
+             for c in (ExecutionSettings, WorkflowSettings, INRSettings)]
+    assert not (names[0] & names[1]) and not (names[0] & names[2]) and not (names[1] & names[2])
+
+
+def test_inr_table_of_the_config_file_is_used(tmp_path, single_file):
+    config = app(tmp_path, "--config-file", str(single_file))
+    assert (config.inr.model, config.inr.device, config.inr.seed, config.inr.epochs,
+            config.inr.psf) == ("single", "cpu", 11, 7, True)
+    assert config.workflow.output_space == "native"
+
+
+def test_an_option_given_with_its_default_value_still_wins(tmp_path, single_file):
+    config = app(tmp_path, "--config-file", str(single_file), "--model", "split",
+                 "--random-seed", "0", "--device", "auto", "--output-space",
+                 "MNI152NLin2009cAsym")
+    assert (config.inr.model, config.inr.seed, config.inr.device) == ("split", 0, "auto")
+    assert config.workflow.output_space == "MNI152NLin2009cAsym"
+    assert config.inr.epochs == 7  # not given: the file's
+
+
+def test_without_a_file_the_defaults_and_the_preset(tmp_path):
+    config = app(tmp_path)
+    assert config.inr == settings_for_preset("fast")
+    paper = app(tmp_path, "--preset", "paper", "--random-seed", "4")
+    assert paper.inr == settings_for_preset("paper", seed=4)
+
+
+def test_preset_from_the_file_then_its_inr_table(tmp_path):
+    path = tmp_path / "paper.toml"
+    path.write_text('[workflow]\npreset = "paper"\n[inr]\nepochs = 3\n')
+    config = app(tmp_path, "--config-file", str(path))
+    assert config.inr.encoding == "fourier" and config.inr.epochs == 3
+    fast = app(tmp_path, "--config-file", str(path), "--preset", "fast")
+    assert fast.inr.encoding == "grid" and fast.inr.epochs == 3
+
+
+def test_sloppy_shrinks_the_preset_but_not_what_the_file_says(tmp_path, single_file):
+    assert app(tmp_path, "--sloppy").inr.epochs == 3
+    assert app(tmp_path, "--sloppy", "--config-file", str(single_file)).inr.epochs == 7
+
+
+def test_execution_options_and_paths(tmp_path):
+    path = tmp_path / "execution.toml"
+    path.write_text('[execution]\nwork_dir = "/scratch/w"\nnprocs = 1\n')
+    config = app(tmp_path, "--config-file", str(path))
+    assert config.execution.work_dir == "/scratch/w" and config.execution.nprocs == 1
+    again = app(tmp_path, "--config-file", str(path), "-w", "work")
+    assert again.execution.work_dir == str((tmp_path.cwd() / "work").absolute())
+
+
+def test_saved_config_reads_back_the_same_and_gets_a_new_run(tmp_path, single_file):
+    config = app(tmp_path, "--config-file", str(single_file), "--participant-label", "01")
+    saved = config.save(tmp_path / "mcinr.toml")
+    assert AppConfig.load(saved).inr == config.inr
+    rerun = app(tmp_path, "--config-file", str(saved))
+    assert rerun.inr == config.inr and rerun.execution.participant_label == ["01"]
+    assert rerun.execution.run_uuid != config.execution.run_uuid
+
+
+def test_mcinr_fit_precedence(single_file):
+    assert fit_settings() == settings_for_preset("fast")
+    from_file = fit_settings("--config-file", str(single_file))
+    assert (from_file.model, from_file.seed, from_file.epochs) == ("single", 11, 7)
+    # the bug: --config-file used to drop --preset
+    paper = fit_settings("--config-file", str(single_file), "--preset", "paper")
+    assert paper.encoding == "fourier" and paper.model == "single"
+    explicit = fit_settings("--config-file", str(single_file), "--model", "split", "--seed",
+                            "0", "--no-early-stopping", "--time-limit", "60")
+    assert (explicit.model, explicit.seed, explicit.early_stopping,
+            explicit.time_limit_seconds) == ("split", 0, False, 60.0)
+
+
+def test_mcinr_evaluate_precedence(single_file):
+    given = given_options(evaluate_cli.build_parser,
+                          ["a.nii.gz", "--axes", "S", "-o", "o", "--config-file",
+                           str(single_file), "--seed", "0"])
+    settings = inr_settings(given, evaluate_cli.EVALUATE_OPTIONS)
+    assert (settings.model, settings.seed, settings.epochs) == ("single", 0, 7)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[inr]\nno_such = 1\n", "unknown [inr] settings: no_such"),
+    ("[workflow]\nmodel = 'split'\n", "unknown [workflow] settings: model"),
+    ("[other]\na = 1\n", "unknown table [other]"),
+    ("not toml = = 1", "not a readable TOML"),
+    ("[workflow]\npreset = 'slow'\n", "unknown preset 'slow'"),
+])
+def test_bad_config_files_name_the_file(tmp_path, capsys, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    from mcinr_bids.cli.run import main
+
+    code = main([str(tmp_path), str(tmp_path / "out"), "participant", "--config-file",
+                 str(path)])
+    assert code == 2
+    error = capsys.readouterr().err
+    assert message in error and (str(path) in error or "preset" in message)
+    assert not (tmp_path / "out").exists()
+
+
+def test_resolve_config_layers():
+    config = resolve_config({"inr": {"epochs": 9}, "workflow": {"preset": "paper"}},
+                            {"inr": {"epochs": 2}})
+    assert config.inr.epochs == 2 and config.inr.trunk_width == PRESETS["paper"]["trunk_width"]
+
+
+def test_settings_module_loads_no_torch():
+    import subprocess
+
+    code = ("import sys; import mcinr_bids.config, mcinr_bids.inr.settings, mcinr_bids.cli.parser;"
+            " sys.exit('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
