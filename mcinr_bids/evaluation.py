@@ -28,6 +28,12 @@ class Simulation:
     low_resolution: list[Volume]
     mask: np.ndarray
     names: list[str] = field(default_factory=list)
+    #: each image's thick voxel axis on the isotropic grid, the slice spacing in voxels, and
+    #: the index of the first acquired slice (decimation; ``None`` for thick slabs, whose
+    #: centres lie between the isotropic slices)
+    axes: list[int] = field(default_factory=list)
+    factor: int = 4
+    offset: int | None = None
 
 
 def simulate_acquisitions(volumes: list[Volume], axes: list[str], protocol: str = "decimate",
@@ -46,9 +52,10 @@ def simulate_acquisitions(volumes: list[Volume], axes: list[str], protocol: str 
                                                               atol=1e-3):
             raise ValueError(f"{volume.path or volume.name}: evaluation needs all isotropic "
                              "images on one grid (co-registered, same shape and affine)")
-    low = []
+    low, voxel_axes = [], []
     for volume, letter in zip(volumes, axes):
         axis = geometry.voxel_axis(volume.affine, letter)
+        voxel_axes.append(axis)
         if protocol == "decimate":
             data, affine = simulate.decimate(volume.data, volume.affine, axis, factor)
         elif protocol == "thick":
@@ -60,18 +67,35 @@ def simulate_acquisitions(volumes: list[Volume], axes: list[str], protocol: str 
     if mask is None:
         mask = np.logical_and.reduce([automatic_foreground_mask(v.data) for v in volumes])
     return Simulation(truths=[v.data for v in volumes], affine=reference.affine,
-                      low_resolution=low, mask=mask, names=[v.name for v in volumes])
+                      low_resolution=low, mask=mask, names=[v.name for v in volumes],
+                      axes=voxel_axes, factor=factor,
+                      offset=factor - 1 if protocol == "decimate" else None)
 
 
 def score(predictions: list[np.ndarray], simulation: Simulation) -> dict[str, float]:
-    """PSNR and SSIM per image in both conventions, and the MI errors (first two images)."""
+    """PSNR and SSIM per image in both conventions, the banding index across each image's thick
+    axis (and the truth's), strict PSNR on the acquired slices and between them (decimation),
+    and the MI errors (first two images)."""
     row: dict[str, float] = {}
-    for name, prediction, truth in zip(simulation.names, predictions, simulation.truths):
+    for index, (name, prediction, truth) in enumerate(zip(simulation.names, predictions,
+                                                          simulation.truths)):
         for convention in metrics.CONVENTIONS:
             row[f"psnr_{convention}_{name}"] = metrics.psnr(prediction, truth, simulation.mask,
                                                             convention)
             row[f"ssim_{convention}_{name}"] = metrics.ssim(prediction, truth, simulation.mask,
                                                             convention)
+        if index < len(simulation.axes):
+            axis, offset = simulation.axes[index], simulation.offset
+            phase = offset if offset is not None else 0
+            row[f"banding_{name}"] = metrics.banding_index(prediction, simulation.mask, axis,
+                                                           simulation.factor, phase)
+            row[f"banding_truth_{name}"] = metrics.banding_index(truth, simulation.mask, axis,
+                                                                 simulation.factor, phase)
+            if offset is not None:
+                split = metrics.psnr_by_slice(prediction, truth, simulation.mask, axis,
+                                              simulation.factor, offset)
+                row[f"psnr_acquired_{name}"] = split["acquired"]
+                row[f"psnr_unacquired_{name}"] = split["unacquired"]
     if len(predictions) >= 2:
         row.update(metrics.mutual_information_errors(predictions[:2], simulation.truths[:2],
                                                      simulation.mask))
@@ -125,7 +149,7 @@ def format_table(rows: list[dict], names: list[str]) -> str:
     for convention in metrics.CONVENTIONS:
         for name in names:
             header += [f"PSNR {convention} {name}", f"SSIM {convention} {name}"]
-    header += ["eps_MI joint", "fit s"]
+    header += [f"banding {name}" for name in names] + ["eps_MI joint", "fit s"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [row["method"]]
@@ -133,6 +157,7 @@ def format_table(rows: list[dict], names: list[str]) -> str:
             for name in names:
                 cells += [f"{row[f'psnr_{convention}_{name}']:.2f}",
                           f"{row[f'ssim_{convention}_{name}']:.3f}"]
+        cells += [f"{row.get(f'banding_{name}', float('nan')):.2f}" for name in names]
         cells += [f"{row.get('epsilon_mi_joint', float('nan')):.3f}",
                   f"{row['fit_seconds']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
@@ -140,6 +165,36 @@ def format_table(rows: list[dict], names: list[str]) -> str:
 
 
 EVALUATION_MEASURES = tuple(f"{m}_{c}" for m in ("psnr", "ssim") for c in metrics.CONVENTIONS)
+
+
+def acquisition_on_grid(low_affine: np.ndarray, truth_affine: np.ndarray
+                        ) -> tuple[int, int, int | None]:
+    """Where an LR image's slices lie on its isotropic original's grid: ``(axis, factor,
+    offset)`` with the truth's voxel axis along the LR thick axis, the slice spacing in truth
+    voxels, and the truth index of the first LR slice (``None`` when the slices lie between the
+    truth's, as thick slabs' centres do)."""
+    thick = geometry.thick_axis(low_affine)
+    axis = geometry.voxel_axis(truth_affine, geometry.thick_axis_letter(low_affine))
+    factor = int(round(geometry.voxel_sizes(low_affine)[thick]
+                       / geometry.voxel_sizes(truth_affine)[axis]))
+    first = np.linalg.solve(truth_affine, low_affine)[:3, 3][axis]
+    offset = int(round(first)) % factor if abs(first - round(first)) < 0.05 else None
+    return axis, max(factor, 1), offset
+
+
+def slice_rows(method: str, name: str, prediction: np.ndarray, truth: np.ndarray,
+               mask: np.ndarray, acquisition: tuple[int, int, int | None]) -> list[dict]:
+    """Long rows of the banding index (prediction and truth) and, where the acquired slices lie
+    on the truth's grid, strict PSNR on them and between them."""
+    axis, factor, offset = acquisition
+    phase = 0 if offset is None else offset
+    rows = [{"method": method, "measure": "banding_index", "image": name,
+             "value": metrics.banding_index(prediction, mask, axis, factor, phase)}]
+    if offset is not None:
+        split = metrics.psnr_by_slice(prediction, truth, mask, axis, factor, offset)
+        rows += [{"method": method, "measure": f"psnr_{part}", "image": name, "value": value}
+                 for part, value in split.items()]
+    return rows
 
 
 def evaluate_subject(truth_files: list[str], low_resolution_files: list[str],
@@ -179,7 +234,13 @@ def evaluate_subject(truth_files: list[str], low_resolution_files: list[str],
         low = nib.load(low_resolution_files[index])
         predictions["cubic-clamped"].append(cubic_on_grid(
             np.asanyarray(low.dataobj, dtype=np.float32), low.affine, shape, affine, clamp=True))
+        acquisition = acquisition_on_grid(low.affine, affine)
+        rows.append({"method": "truth", "measure": "banding_index", "image": names[index],
+                     "value": metrics.banding_index(truth, mask, acquisition[0],
+                                                    acquisition[1], acquisition[2] or 0)})
         for method in predictions:
+            rows += slice_rows(method, names[index], predictions[method][index], truth, mask,
+                               acquisition)
             for convention in metrics.CONVENTIONS:
                 rows.append({"method": method, "measure": f"psnr_{convention}",
                              "image": names[index],

@@ -33,6 +33,9 @@ from .io import save_nifti, write_tsv
 from .metrics import mutual_information
 
 METRIC_COLUMNS = ("measure", "method", "image", "other_image", "value")
+#: the fit's training state, every few epochs, in the output (work) folder: a rerun after the
+#: fit was killed continues from it (removed when the fit ends)
+RESUME_FILE = ".mcinr-fit-resume.pt"
 
 
 def template_grid(template_file: str, resolution: float) -> tuple[tuple[int, int, int],
@@ -101,10 +104,32 @@ def load_subject(image_files: list[str], names: list[str], to_reference: list[np
     return volumes, masks, transforms
 
 
+def progress_reporter(say, every_seconds: float = 30.0):
+    """An ``epoch_callback`` for :func:`fit_inr` that calls ``say(message)`` at most every
+    ``every_seconds`` (and on the first epoch): epoch, loss per image, MI, time left."""
+    started = time.perf_counter()
+    last = [-float("inf")]
+
+    def report(epoch: int, fitted) -> None:
+        now = time.perf_counter()
+        if now - last[0] < every_seconds and epoch != 1:
+            return
+        last[0] = now
+        row = fitted.history[-1]
+        elapsed = now - started
+        left = elapsed / epoch * (fitted.settings.epochs - epoch)
+        losses = ", ".join(f"{name} {row[f'loss_{name}']:.2e}" for name in fitted.names)
+        say(f"INR fit epoch {epoch}/{fitted.settings.epochs}: loss {losses}; MI "
+            f"{row['mutual_information']:.3f}; {elapsed:.0f} s so far, at most {left:.0f} s "
+            "left")
+
+    return report
+
+
 def superresolve(volumes: list, settings: INRSettings, output_dir: str, *,
                  masks: list | None = None, transforms: list | None = None,
                  grid: tuple | None = None, resolution: float = 1.0,
-                 progress: bool = False) -> dict:
+                 progress: bool = False, say=None) -> dict:
     """Fit one INR to ``volumes`` and write every output into ``output_dir``: the one subject
     pipeline of ``mcinr-fit`` and of the BIDS App's fit node.
 
@@ -116,6 +141,8 @@ def superresolve(volumes: list, settings: INRSettings, output_dir: str, *,
         As :func:`mcinr_bids.inr.fit_inr` takes them.
     grid : (shape, affine) or None
         Output grid; ``None``: an isotropic ``resolution`` mm grid over the union field of view.
+    progress, say
+        A progress bar; ``say(message)`` receives the fit's progress every 30 s (a log).
 
     Returns
     -------
@@ -129,7 +156,9 @@ def superresolve(volumes: list, settings: INRSettings, output_dir: str, *,
     started = time.perf_counter()
     os.makedirs(output_dir, exist_ok=True)
     names = [v.name for v in volumes]
-    fitted = fit_inr(volumes, settings, masks=masks, transforms=transforms, progress=progress)
+    fitted = fit_inr(volumes, settings, masks=masks, transforms=transforms, progress=progress,
+                     epoch_callback=progress_reporter(say) if say else None,
+                     resume_file=os.path.join(output_dir, RESUME_FILE))
 
     predict_started = time.perf_counter()
     shape, affine = grid if grid is not None else union_grid(fitted, resolution)

@@ -68,7 +68,8 @@ def app_run(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TEMPLATEFLOW_HOME", str(root / "templateflow-empty"))
         first = main(arguments)
-        fit_result = work_dir / "mcinr_wf" / "sub_01_wf" / "fit" / "result_fit.pklz"
+        fit_result = (work_dir / "mcinr_wf" / "sub_01_wf" / "superres_wf" / "fit"
+                      / "result_fit.pklz")
         first_mtime = fit_result.stat().st_mtime_ns
         second = main(arguments)
     return {"bids": bids_dir, "out": output_dir, "work": work_dir, "codes": (first, second),

@@ -38,9 +38,10 @@ def test_paper_psnr_matches_scikit_image_on_whole_volume(images):
 def test_ssim_conventions_match_scikit_image(images):
     prediction, truth, mask = images
     low, high = truth[mask].min(), truth[mask].max()
-    _, full = structural_similarity((truth - low) / (high - low),
-                                    (prediction - low) / (high - low), data_range=1.0,
-                                    full=True)
+    # strict: both scaled by the truth's in-mask range and 0 outside the mask
+    _, full = structural_similarity(np.where(mask, (truth - low) / (high - low), 0),
+                                    np.where(mask, (prediction - low) / (high - low), 0),
+                                    data_range=1.0, full=True)
     assert metrics.ssim(prediction, truth, mask, "strict") == pytest.approx(full[mask].mean())
     assert metrics.ssim(truth, truth, mask, "paper") == pytest.approx(1.0)
     assert 0 < metrics.ssim(prediction, truth, mask, "paper") < 1
@@ -78,3 +79,47 @@ def test_mutual_information_errors_are_zero_for_perfect_predictions(images):
 def test_unknown_convention_is_rejected(images):
     with pytest.raises(ValueError):
         metrics.psnr(*images, convention="other")
+
+
+def test_banding_index_sees_stripes_every_factor_slices():
+    from scipy import ndimage
+
+    from mcinr_bids import metrics
+
+    rng = np.random.default_rng(3)
+    truth = ndimage.gaussian_filter(rng.random((24, 24, 40)), 1.5)
+    mask = np.ones(truth.shape, bool)
+    assert metrics.banding_index(truth, mask, axis=2, factor=4, offset=3) < 1.15
+    # acquired slices kept exactly, the gaps linearly interpolated: smooth between, kinks on
+    low = truth[:, :, 3::4]
+    positions = np.arange(40)
+    striped = np.stack([[np.interp(positions, np.arange(3, 40, 4), low[i, j])
+                         for j in range(24)] for i in range(24)])
+    assert metrics.banding_index(striped, mask, axis=2, factor=4, offset=3) > 3.0
+    split = metrics.psnr_by_slice(striped, truth, mask, axis=2, factor=4, offset=3)
+    assert split["acquired"] == float("inf") and split["unacquired"] < 60
+    roughness = metrics.through_plane_roughness(striped, mask, 2, 4, 3)
+    assert roughness.argmax() == 0  # the kinks sit on the acquired slices
+
+
+def test_acquisition_on_the_truth_grid():
+    from mcinr_bids import geometry, simulate
+    from mcinr_bids.evaluation import acquisition_on_grid
+
+    affine = np.diag([1.0, 1.0, 1.0, 1.0])
+    data = np.zeros((8, 8, 16), np.float32)
+    _, decimated = simulate.decimate(data, affine, geometry.voxel_axis(affine, "S"), 4)
+    assert acquisition_on_grid(decimated, affine) == (2, 4, 3)
+    _, thick = simulate.thick_slices(data, affine, 0, 4)
+    assert acquisition_on_grid(thick, affine) == (0, 4, None)
+
+
+def test_strict_ssim_ignores_the_background_fill():
+    from mcinr_bids import metrics
+
+    rng = np.random.default_rng(0)
+    truth = rng.random((20, 20, 20))
+    mask = np.zeros(truth.shape, bool)
+    mask[5:15, 5:15, 5:15] = True
+    filled = np.where(mask, truth, 7.0)  # a method's own background value outside the mask
+    assert metrics.ssim(filled, truth, mask) == pytest.approx(1.0)

@@ -168,3 +168,61 @@ def test_validator_is_found_beside_the_interpreter(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # an environment that was not activated
     found = find_executable("bids-validator-deno")
     assert found is not None and Path(found).parent == Path(os.sys.executable).parent
+
+
+def test_fit_progress_is_reported_with_time_left(low_resolution):
+    from mcinr_bids.inr.data import Volume
+    from mcinr_bids.inr.settings import settings_for_preset
+    from mcinr_bids.superres import superresolve
+
+    messages: list[str] = []
+    volumes = [Volume(d.astype(np.float32), a, name=n)
+               for (d, a), n in zip(low_resolution, ["t1", "flair"])]
+    settings = settings_for_preset("fast", epochs=3, early_stopping=False, device="cpu",
+                                   grid_cell_sizes_mm=[16.0, 8.0])
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        superresolve(volumes, settings, folder, say=messages.append)
+    assert messages and messages[0].startswith("INR fit epoch 1/3: loss t1 ")
+    assert "MI " in messages[0] and "left" in messages[0]
+
+
+def test_a_killed_fit_resumes_where_it_was(tmp_path, low_resolution_files, phantom):
+    """kill -9 during mcinr-fit, rerun: the history continues and the result matches an
+    uninterrupted fit (issue 15)."""
+    import csv
+    import signal
+    import subprocess
+    import sys
+
+    from mcinr_bids import metrics
+    from mcinr_bids.superres import RESUME_FILE
+
+    def command(out):
+        return [sys.executable, "-m", "mcinr_bids.cli.fit", *low_resolution_files, "-o",
+                str(out), "--epochs", "12", "--no-early-stopping", "--quiet", "--device",
+                "cpu", "--threads", "1", "--resolution", "1"]
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(command(killed), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not (killed / RESUME_FILE).exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # a little further, so the kill lands mid-epoch
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert (killed / RESUME_FILE).exists(), "the fit saved no training state"
+    assert subprocess.run(command(killed), capture_output=True, check=False).returncode == 0
+    assert subprocess.run(command(tmp_path / "whole"), capture_output=True,
+                          check=False).returncode == 0
+    resumed = json.loads((killed / "parameters.json").read_text())
+    assert resumed["resumed_from_epoch"] >= 2 and resumed["epochs_run"] == 12
+    with open(killed / "history.tsv") as handle:
+        epochs = [int(row["epoch"]) for row in csv.DictReader(handle, delimiter="\t")]
+    assert epochs == list(range(1, 13)) and not (killed / RESUME_FILE).exists()
+    truth, mask = phantom[0], phantom[2] > 0
+    scores = [metrics.psnr(nib.load(folder / "sub-01_T1w_desc-superres.nii.gz").get_fdata(),
+                           truth, mask) for folder in (killed, tmp_path / "whole")]
+    assert abs(scores[0] - scores[1]) < 0.1

@@ -128,9 +128,13 @@ def split_by_image_content(groups: list, logger: logging.Logger) -> tuple[list, 
     return good, bad
 
 
-def run_participant(config: AppConfig, logger: logging.Logger) -> int:
+def select_inputs(config: AppConfig, logger: logging.Logger) -> tuple[list, list, dict]:
+    """Validate the dataset, select every subject/session's images and keep those that can run.
+
+    Returns ``(runnable, skipped, originals)``; in the evaluation mode the runnable groups point
+    at simulated thick-slice copies and ``originals`` maps each copy to its isotropic original.
+    """
     from bids import BIDSLayout
-    from nipype import config as nipype_config
 
     from ..io import STAGING_PREFIX, TEMPORARY_PREFIX, remove_stale_temporaries
     from ..utils.bids import (
@@ -139,11 +143,8 @@ def run_participant(config: AppConfig, logger: logging.Logger) -> int:
         parse_simulation_specs,
         prepare_work_dir,
         run_bids_validator,
-        write_derivative_metadata,
         write_simulated_dataset,
     )
-    from ..utils.templates import TemplateError, resolve_output_space
-    from ..workflows.base import init_mcinr_wf
 
     execution, workflow = config.execution, config.workflow
     if not execution.skip_bids_validation:
@@ -154,8 +155,7 @@ def run_participant(config: AppConfig, logger: logging.Logger) -> int:
                             + "\nFix them, or pass --skip-bids-validation to go on anyway.")
     filters = _load_filters(execution.bids_filter_file)
     layout = BIDSLayout(execution.bids_dir, validate=False,
-                        database_path=execution.bids_database_dir,
-                        reset_database=False)
+                        database_path=execution.bids_database_dir, reset_database=False)
     available = layout.get_subjects()
     subjects = execution.participant_label or available
     unknown = sorted(set(subjects) - set(available))
@@ -163,17 +163,15 @@ def run_participant(config: AppConfig, logger: logging.Logger) -> int:
         raise UsageError(f"{execution.bids_dir}: no participant(s) {', '.join(unknown)} in this "
                          f"dataset (it has: {', '.join(available) or 'none'}); check "
                          "--participant-label.")
-    work_dir = prepare_work_dir(execution.work_dir, execution.clean_workdir)
+    prepare_work_dir(execution.work_dir, execution.clean_workdir)
     # what a killed run left: temporary files and sink staging folders (a live run's are fresh)
     remove_stale_temporaries(execution.output_dir, (TEMPORARY_PREFIX, STAGING_PREFIX))
-    contrasts = workflow.contrasts
-    if workflow.simulate_lowres:
-        axes = parse_simulation_specs(workflow.simulate_lowres)
-        contrasts = list(axes)
+    axes = parse_simulation_specs(workflow.simulate_lowres) if workflow.simulate_lowres else {}
+    contrasts = list(axes) or workflow.contrasts
     groups = collect_inputs(layout, subjects, execution.session_label, contrasts, filters)
     groups, skipped = split_by_image_content(groups, logger)
     originals: dict[str, str] = {}
-    if workflow.simulate_lowres:
+    if axes:
         # evaluation mode: the pipeline runs on simulated thick-slice copies; N4 is skipped so
         # that the scores measure super-resolution alone against the untouched originals
         groups, originals = write_simulated_dataset(
@@ -187,13 +185,66 @@ def run_participant(config: AppConfig, logger: logging.Logger) -> int:
             skipped.append(group)
             logger.error("%s: skipped: %d image(s) of %s found, --model %s needs at least %d; "
                          "add images or use --model single.", group.label, len(group.images),
-                         "/".join(workflow.contrasts), config.inr.model, needed)
+                         "/".join(contrasts), config.inr.model, needed)
         else:
             runnable.append(group)
+    return runnable, skipped, originals
+
+
+def execute_workflow(config: AppConfig, runnable: list, space, originals: dict,
+                     logger: logging.Logger) -> bool:
+    """Build and run the workflow of ``runnable`` (MultiProc); return whether it failed."""
+    from nipype import config as nipype_config
+
+    from ..workflows.base import init_mcinr_wf
+
+    execution = config.execution
+    nipype_config.update_config({
+        "execution": {"crashfile_format": "txt", "stop_on_first_crash":
+                      execution.stop_on_first_crash, "remove_unnecessary_outputs": False,
+                      "check_version": False, "get_linked_libs": False,
+                      # the scheduler looks for finished nodes every 0.5 s, not nipype's 2 s:
+                      # each step of a subject's chain of ~15 nodes waited up to 2 s for it
+                      "poll_sleep_duration": 0.5},
+        "monitoring": {"enabled": False}})
+    source_dir = (str(Path(execution.work_dir) / "simulated_bids") if originals
+                  else execution.bids_dir)
+    wf = init_mcinr_wf(config=config, groups=runnable, space=space, originals=originals,
+                       source_dir=source_dir)
+    # forkserver: workers start from a clean process, never forked from one whose torch/OpenMP
+    # thread pools are already running (a forked child can deadlock on their locks)
+    plugin_args = {"n_procs": execution.nprocs, "raise_insufficient": False,
+                   "mp_context": "forkserver", "n_gpu_procs": execution.n_gpu_procs}
+    if execution.mem_gb:
+        plugin_args["memory_gb"] = execution.mem_gb
+    # nipype's scheduler runs a full garbage collection before each submission and after each
+    # node it runs in this process (about 50 per subject); with torch, pybids and the workflow
+    # loaded each took 0.2 s, during which nothing is submitted.  What is alive now stays alive
+    # for the run: freeze it out of those collections.
+    gc.collect()
+    gc.freeze()
+    try:
+        wf.run(plugin="MultiProc", plugin_args=plugin_args)
+    except RuntimeError as error:
+        logger.error("the workflow failed: %s; crash files are in %s/sub-*/log/%s/",
+                     error, execution.output_dir, execution.run_uuid)
+        return True
+    finally:
+        gc.unfreeze()
+    return False
+
+
+def run_participant(config: AppConfig, logger: logging.Logger) -> int:
+    from ..reports.participant import assemble_report
+    from ..utils.descriptions import write_derivative_metadata
+    from ..utils.templates import TemplateError, resolve_output_space
+
+    execution, workflow = config.execution, config.workflow
+    runnable, skipped, originals = select_inputs(config, logger)
+    work_dir = Path(execution.work_dir)
     if not runnable:
         logger.error("no subject has enough usable images; nothing to do.")
         return EXIT_FAILED
-
     try:
         space = resolve_output_space(workflow.output_space, str(work_dir / "templates"))
     except TemplateError as error:
@@ -208,40 +259,7 @@ def run_participant(config: AppConfig, logger: logging.Logger) -> int:
     for group in runnable:
         config.save(Path(execution.output_dir) / f"sub-{group.subject}" / "log"
                     / execution.run_uuid / "mcinr.toml")
-
-    nipype_config.update_config({
-        "execution": {"crashfile_format": "txt", "stop_on_first_crash":
-                      execution.stop_on_first_crash, "remove_unnecessary_outputs": False,
-                      "check_version": False, "get_linked_libs": False,
-                      # the scheduler looks for finished nodes every 0.5 s, not nipype's 2 s:
-                      # each step of a subject's chain of ~15 nodes waited up to 2 s for it
-                      "poll_sleep_duration": 0.5},
-        "monitoring": {"enabled": False}})
-    source_dir = str(work_dir / "simulated_bids") if originals else execution.bids_dir
-    wf = init_mcinr_wf(config, runnable, space, originals=originals, source_dir=source_dir)
-    # forkserver: workers start from a clean process, never forked from one whose torch/OpenMP
-    # thread pools are already running (a forked child can deadlock on their locks)
-    plugin_args = {"n_procs": execution.nprocs, "raise_insufficient": False,
-                   "mp_context": "forkserver", "n_gpu_procs": execution.n_gpu_procs}
-    if execution.mem_gb:
-        plugin_args["memory_gb"] = execution.mem_gb
-    failed = False
-    # nipype's scheduler runs a full garbage collection before each submission and after each
-    # node it runs in this process (about 50 per subject); with torch, pybids and the workflow
-    # loaded each took 0.2 s, during which nothing is submitted.  What is alive now stays alive
-    # for the run: freeze it out of those collections.
-    gc.collect()
-    gc.freeze()
-    try:
-        wf.run(plugin="MultiProc", plugin_args=plugin_args)
-    except RuntimeError as error:
-        failed = True
-        logger.error("the workflow failed: %s; crash files are in %s/sub-*/log/%s/",
-                     error, execution.output_dir, execution.run_uuid)
-    finally:
-        gc.unfreeze()
-    from ..reports.participant import assemble_report
-
+    failed = execute_workflow(config, runnable, space, originals, logger)
     for subject in sorted({group.subject for group in runnable}):
         # assembled here, after all sessions ran: no two jobs write one page
         report = assemble_report(execution.output_dir, subject)

@@ -302,3 +302,35 @@ def slice_profile_factors(volumes, transforms, normaliser) -> np.ndarray:
             linear = np.asarray(transform)[:3, :3] @ linear
         factors.append(np.diag(2.0 / normaliser.extent_mm) @ linear)
     return np.stack(factors).astype(np.float32)
+
+
+def prepare_masks(volumes: list[Volume], masks: list | None) -> list[np.ndarray]:
+    """Given masks where present, automatic foreground masks elsewhere."""
+    masks = list(masks) if masks is not None else [None] * len(volumes)
+    if len(masks) != len(volumes):
+        raise InputError(f"{len(masks)} masks were given for {len(volumes)} images; give one "
+                         "mask per image or none.")
+    return [automatic_foreground_mask(v.data) if m is None else np.asarray(m, dtype=bool)
+            for v, m in zip(volumes, masks)]
+
+
+def validate_inputs(volumes: list[Volume], settings, transforms: list | None
+                    ) -> list:
+    """Check the set of images against the settings; return one transform (or None) per image."""
+    if not volumes:
+        raise InputError("no images were given; give at least one 3D NIfTI image.")
+    if settings.model in ("split", "vanilla") and len(volumes) < 2:
+        raise InputError(
+            f"{volumes[0].path or volumes[0].name}: --model {settings.model} joins several "
+            "contrasts and needs at least 2 images; give more images or use --model single.")
+    transforms = list(transforms) if transforms is not None else [None] * len(volumes)
+    if len(transforms) != len(volumes):
+        raise InputError(f"{len(transforms)} transforms were given for {len(volumes)} images.")
+    for volume, transform in zip(volumes, transforms):
+        if transform is not None and np.asarray(transform).shape != (4, 4):
+            raise InputError(f"{volume.path or volume.name}: its transform must be a 4x4 "
+                             "world-to-world matrix.")
+    check_overlap(volumes, transforms)
+    if settings.image_weights is not None and len(settings.image_weights) != len(volumes):
+        raise InputError(f"{len(settings.image_weights)} image weights for {len(volumes)} images.")
+    return transforms

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,17 +20,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import resume
 from .data import (
     CoordinateNormaliser,
     InputError,
     IntensityScale,
     Volume,
-    automatic_foreground_mask,
-    check_overlap,
     dilate_mask_mm,
     output_foreground,
+    prepare_masks,
     slice_profile_factors,
     training_samples,
+    validate_inputs,
 )
 from .model import build_model
 from .settings import INRSettings
@@ -73,6 +75,7 @@ class FittedINR:
     device: str = "cpu"
     last_state: dict | None = None
     stop_reason: str = "epochs"
+    resumed_from_epoch: int | None = None
     _dilated_masks: list | None = field(default=None, repr=False)
 
     @property
@@ -87,7 +90,7 @@ class FittedINR:
                 # the grid levels used (those finer than the data can inform are left out)
                 "grid_cell_sizes_mm": list(self.settings.grid_cell_sizes_mm),
                 "model": self.settings.model, "psf": self.settings.psf,
-                "seed": self.settings.seed}
+                "seed": self.settings.seed, "resumed_from_epoch": self.resumed_from_epoch}
 
     def predict_normalised(self, world: np.ndarray, chunk: int | None = None) -> np.ndarray:
         """Model output at world points (M, 3) in normalised intensities; shape (M, N)."""
@@ -117,38 +120,6 @@ class FittedINR:
             self._dilated_masks = [dilate_mask_mm(m, a, self.settings.foreground_dilation_mm)
                                    for m, a in zip(self.masks, self.affines)]
         return output_foreground(world, self._dilated_masks, self.affines, self.transforms)
-
-
-def prepare_masks(volumes: list[Volume], masks: list | None) -> list[np.ndarray]:
-    """Given masks where present, automatic foreground masks elsewhere."""
-    masks = list(masks) if masks is not None else [None] * len(volumes)
-    if len(masks) != len(volumes):
-        raise InputError(f"{len(masks)} masks were given for {len(volumes)} images; give one "
-                         "mask per image or none.")
-    return [automatic_foreground_mask(v.data) if m is None else np.asarray(m, dtype=bool)
-            for v, m in zip(volumes, masks)]
-
-
-def validate_inputs(volumes: list[Volume], settings: INRSettings, transforms: list | None
-                    ) -> list:
-    """Check the set of images against the settings; return one transform (or None) per image."""
-    if not volumes:
-        raise InputError("no images were given; give at least one 3D NIfTI image.")
-    if settings.model in ("split", "vanilla") and len(volumes) < 2:
-        raise InputError(
-            f"{volumes[0].path or volumes[0].name}: --model {settings.model} joins several "
-            "contrasts and needs at least 2 images; give more images or use --model single.")
-    transforms = list(transforms) if transforms is not None else [None] * len(volumes)
-    if len(transforms) != len(volumes):
-        raise InputError(f"{len(transforms)} transforms were given for {len(volumes)} images.")
-    for volume, transform in zip(volumes, transforms):
-        if transform is not None and np.asarray(transform).shape != (4, 4):
-            raise InputError(f"{volume.path or volume.name}: its transform must be a 4x4 "
-                             "world-to-world matrix.")
-    check_overlap(volumes, transforms)
-    if settings.image_weights is not None and len(settings.image_weights) != len(volumes):
-        raise InputError(f"{len(settings.image_weights)} image weights for {len(volumes)} images.")
-    return transforms
 
 
 def diffuse_features(model: nn.Module, rate: float) -> None:
@@ -298,24 +269,59 @@ def make_optimiser(model: nn.Module, settings: INRSettings, n_samples: int,
     return optimiser, scheduler
 
 
+def history_row(fitted: FittedINR, epoch: int, squared_error_sum: np.ndarray,
+                seen: np.ndarray, mi: float, learning_rate: float, train_seconds: float,
+                mi_seconds: float, bar=None) -> dict:
+    """Append the epoch's row (loss per image, MI, learning rate, seconds) to the history and
+    show it on the progress ``bar``; return the row."""
+    losses = (squared_error_sum / np.maximum(seen, 1)).tolist()
+    row = {"epoch": epoch, "samples": int(seen.sum()),
+           **{f"loss_{name}": value for name, value in zip(fitted.names, losses)},
+           "mutual_information": mi, "learning_rate": learning_rate,
+           "train_seconds": train_seconds, "mi_seconds": mi_seconds}
+    fitted.history.append(row)
+    if bar is not None:
+        bar.update(1)
+        bar.set_postfix({**{n[-12:]: f"{v:.2e}" for n, v in zip(fitted.names, losses)},
+                         "MI": f"{mi:.3f}"})
+    return row
+
+
+def finish_fit(fitted: FittedINR, selected_state: dict | None, seconds: float,
+               resume_file: str | None) -> FittedINR:
+    """Keep the last state, load the selected one, record the time; drop the resume state."""
+    fitted.fit_seconds = seconds
+    if resume_file and os.path.exists(resume_file):
+        os.unlink(resume_file)
+    fitted.last_state = {k: v.detach().cpu().clone()
+                         for k, v in fitted.model.state_dict().items()}
+    if selected_state is not None:
+        fitted.model.load_state_dict(selected_state)
+    if fitted.selected_epoch is None:
+        fitted.selected_epoch = len(fitted.history)
+    return fitted
+
+
 def fit_inr(volumes: list[Volume], settings: INRSettings, masks: list | None = None,
             transforms: list | None = None, progress: bool = False,
-            epoch_callback: Callable[[int, FittedINR], dict | None] | None = None) -> FittedINR:
+            epoch_callback: Callable[[int, FittedINR], dict | None] | None = None,
+            resume_file: str | None = None, save_every: int = 2) -> FittedINR:
     """Fit one INR to all ``volumes`` (N >= 1) at once.
 
     Parameters
     ----------
     volumes : list of Volume
         LR images, each on its own grid; never resampled.
-    settings : INRSettings
-    masks : list of (I, J, K) bool arrays or None
-        Brain masks on each image's grid; automatic foreground masks where None.
-    transforms : list of 4x4 arrays or None
-        Rigid world-to-world transforms taking each image's world space to the common space.
-    progress : bool
-        Show a tqdm progress bar (epoch, loss per image, MI).
-    epoch_callback : callable(epoch, fitted) -> dict or None
-        Called after each epoch; a returned dict is added to that epoch's history row.
+    masks, transforms : lists or None
+        Brain masks on each image's grid (automatic foreground masks where None); rigid
+        world-to-world 4x4 transforms taking each image's world space to the common space.
+    progress, epoch_callback
+        A tqdm progress bar; ``epoch_callback(epoch, fitted)`` after each epoch (a returned dict
+        is added to that epoch's history row).
+    resume_file : str or None
+        The training state is saved there every ``save_every`` epochs and removed at the end;
+        a state left by an interrupted fit of the same inputs and settings is continued
+        (:mod:`mcinr_bids.inr.resume`).
 
     Returns
     -------
@@ -331,8 +337,10 @@ def fit_inr(volumes: list[Volume], settings: INRSettings, masks: list | None = N
     generator = torch.Generator(device="cpu").manual_seed(settings.seed)
     use_bf16 = device.type == "cuda"
     mi_points = mutual_information_points(fitted, settings.mi_points, settings.seed)
-    mi_values: list[float] = []
-    selected_state = None
+    key = resume.fingerprint(volumes, fitted.masks, fitted.transforms, settings)
+    first_epoch, elapsed_before, mi_values, selected_state = resume.resume_or_start(
+        resume_file, key, fitted=fitted, optimiser=optimiser, scheduler=scheduler,
+        generator=generator)
     start = time.perf_counter()
     deadline = (None if settings.time_limit_seconds is None
                 else start + settings.time_limit_seconds)
@@ -341,7 +349,9 @@ def fit_inr(volumes: list[Volume], settings: INRSettings, masks: list | None = N
         from tqdm import tqdm
 
         bar = tqdm(total=settings.epochs, desc="INR fit", unit="epoch")
-    for epoch in range(1, settings.epochs + 1):
+    for epoch in range(first_epoch, settings.epochs + 1):
+        if fitted.stop_reason != "epochs":  # resumed after the fit had stopped
+            break
         epoch_start = time.perf_counter()
         order = torch.randperm(data.n_samples, generator=generator).to(device)
         squared_error_sum, samples_seen = train_epoch(fitted, data, optimiser, scheduler, order,
@@ -351,30 +361,23 @@ def fit_inr(volumes: list[Volume], settings: INRSettings, masks: list | None = N
             break
         train_seconds = time.perf_counter() - epoch_start
         mi_start = time.perf_counter()
-        mi = pairwise_mutual_information(fitted.predict_normalised(mi_points), settings.mi_bins)
-        mi_values.append(mi)
-        losses = (squared_error_sum.cpu().numpy() / np.maximum(seen, 1)).tolist()
-        row = {"epoch": epoch, "samples": int(seen.sum()),
-               **{f"loss_{name}": value for name, value in zip(fitted.names, losses)},
-               "mutual_information": mi, "learning_rate": scheduler.get_last_lr()[0],
-               "train_seconds": train_seconds, "mi_seconds": time.perf_counter() - mi_start}
-        fitted.history.append(row)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix({**{n[-12:]: f"{v:.2e}" for n, v in zip(fitted.names, losses)},
-                             "MI": f"{mi:.3f}"})
+        mi_values.append(pairwise_mutual_information(fitted.predict_normalised(mi_points),
+                                                     settings.mi_bins))
+        row = history_row(fitted, epoch, squared_error_sum.cpu().numpy(), seen, mi_values[-1],
+                          scheduler.get_last_lr()[0], train_seconds,
+                          time.perf_counter() - mi_start, bar)
         if mutual_information_rule(fitted, mi_values, epoch) and not settings.early_stopping:
             selected_state = copy.deepcopy(model.state_dict())
         if epoch_callback is not None:
             row.update(epoch_callback(epoch, fitted) or {})
+        if resume_file and epoch % save_every == 0 and epoch < settings.epochs:
+            resume.save_state(resume_file, key=key, epoch=epoch, fitted=fitted,
+                              optimiser=optimiser, scheduler=scheduler, generator=generator,
+                              mi_values=mi_values, selected_state=selected_state,
+                              elapsed=elapsed_before + time.perf_counter() - start)
         if fitted.stop_reason != "epochs":
             break
     if bar is not None:
         bar.close()
-    fitted.fit_seconds = time.perf_counter() - start
-    fitted.last_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    if selected_state is not None:
-        model.load_state_dict(selected_state)
-    if fitted.selected_epoch is None:
-        fitted.selected_epoch = len(fitted.history)
-    return fitted
+    return finish_fit(fitted, selected_state, elapsed_before + time.perf_counter() - start,
+                      resume_file)

@@ -104,7 +104,7 @@ class SidecarMetadata(SimpleInterface):
     output_spec = _SidecarMetadataOutputSpec
 
     def _run_interface(self, runtime):
-        from ..utils.bids import sidecars
+        from ..utils.descriptions import sidecars
 
         self._results.update(sidecars(
             list(self.inputs.sources), self.inputs.bids_dir, self.inputs.skull_stripped,

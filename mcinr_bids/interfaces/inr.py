@@ -26,6 +26,7 @@ class _FitINRInputSpec(BaseInterfaceInputSpec):
     resolution = traits.Float(1.0, usedefault=True, desc="output voxel size (mm)")
     settings = traits.Dict(mandatory=True, desc="INR settings (INRSettings.to_dict())")
     omp_nthreads = traits.Int(1, usedefault=True, desc="torch threads")
+    label = traits.Str("", usedefault=True, desc="subject/session, for the progress log")
     use_gpu = traits.Bool(False, usedefault=True,
                           desc="a GPU job for MultiProc's n_gpu_procs scheduling")
 
@@ -45,6 +46,9 @@ class FitINR(SimpleInterface):
 
     input_spec = _FitINRInputSpec
     output_spec = _FitINROutputSpec
+    # a rerun after the fit was killed keeps the node folder, where the fit left its training
+    # state (mcinr_bids.superres.RESUME_FILE), and continues from it
+    _can_resume = True
 
     def _run_interface(self, runtime):
         import torch
@@ -63,9 +67,14 @@ class FitINR(SimpleInterface):
             reference_to_output, self.inputs.brain_mask or None)
         grid = (template_grid(self.inputs.template_file, self.inputs.resolution)
                 if self.inputs.template_file else None)
+        from nipype import logging
+
+        log = logging.getLogger("nipype.workflow")
+        label = self.inputs.label or "fit"
         outputs = superresolve(volumes, settings, runtime.cwd, masks=masks,
                                transforms=transforms, grid=grid,
-                               resolution=self.inputs.resolution)
+                               resolution=self.inputs.resolution,
+                               say=lambda message: log.info("%s: %s", label, message))
         summary_keys = ("epochs_run", "selected_epoch", "stopped_early", "stop_reason",
                         "fit_seconds", "predict_seconds", "device", "grid_cell_sizes_mm")
         self._results.update(

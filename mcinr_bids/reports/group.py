@@ -123,7 +123,8 @@ def aggregate_metrics(output_dir: str | Path, participants: list[str] | None = N
     return target
 
 
-TABLE_MEASURES = ("psnr_strict", "ssim_strict", "psnr_paper", "ssim_paper")
+TABLE_MEASURES = ("psnr_strict", "ssim_strict", "psnr_paper", "ssim_paper", "banding_index",
+                  "psnr_acquired", "psnr_unacquired")
 
 
 def evaluation_summary(files: list[Path]) -> pd.DataFrame | None:

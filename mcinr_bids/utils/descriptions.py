@@ -1,0 +1,198 @@
+"""What the derivatives say about themselves: dataset_description.json, .bidsignore, the
+metrics' data dictionary, the methods text and the JSON sidecars, each saying what was run."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import nibabel as nib
+
+from .. import __version__
+from ..geometry import thick_axis_letter, voxel_sizes
+from ..io import write_once
+from .bids import bids_stem, bids_suffix, bids_uri
+
+CODE_URL = "https://github.com/mcinr-bids/mcinr-bids"
+#: files the BIDS-Derivatives schema does not cover (bids-validator-deno reads this)
+BIDSIGNORE = ("*_xfm.mat", "*_metrics.tsv", "*_metrics.json", "*_model.pt", "*_model.json",
+              "*_history.tsv", "*.html", "**/figures", "**/log", "group_*")
+
+
+def container_name() -> str | None:
+    """``docker`` or ``apptainer`` when this process runs inside one, else ``None``."""
+    if os.environ.get("APPTAINER_CONTAINER") or os.environ.get("SINGULARITY_CONTAINER"):
+        return "apptainer"
+    if Path("/.dockerenv").exists() or os.environ.get("MCINR_CONTAINER") == "docker":
+        return "docker"
+    return None
+
+
+def derivative_description(bids_dir: str | Path) -> dict:
+    """``dataset_description.json`` of the derivatives (GeneratedBy, SourceDatasets)."""
+    generated = {"Name": "mcinr-bids", "Version": __version__, "CodeURL": CODE_URL,
+                 "Description": "Multi-contrast implicit neural representation "
+                                "super-resolution (McGinnis, Shit et al., MICCAI 2023)."}
+    container = container_name()
+    if container:
+        tag = os.environ.get("MCINR_IMAGE", f"mcinr-bids:{__version__}")
+        generated["Container"] = {"Type": container, "Tag": tag}
+    source = {"URL": Path(bids_dir).absolute().as_uri()}
+    try:
+        with open(Path(bids_dir) / "dataset_description.json") as handle:
+            raw = json.load(handle)
+        if raw.get("DatasetDOI"):
+            source["DOI"] = raw["DatasetDOI"]
+    except (OSError, json.JSONDecodeError):
+        pass
+    return {"Name": "mcinr-bids: isotropic super-resolved anatomical images",
+            "BIDSVersion": "1.10.0", "DatasetType": "derivative",
+            "GeneratedBy": [generated], "SourceDatasets": [source]}
+
+
+def write_derivative_metadata(output_dir: str | Path, bids_dir: str | Path) -> None:
+    """``dataset_description.json`` and ``.bidsignore`` at the derivatives root."""
+    output = Path(output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    write_once(output / "dataset_description.json",
+               json.dumps(derivative_description(bids_dir), indent=2) + "\n")
+    write_once(output / ".bidsignore", "\n".join(BIDSIGNORE) + "\n")
+
+
+#: the data dictionary of ``sub-X_desc-superres_metrics.tsv``
+METRICS_DICTIONARY = {
+    "measure": {
+        "Description": "What the row measures.",
+        "Levels": {
+            "resimulation_rmse": "Root mean squared difference, inside the brain mask, between "
+                                 "an input image and the model's prediction at that image's own "
+                                 "voxel centres (input intensity units).",
+            "resimulation_psnr": "Peak signal-to-noise ratio of the same comparison (dB; peak = "
+                                 "the input's in-mask intensity range).",
+            "mutual_information": "Mutual information (nats, 32-bin joint histogram) between "
+                                  "two predicted contrasts inside the output brain mask.",
+            "psnr_strict": "Evaluation mode: PSNR (dB) against the isotropic original, both "
+                           "scaled by the original's in-mask range, inside the mask.",
+            "ssim_strict": "Evaluation mode: 3D SSIM in the same convention.",
+            "psnr_paper": "Evaluation mode: PSNR (dB) with each image scaled by its own "
+                          "in-mask minimum and maximum (the paper's convention).",
+            "ssim_paper": "Evaluation mode: SSIM in the paper's convention.",
+            "banding_index": "Evaluation mode: max / min over the slice phases of the mean "
+                             "|second difference| across the input's thick axis inside the "
+                             "mask (about 1 without slice banding; method 'truth': the "
+                             "original's own).",
+            "psnr_acquired": "Evaluation mode: strict PSNR on the isotropic slices that the "
+                             "simulated acquisition kept (decimation only).",
+            "psnr_unacquired": "Evaluation mode: strict PSNR on the slices between them.",
+            "epsilon_mi_1": "Evaluation mode: |MI(pred1, true2) - MI(true1, true2)|.",
+            "epsilon_mi_2": "Evaluation mode: |MI(true1, pred2) - MI(true1, true2)|.",
+            "epsilon_mi_joint": "Evaluation mode: |MI(pred1, pred2) - MI(true1, true2)|.",
+        },
+    },
+    "method": {"Description": "Evaluation mode only: what is scored against the isotropic "
+                              "original (inr-split, inr-single, cubic-clamped); n/a otherwise."},
+    "image": {"Description": "The input image (file name stem) the row is about."},
+    "other_image": {"Description": "The second image of a mutual-information pair; n/a "
+                                   "otherwise."},
+    "value": {"Description": "The measured value."},
+}
+
+
+#: how each model joins the contrasts, in words
+MODEL_WORDS = {
+    "split": "one implicit neural representation with a shared trunk and one head per contrast "
+             "(split-head; McGinnis, Shit et al., MICCAI 2023), fitted jointly to all images",
+    "vanilla": "one implicit neural representation with a shared trunk and one output channel "
+               "per contrast (vanilla multi-contrast; McGinnis, Shit et al., MICCAI 2023), "
+               "fitted jointly to all images",
+    "single": "one independent implicit neural representation per image (no information "
+              "shared between contrasts)",
+}
+
+
+def forward_model_words(psf: bool) -> str:
+    """How the fit compares the model with an acquired voxel."""
+    if psf:
+        return ("each acquired voxel compared with the model's mean over that voxel's slice "
+                "profile (Gaussian, FWHM one voxel along each axis)")
+    return "each acquired voxel compared with the model at the voxel's centre"
+
+
+def methods_text(*, n_images: int, reference: str, space: str, resolution: float,
+                 settings, bias_correction: bool, evaluation: bool) -> str:
+    """The boilerplate of one subject's processing, saying what was run (``settings``: the
+    INRSettings of the fit)."""
+    preprocessing = ("corrected for intensity non-uniformity (N4, antspyx) and rigidly "
+                     "registered" if bias_correction else "rigidly registered (no N4 bias-field "
+                     "correction)")
+    text = (f"The {n_images} anatomical images of this subject were {preprocessing} (mutual "
+            f"information) to {reference}, which was rigidly registered to {space}. "
+            f"{MODEL_WORDS[settings.model][0].upper()}{MODEL_WORDS[settings.model][1:]} "
+            f"was fitted to the original voxels of the images, in world coordinates, "
+            f"{forward_model_words(settings.psf)}, and predicted on an isotropic grid "
+            f"({resolution:g} mm) in {space} space.")
+    if evaluation:
+        text += (" Evaluation mode: the inputs were thick-slice acquisitions simulated from "
+                 "isotropic images, and the outputs were scored against those originals.")
+    return text
+
+
+def sidecars(sources: list[str], bids_dir: str, skull_stripped: bool, mask_method: str,
+             space: str, resolution: str, spatial_reference: str | None, settings: dict,
+             fit_info: dict, bias_corrected: bool = True) -> dict:
+    """The JSON sidecars of one subject's outputs.
+
+    Returns ``{"image_metadata": [one dict per source], "mask_metadata": dict,
+    "model_metadata": dict}``.
+    """
+    uris = [bids_uri(path, bids_dir) for path in sources]
+    common = {"Resolution": resolution, "SkullStripped": bool(skull_stripped)}
+    if spatial_reference:
+        common["SpatialReference"] = spatial_reference
+    software = {"mcinr-bids": __version__}
+    try:
+        import torch
+
+        software["torch"] = torch.__version__
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    fit = {
+        # the grid levels the fit used (those finer than the data can inform are left out)
+        "Parameters": {**settings, **{key: fit_info[key] for key in ("grid_cell_sizes_mm",)
+                                      if fit_info.get(key) is not None}},
+        "RandomSeed": settings.get("seed"),
+        "Device": fit_info.get("device"),
+        "Threads": fit_info.get("threads"),
+        "EpochsRun": fit_info.get("epochs_run"),
+        "SelectedEpoch": fit_info.get("selected_epoch"),
+        "StopReason": fit_info.get("stop_reason"),
+        "FitSeconds": fit_info.get("fit_seconds"),
+        "SoftwareVersions": software,
+    }
+    images = []
+    for index, uri in enumerate(uris):
+        header = nib.load(sources[index])
+        zooms = [round(float(z), 4) for z in voxel_sizes(header.affine)]
+        images.append({
+            **common,
+            "Sources": [uri],
+            "InputVoxelSize": zooms,
+            "InputSliceAxis": thick_axis_letter(header.affine),
+            "Description": (
+                f"{bids_suffix(sources[index])} super-resolved to an isotropic grid by "
+                f"{MODEL_WORDS[settings.get('model', 'split')]} ("
+                + ", ".join(bids_stem(s) for s in sources) + "), "
+                f"{forward_model_words(bool(settings.get('psf')))}; in the input's intensity "
+                + ("units after N4 bias-field correction." if bias_corrected
+                   else "units (no bias-field correction).")),
+            "RawSources": uris,
+            "INR": fit,
+        })
+    mask = {**common, "Type": "Brain", "Sources": uris,
+            "Description": f"Brain mask in {space}: {mask_method}, carried through the rigid "
+                           "transforms and intersected over the inputs."}
+    model = {"Sources": uris, "Description": "PyTorch checkpoint of the fitted INR "
+             "(load with torch.load(weights_only=True) or mcinr_bids.inr.load_checkpoint).",
+             "INR": fit}
+    return {"image_metadata": images, "mask_metadata": mask, "model_metadata": model}

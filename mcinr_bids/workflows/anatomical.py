@@ -1,0 +1,91 @@
+"""Preparing a subject's images for the fit: N4, rigid registrations, brain mask."""
+
+from __future__ import annotations
+
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+from niworkflows.engine.workflows import LiterateWorkflow as Workflow
+
+from ..interfaces.anatomical import BiasCorrection, BrainMask, RigidRegistration
+from ..utils.templates import OutputSpace
+
+
+def init_anat_preproc_wf(*, images: list[str], reference: int, bias_correction: bool,
+                         skull_strip: str, space: OutputSpace, seed: int, quick: bool,
+                         name: str = "anat_preproc_wf") -> Workflow:
+    """N4 (unless ``bias_correction`` is off), every image rigidly registered to the reference,
+    the reference's brain mask, and the reference rigidly registered to the output space.
+
+    Workflow Graph
+        .. workflow::
+            :graph2use: orig
+            :simple_form: yes
+
+            from mcinr_bids.utils.templates import OutputSpace
+            from mcinr_bids.workflows.anatomical import init_anat_preproc_wf
+            wf = init_anat_preproc_wf(images=["sub-01_T1w.nii.gz", "sub-01_FLAIR.nii.gz"],
+                                      reference=0, bias_correction=True, skull_strip="auto",
+                                      space=OutputSpace(name="native"), seed=0, quick=False)
+
+    Parameters
+    ----------
+    images, reference
+        The subject's LR images and the index of the reference (the registrations' target).
+    bias_correction : bool
+        N4 on every image; off in the evaluation mode (the inputs as they are).
+    skull_strip : str
+        ``auto``, ``force`` or ``skip`` (:class:`~mcinr_bids.interfaces.anatomical.BrainMask`).
+    space : OutputSpace
+        Template (its T1w and mask are the fixed image) or native (the reference itself).
+    seed, quick
+        Seed of the registrations' metric sampling; ``--sloppy``'s half-resolution runs.
+
+    Outputs
+    -------
+    images
+        The (bias-corrected) images, in order.
+    to_reference
+        Text 4x4 matrices, each image's world -> the reference's world.
+    reference_to_output
+        Text 4x4 matrix, the reference's world -> the output space.
+    brain_mask, skull_stripped, mask_method
+        The brain mask on the reference's grid and how it was made.
+    """
+    workflow = Workflow(name=name)
+    outputnode = pe.Node(niu.IdentityInterface(fields=[
+        "images", "to_reference", "reference_to_output", "brain_mask", "skull_stripped",
+        "mask_method"]), name="outputnode")
+    if bias_correction:
+        bias_correction_node = pe.MapNode(BiasCorrection(), iterfield=["in_file"],
+                                          name="bias_correction")
+        bias_correction_node.inputs.in_file = images
+    else:
+        bias_correction_node = pe.Node(niu.IdentityInterface(fields=["out_file"]),
+                                       name="bias_correction")
+        bias_correction_node.inputs.out_file = images
+    select_reference = pe.Node(niu.Select(index=[reference]), name="select_reference")
+    brain_mask = pe.Node(BrainMask(skull_strip=skull_strip), name="brain_mask")
+    register_to_reference = pe.MapNode(RigidRegistration(seed=seed, quick=quick),
+                                       iterfield=["moving_file"], name="register_to_reference")
+    register_to_template = pe.Node(RigidRegistration(seed=seed, same_session=False, quick=quick),
+                                   name="register_to_template")
+    if space.is_template:
+        register_to_template.inputs.fixed_file = space.t1w
+        register_to_template.inputs.fixed_mask = space.mask
+    else:  # native space: the reference registered onto itself is the identity
+        workflow.connect(select_reference, "out", register_to_template, "fixed_file")
+    workflow.connect([
+        (bias_correction_node, select_reference, [("out_file", "inlist")]),
+        (select_reference, brain_mask, [("out", "in_file")]),
+        (select_reference, register_to_reference, [("out", "fixed_file")]),
+        (bias_correction_node, register_to_reference, [("out_file", "moving_file")]),
+        (select_reference, register_to_template, [("out", "moving_file")]),
+        (brain_mask, register_to_template, [("out_mask", "moving_mask")]),
+        (bias_correction_node, outputnode, [("out_file", "images")]),
+        (register_to_reference, outputnode, [("out_matrix", "to_reference")]),
+        (register_to_template, outputnode, [("out_matrix", "reference_to_output")]),
+        (brain_mask, outputnode, [("out_mask", "brain_mask"),
+                                  ("skull_stripped", "skull_stripped"),
+                                  ("method", "mask_method")]),
+    ])
+    return workflow

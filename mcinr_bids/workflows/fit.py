@@ -1,0 +1,89 @@
+"""The INR fit of one subject (and, in the evaluation mode, its scores against the truth)."""
+
+from __future__ import annotations
+
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+from niworkflows.engine.workflows import LiterateWorkflow as Workflow
+
+from ..interfaces.evaluation import EvaluateSuperresolution
+from ..interfaces.inr import FitINR
+
+INPUT_FIELDS = ["images", "to_reference", "reference_to_output", "brain_mask"]
+
+
+def init_superres_wf(*, names: list[str], reference: int, settings: dict, resolution: float,
+                     omp_nthreads: int, use_gpu: bool, label: str = "",
+                     template_file: str | None = None,
+                     truth_files: list[str] | None = None, ablation: bool = False,
+                     name: str = "superres_wf") -> Workflow:
+    """Fit one INR to all images of a subject and predict every contrast on the output grid.
+
+    Workflow Graph
+        .. workflow::
+            :graph2use: orig
+            :simple_form: yes
+
+            from mcinr_bids.inr.settings import INRSettings
+            from mcinr_bids.workflows.fit import init_superres_wf
+            wf = init_superres_wf(names=["sub-01_T1w", "sub-01_FLAIR"], reference=0,
+                                  settings=INRSettings().to_dict(), resolution=1.0,
+                                  omp_nthreads=1, use_gpu=False)
+
+    Parameters
+    ----------
+    names : list of str
+        Unique output stems, one per image.
+    settings : dict
+        The resolved INR settings (``INRSettings.to_dict()``).
+    template_file : str or None
+        The output grid covers this template; ``None``: the union field of view (native).
+    truth_files : list of str or None
+        Evaluation mode: the isotropic original of each image; adds ``evaluate`` (scores in the
+        metrics table) and, with ``ablation``, ``fit_single`` (single-contrast INRs).
+
+    Inputs
+    ------
+    images, to_reference, reference_to_output, brain_mask
+        As :func:`~mcinr_bids.workflows.anatomical.init_anat_preproc_wf` gives them.
+
+    Outputs
+    -------
+    images, mask, checkpoint, history, metrics, residuals, fit_info
+    """
+    workflow = Workflow(name=name)
+    inputnode = pe.Node(niu.IdentityInterface(fields=INPUT_FIELDS), name="inputnode")
+    outputnode = pe.Node(niu.IdentityInterface(fields=[
+        "images", "mask", "checkpoint", "history", "metrics", "residuals", "fit_info"]),
+        name="outputnode")
+
+    def fit_node(node_name: str, node_settings: dict) -> pe.Node:
+        node = pe.Node(FitINR(names=names, reference_index=reference, settings=node_settings,
+                              resolution=resolution, omp_nthreads=omp_nthreads,
+                              use_gpu=use_gpu, label=label),
+                       name=node_name, n_procs=omp_nthreads, mem_gb=4.0)
+        if template_file:
+            node.inputs.template_file = template_file
+        workflow.connect(inputnode, "images", node, "in_files")
+        for field in INPUT_FIELDS[1:]:
+            workflow.connect(inputnode, field, node, field)
+        return node
+
+    fit = fit_node("fit", settings)
+    workflow.connect([(fit, outputnode, [
+        ("out_files", "images"), ("out_mask", "mask"), ("out_checkpoint", "checkpoint"),
+        ("out_history", "history"), ("out_residuals", "residuals"), ("fit_info", "fit_info")])])
+    if not truth_files:
+        workflow.connect(fit, "out_metrics", outputnode, "metrics")
+        return workflow
+    evaluate = pe.Node(EvaluateSuperresolution(
+        truth_files=truth_files, names=names, model=settings["model"]), name="evaluate")
+    workflow.connect([
+        (inputnode, evaluate, [("images", "low_resolution_files")]),
+        (fit, evaluate, [("out_checkpoint", "checkpoint"), ("out_metrics", "metrics")]),
+        (evaluate, outputnode, [("out_metrics", "metrics")]),
+    ])
+    if ablation and settings["model"] != "single":
+        fit_single = fit_node("fit_single", {**settings, "model": "single"})
+        workflow.connect(fit_single, "out_checkpoint", evaluate, "ablation_checkpoint")
+    return workflow

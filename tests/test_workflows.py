@@ -1,0 +1,82 @@
+"""The workflow factories build, as their graph docstrings show, and the methods text says
+what was run."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+
+import pytest
+
+from mcinr_bids.inr.settings import settings_for_preset
+from mcinr_bids.utils.descriptions import methods_text, sidecars
+from mcinr_bids.workflows import anatomical, fit, outputs
+
+
+def docstring_code(function) -> str:
+    """The code under ``.. workflow::`` in a factory's docstring."""
+    doc = textwrap.dedent(function.__doc__.split("\n", 1)[1])
+    block = doc.split(".. workflow::", 1)[1].split("\nParameters", 1)[0]
+    lines = [line for line in block.splitlines() if not line.strip().startswith(":")]
+    return textwrap.dedent("\n".join(lines))
+
+
+@pytest.mark.parametrize("factory, nodes", [
+    (anatomical.init_anat_preproc_wf, {"bias_correction", "register_to_reference",
+                                       "register_to_template", "brain_mask", "outputnode"}),
+    (fit.init_superres_wf, {"inputnode", "fit", "outputnode"}),
+    (outputs.init_ds_superres_wf, {"inputnode", "sidecars", "ds_superres", "ds_mask", "ds_xfm",
+                                   "ds_model", "ds_metrics", "ds_history", "outputnode"}),
+])
+def test_graph_docstrings_build(factory, nodes, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the docstrings name these inputs, as a user's folder holds them
+    for name in ("sub-01_T1w.nii.gz", "sub-01_FLAIR.nii.gz"):
+        (tmp_path / name).touch()
+    namespace: dict = {}
+    exec(docstring_code(factory), namespace)  # noqa: S102 - our own docstring
+    workflow = namespace["wf"]
+    assert nodes <= set(workflow.list_node_names())
+    workflow._create_flat_graph()  # every connection names existing fields
+
+
+def test_evaluation_adds_the_scoring_and_the_ablation(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in ("a.nii.gz", "b.nii.gz"):
+        (tmp_path / name).touch()
+    settings = settings_for_preset("fast").to_dict()
+    workflow = fit.init_superres_wf(names=["a", "b"], reference=0, settings=settings,
+                                    resolution=1.0, omp_nthreads=1, use_gpu=False,
+                                    truth_files=["a.nii.gz", "b.nii.gz"], ablation=True)
+    assert {"evaluate", "fit_single"} <= set(workflow.list_node_names())
+
+
+def test_methods_text_says_what_was_run():
+    split = methods_text(n_images=2, reference="sub-01_T1w", space="MNI", resolution=1.0,
+                         settings=settings_for_preset("fast"), bias_correction=True,
+                         evaluation=False)
+    assert "N4" in split and "one head per contrast" in split and "Evaluation" not in split
+    assert "voxel's centre" in split
+    single = methods_text(n_images=2, reference="sub-01_T1w", space="MNI", resolution=1.0,
+                          settings=settings_for_preset("fast", model="single", psf=True),
+                          bias_correction=False, evaluation=True)
+    assert "no N4" in single and "independent" in single and "head" not in single
+    assert "slice profile" in single and "Evaluation mode" in single
+    assert re.search(r"\bN4 \(antspyx\)", single) is None
+
+
+def test_sidecar_description_follows_the_model(tmp_path):
+    import nibabel as nib
+    import numpy as np
+
+    path = tmp_path / "sub-01_T1w.nii.gz"
+    nib.Nifti1Image(np.ones((2, 2, 2), np.float32), np.diag([1, 1, 4, 1])).to_filename(path)
+    fit_info = {"device": "cpu"}
+    for model, bias, words in (("vanilla", True, "one output channel per contrast"),
+                               ("single", False, "no information shared")):
+        settings = settings_for_preset("fast", model=model).to_dict()
+        meta = sidecars([str(path)], str(tmp_path), True, "deepbet", "MNI", "1 mm", None,
+                        settings, fit_info, bias_corrected=bias)
+        description = meta["image_metadata"][0]["Description"]
+        assert words in description
+        assert ("after N4" in description) == bias
+        assert meta["image_metadata"][0]["InputSliceAxis"] == "S"
