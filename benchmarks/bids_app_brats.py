@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -24,14 +23,10 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from common import real_data_folder
 
 HERE = Path(__file__).resolve().parent
 CASE = "brats-gli-00001-000"
-
-
-def real_data_folder() -> Path:
-    return Path(os.environ.get("MCINR_REAL_DATA", HERE.parent.parent / "shared" / "data" /
-                               "real"))
 
 
 def write_bids_case(root: Path) -> Path:

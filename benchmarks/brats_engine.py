@@ -26,6 +26,7 @@ import sys
 import time
 
 import numpy as np
+from common import real_data_folder
 
 CASE = "brats-gli-00001-000"
 ALL_METHODS = ["cubic", "cubic-clamped", "fast-split", "fast-vanilla", "fast-single", "curve",
@@ -34,17 +35,11 @@ DEFAULT_METHODS = ALL_METHODS[:-1]  # paper-10x alone takes about 50 min on 2 co
 THICK_EPOCHS = 10  # the point/PSF comparison: the PSF model costs psf_samples times more
 
 
-def real_data_folder() -> str:
-    here = os.path.dirname(os.path.abspath(__file__))
-    return os.environ.get("MCINR_REAL_DATA", os.path.join(here, "..", "..", "shared", "data",
-                                                          "real"))
-
-
 def load_simulation(protocol: str = "decimate"):
     from mcinr_bids.evaluation import simulate_acquisitions
     from mcinr_bids.inr import load_volume
 
-    folder = os.path.join(real_data_folder(), CASE)
+    folder = os.path.join(str(real_data_folder()), CASE)
     t1c = load_volume(os.path.join(folder, "BraTS-GLI-00001-000-t1c.nii.gz"))
     t2f = load_volume(os.path.join(folder, "BraTS-GLI-00001-000-t2f.nii.gz"))
     t1c.name, t2f.name = "t1c", "t2f"
@@ -153,7 +148,7 @@ def main() -> int:
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--time-limit", type=float, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if not os.path.isdir(os.path.join(real_data_folder(), CASE)):
+    if not os.path.isdir(os.path.join(str(real_data_folder()), CASE)):
         print(f"no {CASE} under {real_data_folder()} (set MCINR_REAL_DATA)", file=sys.stderr)
         return 1
     if args.one:

@@ -6,7 +6,8 @@ on the 1 mm grid and scored inside the case's brain mask (both images > 0 where 
 Prints a Markdown table of strict PSNR / SSIM.
 
     python benchmarks/engine_cases.py [--threads 2] [--epochs 40] [--cases C ...]
-        [--axes S A] [--models split single] [--seeds 0 1] [--post-processing]
+        [--axes S A] [--protocol decimate|thick] [--models split single] [--seeds 0 1]
+        [--post-processing]
 
 ``--axes S R`` decimates the FLAIR along R instead, an axis along which the shared FLAIRs were
 truly acquired at 1 mm (shared/data/README.md), so that its ground truth holds along the axis
@@ -23,6 +24,8 @@ import os
 import sys
 import time
 
+from common import real_data_folder
+
 CASES = {
     "brats-gli-00001-000": ("BraTS-GLI-00001-000-t1c.nii.gz", "BraTS-GLI-00001-000-t2f.nii.gz",
                             None),
@@ -31,12 +34,6 @@ CASES = {
     "brats2013-pat0006": ("T1c_subtrMeanDivStd.nii.gz", "Flair_subtrMeanDivStd.nii.gz",
                           "brainmask.nii.gz"),
 }
-
-
-def real_data_folder() -> str:
-    here = os.path.dirname(os.path.abspath(__file__))
-    return os.environ.get("MCINR_REAL_DATA", os.path.join(here, "..", "..", "shared", "data",
-                                                          "real"))
 
 
 def residual_corrected(predictions, fitted, simulation):
@@ -61,7 +58,7 @@ def residual_corrected(predictions, fitted, simulation):
 def run_case(folder: str, t1_name: str, flair_name: str, mask_name: str | None,
              epochs: int, axes: tuple[str, str] = ("S", "A"),
              models: tuple[str, ...] = ("split",), seeds: tuple[int, ...] = (0,),
-             post_processing: bool = False) -> list[dict]:
+             post_processing: bool = False, protocol: str = "decimate") -> list[dict]:
     from mcinr_bids.evaluation import run_baseline, run_inr, score, simulate_acquisitions
     from mcinr_bids.inr import load_volume
     from mcinr_bids.inr.settings import settings_for_preset
@@ -73,7 +70,7 @@ def run_case(folder: str, t1_name: str, flair_name: str, mask_name: str | None,
         mask = load_volume(os.path.join(folder, mask_name)).data > 0
     else:
         mask = (t1.data > 0) & (flair.data > 0)
-    simulation = simulate_acquisitions([t1, flair], list(axes), "decimate", 4, mask)
+    simulation = simulate_acquisitions([t1, flair], list(axes), protocol, 4, mask)
     rows = []
     cubic, seconds = run_baseline("cubic-clamped", simulation)
     rows.append({"method": "cubic-clamped", "seconds": seconds, "epochs": "",
@@ -106,30 +103,40 @@ def main() -> int:
     parser.add_argument("--models", nargs="+", default=["split"],
                         choices=["split", "vanilla", "single"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--protocol", choices=("decimate", "thick"), default="decimate",
+                        help="decimate: keep every 4th slice; thick: box slice profile")
     parser.add_argument("--post-processing", action="store_true",
                         help="also score residual back-projection and the INR/cubic mean")
     args = parser.parse_args()
     import torch
 
+    nan = float("nan")
     torch.set_num_threads(args.threads)
-    root = real_data_folder()
+    root = str(real_data_folder())
     found = [c for c in args.cases if os.path.isdir(os.path.join(root, c))]
     if not found:
         print(f"no real cases under {root} (set MCINR_REAL_DATA)", file=sys.stderr)
         return 1
-    print(f"T1c decimated x4 along {args.axes[0]}, FLAIR x4 along {args.axes[1]}\n")
+    print(f"{args.protocol}: T1c x4 along {args.axes[0]}, FLAIR x4 along {args.axes[1]}\n")
     print("| case | method | PSNR strict T1c | PSNR strict FLAIR | SSIM strict T1c | "
-          "SSIM strict FLAIR | epochs | seconds |")
-    print("|---|---|---|---|---|---|---|---|")
+          "SSIM strict FLAIR | banding T1c | banding FLAIR | PSNR between slices T1c | "
+          "PSNR between slices FLAIR | epochs | seconds |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for case in found:
         for row in run_case(os.path.join(root, case), *CASES[case], epochs=args.epochs,
                             axes=tuple(args.axes), models=tuple(args.models),
-                            seeds=tuple(args.seeds), post_processing=args.post_processing):
+                            seeds=tuple(args.seeds), post_processing=args.post_processing,
+                            protocol=args.protocol):
             print(f"| {case} | {row['method']} | {row['psnr_strict_t1']:.2f} | "
                   f"{row['psnr_strict_flair']:.2f} | {row['ssim_strict_t1']:.4f} | "
-                  f"{row['ssim_strict_flair']:.4f} | {row['epochs']} | "
+                  f"{row['ssim_strict_flair']:.4f} | {row['banding_t1']:.2f} | "
+                  f"{row['banding_flair']:.2f} | {row.get('psnr_unacquired_t1', nan):.2f} | "
+                  f"{row.get('psnr_unacquired_flair', nan):.2f} | {row['epochs']} | "
                   f"{_seconds(row['seconds'])} |",
                   flush=True)
+        truth = row  # the truth's banding is in every row
+        print(f"| {case} | truth | | | | | {truth['banding_truth_t1']:.2f} | "
+              f"{truth['banding_truth_flair']:.2f} | | | | |", flush=True)
     return 0
 
 

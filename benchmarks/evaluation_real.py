@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from common import real_data_folder
 
 HERE = Path(__file__).resolve().parent
 CASES = {
@@ -29,11 +30,6 @@ CASES = {
     "pat0005": ("brats2013-pat0005", "T1c_subtrMeanDivStd.nii.gz", "Flair_subtrMeanDivStd.nii.gz"),
     "pat0006": ("brats2013-pat0006", "T1c_subtrMeanDivStd.nii.gz", "Flair_subtrMeanDivStd.nii.gz"),
 }
-
-
-def real_data_folder() -> Path:
-    return Path(os.environ.get("MCINR_REAL_DATA", HERE.parent.parent / "shared" / "data" /
-                               "real"))
 
 
 def write_dataset(root: Path) -> Path:

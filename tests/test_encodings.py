@@ -1,7 +1,8 @@
 import numpy as np
+import pytest
 import torch
 
-from mcinr_bids.inr.encodings import FourierEncoding, GridEncoding
+from mcinr_bids.inr.encodings import FourierEncoding, GridEncoding, build_encoding
 from mcinr_bids.inr.model import build_model
 from mcinr_bids.inr.settings import settings_for_preset
 
@@ -79,3 +80,21 @@ def test_diffusion_fills_unobserved_vertices_and_keeps_a_linear_field():
     encoding.diffuse_(1.0)
     after = encoding.tables[0].detach().view(-1, n1, n0)
     torch.testing.assert_close(after[1:-1, 1:-1, 1:-1], before[1:-1, 1:-1, 1:-1])
+
+
+@pytest.mark.parametrize("encoding", ["grid", "fourier"])
+def test_encodings_stay_fp32_under_autocast(encoding):
+    """CUDA autocast runs matmuls in bf16; the encodings opt out (checked with CPU autocast)."""
+    settings = settings_for_preset("fast" if encoding == "grid" else "paper")
+    module = build_encoding(settings, np.array([250.0, 250.0, 250.0]),
+                            generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for parameter in module.parameters():  # tables away from their tiny initial values
+            parameter.copy_(torch.randn_like(parameter))
+    points = torch.rand(4096, 3) * 2 - 1
+    with torch.no_grad():
+        reference = module(points)
+        with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+            autocast = module(points)
+    assert autocast.dtype == torch.float32
+    torch.testing.assert_close(autocast, reference, rtol=1e-5, atol=1e-6)

@@ -80,3 +80,19 @@ def test_sidecar_description_follows_the_model(tmp_path):
         assert words in description
         assert ("after N4" in description) == bias
         assert meta["image_metadata"][0]["InputSliceAxis"] == "S"
+
+
+def test_crash_files_go_to_the_subjects_log_folder(tmp_path, monkeypatch):
+    """Nipype ignores a sub-workflow's crashdump_dir; every node carries it itself."""
+    from mcinr_bids.workflows.base import set_crash_folder
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("sub-01_T1w.nii.gz", "sub-01_FLAIR.nii.gz"):
+        (tmp_path / name).touch()
+    settings = settings_for_preset("fast").to_dict()
+    workflow = fit.init_superres_wf(names=["a", "b"], reference=0, settings=settings,
+                                    resolution=1.0, omp_nthreads=1, use_gpu=False)
+    set_crash_folder(workflow, str(tmp_path / "out" / "log"))
+    nodes = workflow._get_all_nodes()
+    assert nodes and all(n.config["execution"]["crashdump_dir"] == str(tmp_path / "out" / "log")
+                         for n in nodes)

@@ -27,8 +27,17 @@ class FourierEncoding(nn.Module):
         self.out_dim = 2 * n_features
 
     def forward(self, coordinates: torch.Tensor) -> torch.Tensor:
-        projection = 2 * math.pi * coordinates @ self.frequencies.T
-        return torch.cat([torch.cos(projection), torch.sin(projection)], dim=-1)
+        with full_precision(coordinates):
+            projection = 2 * math.pi * coordinates.float() @ self.frequencies.float().T
+            return torch.cat([torch.cos(projection), torch.sin(projection)], dim=-1)
+
+
+def full_precision(tensor: torch.Tensor):
+    """A context without autocast on ``tensor``'s device: coordinates and encodings stay fp32
+    (bf16 would move a 1 mm grid position by up to half a vertex on a 250 mm box, and the
+    model would be trained on other coordinates than it is queried with); the MLP after them
+    may still run in bf16."""
+    return torch.autocast(device_type=tensor.device.type, enabled=False)
 
 
 def vertices_per_axis(extent_mm: np.ndarray, cell_mm: float) -> list[int]:
@@ -124,8 +133,10 @@ class GridEncoding(nn.Module):
             volume.add_(neighbour_laplacian(volume), alpha=rate)
 
     def forward(self, coordinates: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self._level_features(coordinates, level)
-                          for level in range(self.n_grid_levels)], dim=1)
+        with full_precision(coordinates):
+            coordinates = coordinates.float()
+            return torch.cat([self._level_features(coordinates, level)
+                              for level in range(self.n_grid_levels)], dim=1)
 
 
 def neighbour_laplacian(volume: torch.Tensor) -> torch.Tensor:

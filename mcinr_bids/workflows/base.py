@@ -44,9 +44,9 @@ def init_mcinr_wf(*, config: AppConfig, groups: list[SubjectInputs], space: Outp
             config=config, inputs=group, space=space, originals=originals,
             source_dir=source_dir,
             name=group.label.replace("-", "_") + "_wf")
-        single_subject_wf.config["execution"]["crashdump_dir"] = os.path.join(
+        set_crash_folder(single_subject_wf, os.path.join(
             config.execution.output_dir, f"sub-{group.subject}", "log",
-            config.execution.run_uuid)
+            config.execution.run_uuid))
         workflow.add_nodes([single_subject_wf])
     return workflow
 
@@ -129,6 +129,18 @@ def init_single_subject_wf(*, config: AppConfig, inputs: SubjectInputs, space: O
                                            ("outputnode.fit_info", "fit_info")]),
     ])
     return workflow
+
+
+def set_crash_folder(workflow: Workflow, folder: str) -> None:
+    """Crash files of every node of ``workflow`` (nested ones included) go to ``folder``.
+
+    Nipype merges only the top workflow's configuration into the nodes it runs; a
+    sub-workflow's ``crashdump_dir`` was ignored and crash files landed in the current folder.
+    """
+    for node in workflow._get_all_nodes():  # noqa: SLF001 - nipype has no public walk
+        node.config = {**(node.config or {}),
+                       "execution": {**((node.config or {}).get("execution", {})),
+                                     "crashdump_dir": folder}}
 
 
 def grid_description(space: OutputSpace, resolution: float, reference_file: str,
