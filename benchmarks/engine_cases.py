@@ -7,7 +7,7 @@ Prints a Markdown table of strict PSNR / SSIM.
 
     python benchmarks/engine_cases.py [--threads 2] [--epochs 40] [--cases C ...]
         [--axes S A] [--protocol decimate|thick] [--models split single] [--seeds 0 1]
-        [--post-processing]
+        [--jtv 1 3] [--post-processing]
 
 ``--axes S R`` decimates the FLAIR along R instead, an axis along which the shared FLAIRs were
 truly acquired at 1 mm (shared/data/README.md), so that its ground truth holds along the axis
@@ -58,7 +58,8 @@ def residual_corrected(predictions, fitted, simulation):
 def run_case(folder: str, t1_name: str, flair_name: str, mask_name: str | None,
              epochs: int, axes: tuple[str, str] = ("S", "A"),
              models: tuple[str, ...] = ("split",), seeds: tuple[int, ...] = (0,),
-             post_processing: bool = False, protocol: str = "decimate") -> list[dict]:
+             post_processing: bool = False, protocol: str = "decimate",
+             jtv: tuple[float, ...] = (), psf: tuple | None = None) -> list[dict]:
     from mcinr_bids.evaluation import run_baseline, run_inr, score, simulate_acquisitions
     from mcinr_bids.inr import load_volume
     from mcinr_bids.inr.settings import settings_for_preset
@@ -75,12 +76,24 @@ def run_case(folder: str, t1_name: str, flair_name: str, mask_name: str | None,
     cubic, seconds = run_baseline("cubic-clamped", simulation)
     rows.append({"method": "cubic-clamped", "seconds": seconds, "epochs": "",
                  **score(cubic, simulation)})
+    for weight in jtv:
+        from mcinr_bids.jtv import JTVSettings
+
+        settings = JTVSettings(regularisation=weight,
+                               profile="point" if protocol == "decimate" else "box")
+        predictions, seconds = run_baseline("jtv", simulation, settings)
+        rows.append({"method": f"jtv lambda {weight:g}", "seconds": seconds, "epochs": "",
+                     **score(predictions, simulation)})
     for seed in seeds:
         for model in models:
-            name = f"fast-{model}" + (f" seed {seed}" if len(seeds) > 1 else "")
+            name = (f"fast-{model}" + (f" psf {psf[0]} x{psf[1]}" if psf else "")
+                    + (f" seed {seed}" if len(seeds) > 1 else ""))
             start = time.perf_counter()
+            overrides = ({"psf": True, "psf_profile": psf[0], "psf_samples": int(psf[1])}
+                         if psf else {})
             predictions, fitted = run_inr(
-                settings_for_preset("fast", epochs=epochs, model=model, seed=seed), simulation)
+                settings_for_preset("fast", epochs=epochs, model=model, seed=seed, **overrides),
+                simulation)
             rows.append({"method": name, "seconds": time.perf_counter() - start,
                          "epochs": len(fitted.history), **score(predictions, simulation)})
             if post_processing and model == "split":
@@ -100,7 +113,13 @@ def main() -> int:
     parser.add_argument("--cases", nargs="+", choices=sorted(CASES), default=sorted(CASES))
     parser.add_argument("--axes", nargs=2, default=["S", "A"], metavar=("T1C_AXIS", "FLAIR_AXIS"),
                         help="axis along which each contrast is decimated x4")
-    parser.add_argument("--models", nargs="+", default=["split"],
+    parser.add_argument("--psf", nargs=2, metavar=("PROFILE", "SAMPLES"),
+                        help="INR with a slice-profile forward model: gaussian|box and the "
+                             "points per LR voxel and step")
+    parser.add_argument("--jtv", nargs="*", type=float, default=[], metavar="LAMBDA",
+                        help="also the joint-total-variation reconstruction, one row per "
+                             "regularisation weight")
+    parser.add_argument("--models", nargs="*", default=["split"],
                         choices=["split", "vanilla", "single"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--protocol", choices=("decimate", "thick"), default="decimate",
@@ -126,7 +145,7 @@ def main() -> int:
         for row in run_case(os.path.join(root, case), *CASES[case], epochs=args.epochs,
                             axes=tuple(args.axes), models=tuple(args.models),
                             seeds=tuple(args.seeds), post_processing=args.post_processing,
-                            protocol=args.protocol):
+                            protocol=args.protocol, jtv=tuple(args.jtv), psf=args.psf):
             print(f"| {case} | {row['method']} | {row['psnr_strict_t1']:.2f} | "
                   f"{row['psnr_strict_flair']:.2f} | {row['ssim_strict_t1']:.4f} | "
                   f"{row['ssim_strict_flair']:.4f} | {row['banding_t1']:.2f} | "

@@ -15,7 +15,7 @@ from .inr.fit import fit_inr
 from .inr.predict import predict_on_grid
 from .inr.settings import INRSettings
 
-BASELINES = ("cubic", "cubic-clamped")
+BASELINES = ("cubic", "cubic-clamped", "jtv")
 INR_MODELS = ("split", "vanilla", "single")
 
 
@@ -102,9 +102,21 @@ def score(predictions: list[np.ndarray], simulation: Simulation) -> dict[str, fl
     return row
 
 
-def run_baseline(method: str, simulation: Simulation) -> tuple[list[np.ndarray], float]:
+def run_baseline(method: str, simulation: Simulation, jtv_settings=None
+                 ) -> tuple[list[np.ndarray], float]:
+    """Cubic splines (``cubic``, ``cubic-clamped``) or the joint-total-variation reconstruction
+    (``jtv``; its slice profile follows the simulation: ``point`` for decimation, ``box`` for
+    thick slices, unless ``jtv_settings`` say otherwise)."""
     start = time.perf_counter()
     shape = simulation.truths[0].shape
+    if method == "jtv":
+        from .jtv import JTVSettings, reconstruct_jtv
+
+        settings = jtv_settings or JTVSettings(
+            profile="point" if simulation.offset is not None else "box")
+        predictions, _ = reconstruct_jtv(simulation.low_resolution, shape, simulation.affine,
+                                         settings)
+        return predictions, time.perf_counter() - start
     predictions = [cubic_on_grid(v.data, v.affine, shape, simulation.affine,
                                  clamp=method == "cubic-clamped")
                    for v in simulation.low_resolution]
@@ -211,7 +223,6 @@ def evaluate_subject(truth_files: list[str], low_resolution_files: list[str],
     """
     import nibabel as nib
 
-    from .geometry import world_coordinates
     from .inr.predict import load_checkpoint
 
     fitted = {method: load_checkpoint(path, device="cpu") for method, path in checkpoints.items()}
@@ -223,10 +234,8 @@ def evaluate_subject(truth_files: list[str], low_resolution_files: list[str],
     for index, truth_image in enumerate(truths):
         truth = np.asanyarray(truth_image.dataobj, dtype=np.float32)
         shape, affine = truth.shape, truth_image.affine
-        world = world_coordinates(affine, np.indices(shape).reshape(3, -1).T)
-        transform = first.transforms[index]
-        output_world = world if transform is None else \
-            world @ np.asarray(transform)[:3, :3].T + np.asarray(transform)[:3, 3]
+        output_world = geometry.apply_transform(first.transforms[index],
+                                                geometry.grid_coordinates(shape, affine))
         mask = automatic_foreground_mask(truth) & first.foreground(output_world).reshape(shape)
         masks.append(mask)
         for method, model in fitted.items():

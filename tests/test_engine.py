@@ -207,3 +207,15 @@ def test_normaliser_covers_every_image(low_resolution):
         world = world_coordinates(volume.affine, np.argwhere(np.ones(volume.shape)))
         coordinates = normaliser.normalise(world)
         assert coordinates.min() > -1 and coordinates.max() < 1
+
+
+def test_box_slice_profile_spans_the_slab_only():
+    from mcinr_bids.inr.data import CoordinateNormaliser, Volume, slice_profile_factors
+
+    affine = np.diag([1.0, 1.0, 4.0, 1.0])
+    volume = Volume(np.ones((10, 10, 5), np.float32), affine)
+    normaliser = CoordinateNormaliser(low=np.zeros(3), high=np.array([10.0, 10.0, 20.0]))
+    factors = slice_profile_factors([volume], [None], normaliser, "box")[0]
+    # offsets = u @ L.T with u in [-1/2, 1/2]^3: +-2 mm along the thick axis (0.2 normalised),
+    # nothing in plane
+    np.testing.assert_allclose(factors, np.diag([0.0, 0.0, 4.0 * 2 / 20.0]), atol=1e-7)

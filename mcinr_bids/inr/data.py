@@ -14,7 +14,14 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from ..geometry import FWHM_TO_SIGMA, apply_transform, bounding_box, voxel_sizes, world_coordinates
+from ..geometry import (
+    FWHM_TO_SIGMA,
+    apply_transform,
+    bounding_box,
+    thick_axis,
+    voxel_sizes,
+    world_coordinates,
+)
 
 
 class InputError(ValueError):
@@ -291,13 +298,18 @@ def training_samples(volumes, masks, transforms, normaliser, scales, dilation_mm
     return np.concatenate(coordinates), np.concatenate(values), np.concatenate(index)
 
 
-def slice_profile_factors(volumes, transforms, normaliser) -> np.ndarray:
-    """Per image, a 3x3 matrix L with offsets = z @ L.T (z ~ N(0, I)) drawing points from a
-    Gaussian slice profile whose FWHM is one voxel along every voxel axis (slice thickness
-    along the thick axis, pixel size in plane), in normalised coordinates; shape (N, 3, 3)."""
+def slice_profile_factors(volumes, transforms, normaliser, profile: str = "gaussian"
+                          ) -> np.ndarray:
+    """Per image, a 3x3 matrix L with offsets = z @ L.T drawing points from its slice profile,
+    in normalised coordinates; shape (N, 3, 3).  ``gaussian`` (z ~ N(0, I)): FWHM one voxel
+    along every voxel axis (slice thickness along the thick axis, pixel size in plane);
+    ``box`` (z ~ U(-1/2, 1/2)^3): uniform across the slice thickness, nothing in plane."""
     factors = []
     for volume, transform in zip(volumes, transforms):
-        linear = volume.affine[:3, :3] * FWHM_TO_SIGMA
+        if profile == "box":
+            linear = volume.affine[:3, :3] * (np.arange(3) == thick_axis(volume.affine))
+        else:
+            linear = volume.affine[:3, :3] * FWHM_TO_SIGMA
         if transform is not None:
             linear = np.asarray(transform)[:3, :3] @ linear
         factors.append(np.diag(2.0 / normaliser.extent_mm) @ linear)

@@ -193,7 +193,7 @@ def prepare_fit(volumes: list[Volume], settings: INRSettings, masks: list | None
                        device=str(device))
     data = TrainingData(*(torch.from_numpy(array).to(device) for array in (
         coordinates, values, image_index, image_weight,
-        slice_profile_factors(volumes, transforms, normaliser))))
+        slice_profile_factors(volumes, transforms, normaliser, settings.psf_profile))))
     return fitted, data
 
 
@@ -215,7 +215,10 @@ def predict_samples(model: nn.Module, data: TrainingData, batch: torch.Tensor,
     device_type = coordinates.device.type
     with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=use_bf16):
         if settings.psf:
-            noise = torch.randn(settings.psf_samples, len(batch), 3, device=coordinates.device)
+            shape = (settings.psf_samples, len(batch), 3)
+            noise = (torch.rand(shape, device=coordinates.device) - 0.5
+                     if settings.psf_profile == "box"
+                     else torch.randn(shape, device=coordinates.device))
             offsets = torch.einsum("kbj,bij->kbi", noise, data.profile[image])
             points = (coordinates.unsqueeze(0) + offsets).reshape(-1, 3)
             output = model(points).reshape(settings.psf_samples, len(batch), -1)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 ENCODINGS = ("fourier", "grid")
 MODELS = ("split", "vanilla", "single")
+PSF_PROFILES = ("gaussian", "box")
 #: ``auto`` picks cuda, then mps, then cpu
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -49,6 +50,9 @@ class INRSettings:
     # Slice profile (point spread function) model
     psf: bool = False
     psf_samples: int = 8
+    #: ``gaussian`` (FWHM one voxel along every voxel axis) or ``box`` (uniform across the
+    #: slice thickness, nothing in plane: a 2D acquisition's slab)
+    psf_profile: str = "gaussian"
     # Early stopping on mutual information between predicted contrasts
     early_stopping: bool = True
     mi_bins: int = 32
@@ -77,6 +81,9 @@ class INRSettings:
                      "diffusion_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.psf_profile not in PSF_PROFILES:
+            raise ValueError(f"psf_profile must be one of {PSF_PROFILES}, got "
+                             f"{self.psf_profile!r}")
         if self.learning_rate <= 0:
             raise ValueError("learning_rate must be > 0")
         if self.feature_diffusion < 0:

@@ -14,8 +14,16 @@ from nipype.interfaces.base import (
 )
 
 
+def use_itk_threads(count: int) -> None:
+    """ANTs/ITK steps of this process use ``count`` threads (``--omp-nthreads``; with 1 the
+    registrations are deterministic, so the same seed gives bit-identical derivatives).  ITK
+    reads the variable when it first runs in a process; every step of a run asks the same."""
+    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(max(1, int(count)))
+
+
 class _BiasCorrectionInputSpec(BaseInterfaceInputSpec):
     in_file = File(exists=True, mandatory=True, desc="image to correct")
+    num_threads = traits.Int(1, usedefault=True, desc="ITK threads (--omp-nthreads)")
 
 
 class _BiasCorrectionOutputSpec(TraitedSpec):
@@ -31,6 +39,7 @@ class BiasCorrection(SimpleInterface):
     def _run_interface(self, runtime):
         from ..anatomical import bias_correct
 
+        use_itk_threads(self.inputs.num_threads)
         name = os.path.basename(self.inputs.in_file).split(".")[0]
         self._results["out_file"] = bias_correct(
             self.inputs.in_file, os.path.join(runtime.cwd, f"{name}_n4.nii.gz"))
@@ -47,6 +56,7 @@ class _RigidRegistrationInputSpec(BaseInterfaceInputSpec):
                                desc="start from the identity (images of one session)")
     quick = traits.Bool(False, usedefault=True,
                         desc="stop at half resolution (--sloppy: testing, not results)")
+    num_threads = traits.Int(1, usedefault=True, desc="ITK threads (--omp-nthreads)")
 
 
 class _RigidRegistrationOutputSpec(TraitedSpec):
@@ -67,6 +77,7 @@ class RigidRegistration(SimpleInterface):
 
         from ..anatomical import rigid_register, transform_to_file
 
+        use_itk_threads(self.inputs.num_threads)
         fixed, moving = self.inputs.fixed_file, self.inputs.moving_file
         if os.path.abspath(fixed) == os.path.abspath(moving):
             matrix = np.eye(4)

@@ -12,7 +12,7 @@ from ..utils.templates import OutputSpace
 
 def init_anat_preproc_wf(*, images: list[str], reference: int, bias_correction: bool,
                          skull_strip: str, space: OutputSpace, seed: int, quick: bool,
-                         name: str = "anat_preproc_wf") -> Workflow:
+                         omp_nthreads: int = 1, name: str = "anat_preproc_wf") -> Workflow:
     """N4 (unless ``bias_correction`` is off), every image rigidly registered to the reference,
     the reference's brain mask, and the reference rigidly registered to the output space.
 
@@ -32,22 +32,20 @@ def init_anat_preproc_wf(*, images: list[str], reference: int, bias_correction: 
     images, reference
         The subject's LR images and the index of the reference (the registrations' target).
     bias_correction : bool
-        N4 on every image; off in the evaluation mode (the inputs as they are).
+        N4 on every image (off in the evaluation mode).
     skull_strip : str
         ``auto``, ``force`` or ``skip`` (:class:`~mcinr_bids.interfaces.anatomical.BrainMask`).
     space : OutputSpace
         Template (its T1w and mask are the fixed image) or native (the reference itself).
-    seed, quick
-        Seed of the registrations' metric sampling; ``--sloppy``'s half-resolution runs.
+    seed, quick, omp_nthreads
+        Seed of the registrations' metric sampling; ``--sloppy``'s half-resolution runs; ITK
+        threads of N4 and the registrations (1: deterministic registrations).
 
     Outputs
     -------
-    images
-        The (bias-corrected) images, in order.
-    to_reference
-        Text 4x4 matrices, each image's world -> the reference's world.
-    reference_to_output
-        Text 4x4 matrix, the reference's world -> the output space.
+    images, to_reference, reference_to_output
+        The (bias-corrected) images in order; text 4x4 matrices of each image's world -> the
+        reference's world, and of the reference's world -> the output space.
     brain_mask, skull_stripped, mask_method
         The brain mask on the reference's grid and how it was made.
     """
@@ -56,8 +54,9 @@ def init_anat_preproc_wf(*, images: list[str], reference: int, bias_correction: 
         "images", "to_reference", "reference_to_output", "brain_mask", "skull_stripped",
         "mask_method"]), name="outputnode")
     if bias_correction:
-        bias_correction_node = pe.MapNode(BiasCorrection(), iterfield=["in_file"],
-                                          name="bias_correction")
+        bias_correction_node = pe.MapNode(BiasCorrection(num_threads=omp_nthreads),
+                                          iterfield=["in_file"], name="bias_correction",
+                                          n_procs=omp_nthreads)
         bias_correction_node.inputs.in_file = images
     else:
         bias_correction_node = pe.Node(niu.IdentityInterface(fields=["out_file"]),
@@ -65,10 +64,12 @@ def init_anat_preproc_wf(*, images: list[str], reference: int, bias_correction: 
         bias_correction_node.inputs.out_file = images
     select_reference = pe.Node(niu.Select(index=[reference]), name="select_reference")
     brain_mask = pe.Node(BrainMask(skull_strip=skull_strip), name="brain_mask")
-    register_to_reference = pe.MapNode(RigidRegistration(seed=seed, quick=quick),
-                                       iterfield=["moving_file"], name="register_to_reference")
-    register_to_template = pe.Node(RigidRegistration(seed=seed, same_session=False, quick=quick),
-                                   name="register_to_template")
+    register_to_reference = pe.MapNode(
+        RigidRegistration(seed=seed, quick=quick, num_threads=omp_nthreads),
+        iterfield=["moving_file"], name="register_to_reference", n_procs=omp_nthreads)
+    register_to_template = pe.Node(
+        RigidRegistration(seed=seed, same_session=False, quick=quick, num_threads=omp_nthreads),
+        name="register_to_template", n_procs=omp_nthreads)
     if space.is_template:
         register_to_template.inputs.fixed_file = space.t1w
         register_to_template.inputs.fixed_mask = space.mask
