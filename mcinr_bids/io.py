@@ -30,9 +30,12 @@ def atomic_write(path: str | Path, write: Callable[[str], object]) -> None:
     try:
         write(temporary)
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         if os.path.exists(temporary):
             os.unlink(temporary)
+        if isinstance(error, OSError) and error.errno is not None:
+            # name the file the caller meant, not the hidden temporary one
+            raise OSError(error.errno, error.strerror, path) from error
         raise
 
 

@@ -226,3 +226,55 @@ def test_a_killed_fit_resumes_where_it_was(tmp_path, low_resolution_files, phant
     scores = [metrics.psnr(nib.load(folder / "sub-01_T1w_desc-superres.nii.gz").get_fdata(),
                            truth, mask) for folder in (killed, tmp_path / "whole")]
     assert abs(scores[0] - scores[1]) < 0.1
+
+
+@pytest.mark.parametrize("kind", ["loop", "broken", "folder"])
+def test_links_and_folders_posing_as_images_are_named(tmp_path, kind):
+    path = tmp_path / "sub-01_T1w.nii.gz"
+    if kind == "loop":
+        path.symlink_to(path)
+    elif kind == "broken":
+        path.symlink_to(tmp_path / "gone.nii.gz")
+    else:
+        path.mkdir()
+    message = image_problem(str(path))
+    assert str(path) in message
+    assert {"loop": "cannot be followed", "broken": "broken symbolic link",
+            "folder": "not a readable NIfTI"}[kind] in message
+
+
+def test_app_output_that_is_a_file(tmp_path, dataset, capsys):
+    output = tmp_path / "out"
+    output.write_text("not a folder")
+    code, error = run(dataset, output, "-w", tmp_path / "work", capsys=capsys)
+    assert code == 2 and str(output) in error
+    assert output.read_text() == "not a folder"
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 64 KiB tmpfs (root only; skipped where it cannot be mounted)."""
+    import subprocess
+
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
+            capture_output=True, check=False).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_disk_full_is_one_message_and_nothing_half_written(full_disk, low_resolution_files,
+                                                           capsys):
+    from mcinr_bids.cli import fit as fit_cli
+
+    out = full_disk / "out"
+    code = fit_cli.main([*low_resolution_files, "-o", str(out), "--epochs", "1", "--quiet",
+                         "--device", "cpu"])
+    error = capsys.readouterr().err
+    assert code == 2 and "No space left on device" in error and str(out) in error
+    assert "Traceback" not in error
+    assert not list(out.rglob(".tmp-*"))
+    assert all(path.stat().st_size > 0 for path in out.iterdir())

@@ -174,6 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     except (InputError, ValueError) as error:
         print(f"mcinr-fit: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # e.g. the disk filled up while writing the outputs
+        print(f"mcinr-fit: error: {error.filename or args.output_dir}: cannot be written "
+              f"({error.strerror}); free space or choose another output folder (-o). Nothing "
+              "half-written was left.", file=sys.stderr)
+        return 2
     for name, path in parameters["outputs"].items():
         print(f"{name}: {path}")
     print(f"fit {parameters['fit_seconds']:.1f} s ({parameters['epochs_run']} epochs, selected "

@@ -300,6 +300,10 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, BIDSError, ValueError) as error:
         print(f"mcinr-bids: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as error:  # an unwritable or full output/work folder
+        print(f"mcinr-bids: error: {error.filename or ''}: {error.strerror}; check that the "
+              "output and work folders can be written and have space.", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

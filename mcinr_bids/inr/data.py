@@ -7,6 +7,7 @@ into the common space).
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass
 
@@ -86,12 +87,28 @@ def validate_array(data: np.ndarray, source: str) -> np.ndarray:
     return data
 
 
+def unreadable_reason(path: str, error: OSError) -> str:
+    """Why ``path`` could not be opened, as one message naming it and the fix."""
+    if os.path.islink(path):
+        try:
+            os.stat(path)
+        except OSError as link_error:
+            if link_error.errno == errno.ELOOP:
+                return (f"{path}: a symbolic link that cannot be followed (a loop of links); "
+                        "give the real file.")
+            return (f"{path}: a broken symbolic link (it points to {os.readlink(path)}, which "
+                    "does not exist); give the real file.")
+    if isinstance(error, FileNotFoundError):
+        return f"{path}: no such file."
+    return f"{path}: cannot be read ({error.strerror}); check the file and its permissions."
+
+
 def load_volume(path: str) -> Volume:
     """Load a NIfTI file as a validated :class:`Volume`."""
     try:
         image = nib.load(path)
-    except FileNotFoundError as error:
-        raise InputError(f"{path}: no such file.") from error
+    except OSError as error:
+        raise InputError(unreadable_reason(path, error)) from error
     except Exception as error:  # nibabel raises several types for unreadable files
         raise InputError(f"{path}: not a readable NIfTI image ({error}).") from error
     data = validate_array(np.asanyarray(image.dataobj), path)

@@ -238,8 +238,10 @@ def train_epoch(fitted: FittedINR, data: TrainingData, optimiser, scheduler,
     batch_size, steps = batch_layout(data.n_samples, settings)
     n_images = fitted.n_images
     device = data.values.device
-    squared_error_sum = torch.zeros(n_images, dtype=torch.float64, device=device)
-    samples_seen = torch.zeros(n_images, dtype=torch.float64, device=device)
+    # MPS has no float64: the epoch's sums are float32 there (they only feed the history)
+    total = torch.float32 if device.type == "mps" else torch.float64
+    squared_error_sum = torch.zeros(n_images, dtype=total, device=device)
+    samples_seen = torch.zeros(n_images, dtype=total, device=device)
     for step in range(steps):
         if deadline is not None and time.perf_counter() > deadline:
             fitted.stop_reason = "time limit"
@@ -256,8 +258,8 @@ def train_epoch(fitted: FittedINR, data: TrainingData, optimiser, scheduler,
             diffuse_features(model, scheduler.get_last_lr()[0] * settings.feature_diffusion
                              * settings.diffusion_every)
         scheduler.step()
-        squared_error_sum.index_add_(0, image, error.detach().double())
-        samples_seen.index_add_(0, image, torch.ones_like(error, dtype=torch.float64))
+        squared_error_sum.index_add_(0, image, error.detach().to(total))
+        samples_seen.index_add_(0, image, torch.ones_like(error, dtype=total))
     return squared_error_sum, samples_seen
 
 
