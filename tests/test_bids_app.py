@@ -187,6 +187,8 @@ def test_participant_report(app_run):
             assert (figures / name).stat().st_size > 1000 and name in page
         assert "<script" not in page and "http://" not in page and "https://" not in page
         assert "MICCAI 2023" in page and "resimulation_psnr" in page
+        assert re.search(r"\d+ epochs \(selected epoch \d+, stopped by [a-z ]+\), \d+ s of "
+                         r"fitting on cpu", page)
         # every image the page refers to exists
         for source in re.findall(r'src="([^"]+)"', page):
             assert (out / source).is_file(), source

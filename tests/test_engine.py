@@ -219,3 +219,19 @@ def test_box_slice_profile_spans_the_slab_only():
     # offsets = u @ L.T with u in [-1/2, 1/2]^3: +-2 mm along the thick axis (0.2 normalised),
     # nothing in plane
     np.testing.assert_allclose(factors, np.diag([0.0, 0.0, 4.0 * 2 / 20.0]), atol=1e-7)
+
+
+def test_unbiased_slab_loss_is_the_squared_error_of_the_mean():
+    from mcinr_bids.inr.fit import slab_loss
+
+    generator = torch.Generator().manual_seed(0)
+    mean = torch.tensor([0.5, -1.0])
+    # many draws of K = 2 residuals around a slab mean: the unbiased loss averages to mean^2,
+    # the biased one adds the variance / K
+    residuals = mean + torch.randn(200000, 2, 2, generator=generator)
+    unbiased = torch.stack([slab_loss(r, True) for r in residuals[:20000]]).mean(0)
+    biased = torch.stack([slab_loss(r, False) for r in residuals[:20000]]).mean(0)
+    torch.testing.assert_close(unbiased, mean**2, atol=0.03, rtol=0)
+    torch.testing.assert_close(biased, mean**2 + 0.5, atol=0.03, rtol=0)
+    single = torch.tensor([[0.3, -0.2]])
+    torch.testing.assert_close(slab_loss(single, True), single[0] ** 2)

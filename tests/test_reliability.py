@@ -278,3 +278,25 @@ def test_disk_full_is_one_message_and_nothing_half_written(full_disk, low_resolu
     assert "Traceback" not in error
     assert not list(out.rglob(".tmp-*"))
     assert all(path.stat().st_size > 0 for path in out.iterdir())
+
+
+def test_verbose_run_lists_the_time_of_every_step():
+    from types import SimpleNamespace
+
+    from mcinr_bids.cli.run import node_timings
+
+    def node(name, durations):
+        runtime = [SimpleNamespace(duration=d) for d in durations]
+        return SimpleNamespace(fullname=name, result=SimpleNamespace(
+            runtime=runtime if len(runtime) > 1 else runtime[0]))
+
+    class Broken:
+        fullname = "crashed"
+
+        @property
+        def result(self):
+            raise OSError("no result file")
+
+    timings = node_timings([node("fit", [30.0]), node("bias_correction", [2.0, 3.5]),
+                            Broken()])
+    assert timings == [("fit", 30.0), ("bias_correction", 5.5)]

@@ -191,6 +191,21 @@ def select_inputs(config: AppConfig, logger: logging.Logger) -> tuple[list, list
     return runnable, skipped, originals
 
 
+def node_timings(nodes) -> list[tuple[str, float]]:
+    """``(node, seconds)`` of every finished node of a run, slowest first (a MapNode's
+    seconds are the sum over its items; cached nodes count the run that made them)."""
+    timings = []
+    for node in nodes:
+        try:
+            runtime = node.result.runtime
+        except Exception:  # a node without a readable result (crashed, not run)
+            continue
+        runs = runtime if isinstance(runtime, list) else [runtime]
+        seconds = sum(float(getattr(r, "duration", 0.0) or 0.0) for r in runs)
+        timings.append((node.fullname, seconds))
+    return sorted(timings, key=lambda item: -item[1])
+
+
 def execute_workflow(config: AppConfig, runnable: list, space, originals: dict,
                      logger: logging.Logger) -> bool:
     """Build and run the workflow of ``runnable`` (MultiProc); return whether it failed."""
@@ -224,7 +239,10 @@ def execute_workflow(config: AppConfig, runnable: list, space, originals: dict,
     gc.collect()
     gc.freeze()
     try:
-        wf.run(plugin="MultiProc", plugin_args=plugin_args)
+        graph = wf.run(plugin="MultiProc", plugin_args=plugin_args)
+        if execution.verbose:
+            logger.info("time per step (s):\n%s", "\n".join(
+                f"{seconds:9.1f}  {name}" for name, seconds in node_timings(graph.nodes())))
     except RuntimeError as error:
         logger.error("the workflow failed: %s; crash files are in %s/sub-*/log/%s/",
                      error, execution.output_dir, execution.run_uuid)

@@ -150,6 +150,14 @@ def neighbour_laplacian(volume: torch.Tensor) -> torch.Tensor:
     return laplacian.div_(6.0)
 
 
+def diffuse_features(model: nn.Module, rate: float) -> None:
+    """Smooth every grid encoding's dense feature tables by one heat-equation step of ``rate``
+    (decoupled from Adam, like weight decay; capped at 1, where the explicit step is stable)."""
+    for module in model.modules():
+        if hasattr(module, "diffuse_"):
+            module.diffuse_(min(1.0, rate))
+
+
 def build_encoding(settings, extent_mm, generator: torch.Generator | None = None
                    ) -> nn.Module:
     """The encoding named by ``settings.encoding``."""

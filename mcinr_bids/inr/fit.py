@@ -33,6 +33,7 @@ from .data import (
     training_samples,
     validate_inputs,
 )
+from .encodings import diffuse_features
 from .model import build_model
 from .settings import INRSettings
 from .stopping import (
@@ -122,14 +123,6 @@ class FittedINR:
         return output_foreground(world, self._dilated_masks, self.affines, self.transforms)
 
 
-def diffuse_features(model: nn.Module, rate: float) -> None:
-    """Smooth every grid encoding's dense feature tables by one heat-equation step of ``rate``
-    (decoupled from Adam, like weight decay; capped at 1, where the explicit step is stable)."""
-    for module in model.modules():
-        if hasattr(module, "diffuse_"):
-            module.diffuse_(min(1.0, rate))
-
-
 def informed_cell_sizes(cell_sizes_mm: list[float], finest_spacing_mm: float) -> list[float]:
     """The grid levels that the samples can inform: cells no finer than the finest voxel spacing
     of the inputs divided by sqrt(2); the coarsest level always stays.
@@ -208,8 +201,9 @@ def batch_layout(n_samples: int, settings: INRSettings) -> tuple[int, int]:
 
 def predict_samples(model: nn.Module, data: TrainingData, batch: torch.Tensor,
                     settings: INRSettings, use_bf16: bool) -> torch.Tensor:
-    """The model's value for each sample of ``batch`` (indices), through the slice profile with
-    ``settings.psf``; shape (B,) float32."""
+    """The model's values for each sample of ``batch`` (indices): at the K points drawn from the
+    slice profile with ``settings.psf`` (shape (K, B)), else at the voxel centre (1, B);
+    float32."""
     coordinates = data.coordinates[batch]
     image = data.image_index[batch]
     device_type = coordinates.device.type
@@ -221,11 +215,24 @@ def predict_samples(model: nn.Module, data: TrainingData, batch: torch.Tensor,
                      else torch.randn(shape, device=coordinates.device))
             offsets = torch.einsum("kbj,bij->kbi", noise, data.profile[image])
             points = (coordinates.unsqueeze(0) + offsets).reshape(-1, 3)
-            output = model(points).reshape(settings.psf_samples, len(batch), -1)
-            output = output.float().mean(dim=0)
+            output = model(points).reshape(settings.psf_samples, len(batch), -1).float()
         else:
-            output = model(coordinates).float()
-    return output.gather(1, image.unsqueeze(1)).squeeze(1)
+            output = model(coordinates).float().unsqueeze(0)
+    return output.gather(2, image.view(1, -1, 1).expand(len(output), -1, 1)).squeeze(2)
+
+
+def slab_loss(residuals: torch.Tensor, unbiased: bool) -> torch.Tensor:
+    """Squared error of each voxel's slab mean from K sampled residuals (K, B).
+
+    The square of the K-point mean is biased: it adds the profile's sampled variance / K, a
+    penalty on any change within the slab.  ``unbiased`` (K >= 2) uses the mean of the products
+    of distinct pairs instead, whose expectation is exactly the squared error of the mean.
+    """
+    count = residuals.shape[0]
+    if not unbiased or count < 2:
+        return residuals.mean(0) ** 2
+    total = residuals.sum(0)
+    return (total**2 - residuals.pow(2).sum(0)) / (count * (count - 1))
 
 
 def train_epoch(fitted: FittedINR, data: TrainingData, optimiser, scheduler,
@@ -248,9 +255,9 @@ def train_epoch(fitted: FittedINR, data: TrainingData, optimiser, scheduler,
             break
         batch = order[step * batch_size:(step + 1) * batch_size]
         image = data.image_index[batch]
-        error = (predict_samples(model, data, batch, settings, use_bf16)
-                 - data.values[batch]) ** 2
-        loss = (error * data.image_weight[image]).mean()
+        residuals = predict_samples(model, data, batch, settings, use_bf16) - data.values[batch]
+        error = residuals.mean(0) ** 2  # the slab mean's squared error (what is recorded)
+        loss = (slab_loss(residuals, settings.psf_unbiased) * data.image_weight[image]).mean()
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()

@@ -53,6 +53,9 @@ class INRSettings:
     #: ``gaussian`` (FWHM one voxel along every voxel axis) or ``box`` (uniform across the
     #: slice thickness, nothing in plane: a 2D acquisition's slab)
     psf_profile: str = "gaussian"
+    #: the loss through the profile: False squares the K-point mean (biased by the profile's
+    #: variance / K); True averages products of distinct samples (unbiased, K >= 2)
+    psf_unbiased: bool = False
     # Early stopping on mutual information between predicted contrasts
     early_stopping: bool = True
     mi_bins: int = 32

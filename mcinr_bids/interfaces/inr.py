@@ -76,7 +76,8 @@ class FitINR(SimpleInterface):
                                resolution=self.inputs.resolution,
                                say=lambda message: log.info("%s: %s", label, message))
         summary_keys = ("epochs_run", "selected_epoch", "stopped_early", "stop_reason",
-                        "fit_seconds", "predict_seconds", "device", "grid_cell_sizes_mm")
+                        "fit_seconds", "predict_seconds", "device", "grid_cell_sizes_mm",
+                        "resumed_from_epoch")
         self._results.update(
             out_files=outputs["images"], out_mask=outputs["mask"],
             out_checkpoint=outputs["checkpoint"], out_history=outputs["history"],

@@ -47,5 +47,5 @@ class ParticipantReport(SimpleInterface):
             list(self.inputs.outputs), list(self.inputs.transforms), self.inputs.mask,
             self.inputs.reference_index, self.inputs.template_file or None,
             self.inputs.history, self.inputs.metrics, list(self.inputs.residuals),
-            self.inputs.fit_info.get("selected_epoch"), self.inputs.methods)
+            dict(self.inputs.fit_info), self.inputs.methods)
         return runtime

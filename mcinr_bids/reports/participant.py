@@ -143,11 +143,21 @@ def residual_figure(residual_files: list[str], names: list[str], out_file: str) 
     return out_file
 
 
+def fit_summary(fit_info: dict) -> str:
+    """One sentence on how the fit went (epochs, selection, stop, time, device, resumption)."""
+    text = (f"{fit_info.get('epochs_run', '?')} epochs (selected epoch "
+            f"{fit_info.get('selected_epoch', '?')}, stopped by "
+            f"{fit_info.get('stop_reason', '?')}), {fit_info.get('fit_seconds', 0):.0f} s of "
+            f"fitting on {fit_info.get('device', '?')}")
+    if fit_info.get("resumed_from_epoch"):
+        text += f", resumed after epoch {fit_info['resumed_from_epoch']} of an interrupted run"
+    return text + "."
+
+
 def write_fragment(label: str, output_dir: str, inputs: list[str], outputs: list[str],
                    transforms: list[str], mask_file: str, reference_index: int,
                    template_file: str | None, history_file: str, metrics_file: str,
-                   residual_files: list[str], selected_epoch: int | None,
-                   methods: str) -> str:
+                   residual_files: list[str], fit_info: dict, methods: str) -> str:
     """Figures of one subject/session and the HTML section that shows them.
 
     ``label`` is ``sub-X`` or ``sub-X_ses-Y``; the figures go to ``sub-X/figures/`` and the
@@ -183,8 +193,8 @@ def write_fragment(label: str, output_dir: str, inputs: list[str], outputs: list
                      "reference contrast; the outline is the output brain mask.</p>"
                      f'<img src="{subject}/figures/{template_svg.name}" alt="template">')
     curves_svg = figures / f"{label}_desc-curves_history.svg"
-    curves_figure(history_file, selected_epoch, str(curves_svg))
-    parts.append("<h3>Training</h3>"
+    curves_figure(history_file, fit_info.get("selected_epoch"), str(curves_svg))
+    parts.append("<h3>Training</h3>" + f"<p>{html.escape(fit_summary(fit_info))}</p>"
                  f'<img src="{subject}/figures/{curves_svg.name}" alt="training curves">')
     metrics = pd.read_csv(metrics_file, sep="\t", na_values="n/a", keep_default_na=False)
     parts.append("<h3>Metrics</h3>" + metrics.to_html(index=False, na_rep="n/a",

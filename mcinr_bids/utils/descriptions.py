@@ -167,6 +167,7 @@ def sidecars(sources: list[str], bids_dir: str, skull_stripped: bool, mask_metho
         "EpochsRun": fit_info.get("epochs_run"),
         "SelectedEpoch": fit_info.get("selected_epoch"),
         "StopReason": fit_info.get("stop_reason"),
+        "ResumedFromEpoch": fit_info.get("resumed_from_epoch"),
         "FitSeconds": fit_info.get("fit_seconds"),
         "SoftwareVersions": software,
     }
