@@ -82,8 +82,10 @@ def rigid_register(fixed_file: str, moving_file: str, seed: int = 0,
     ants = _ants()
     from ants.config import set_ants_deterministic
 
-    # seeds the metric's random sampling without forcing ITK onto one thread
-    set_ants_deterministic(on=False, seed_value=int(seed))
+    # seeds the metric's random sampling (ANTs takes a seed of 0 as "seed from the clock", so
+    # our seed s is its s + 1) without forcing ITK onto one thread: with --omp-nthreads 1 the
+    # result is then reproducible, with more threads the parallel metric sums still vary
+    set_ants_deterministic(on=False, seed_value=int(seed) + 1)
     fixed = _ants_image(fixed_file)
     moving = _ants_image(moving_file)
     kwargs = {}

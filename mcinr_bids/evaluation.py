@@ -176,9 +176,6 @@ def format_table(rows: list[dict], names: list[str]) -> str:
     return "\n".join(lines)
 
 
-EVALUATION_MEASURES = tuple(f"{m}_{c}" for m in ("psnr", "ssim") for c in metrics.CONVENTIONS)
-
-
 def acquisition_on_grid(low_affine: np.ndarray, truth_affine: np.ndarray
                         ) -> tuple[int, int, int | None]:
     """Where an LR image's slices lie on its isotropic original's grid: ``(axis, factor,

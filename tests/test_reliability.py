@@ -300,3 +300,22 @@ def test_verbose_run_lists_the_time_of_every_step():
     timings = node_timings([node("fit", [30.0]), node("bias_correction", [2.0, 3.5]),
                             Broken()])
     assert timings == [("fit", 30.0), ("bias_correction", 5.5)]
+
+
+def test_same_seed_same_registration(tmp_path):
+    """ANTs took the app's default seed 0 as 'seed from the clock': every run registered
+    differently (by ~0.1 mm); with one ITK thread the same seed now gives the same matrix."""
+    import subprocess
+    import sys
+
+    bids = tmp_path / "bids"
+    paths = write_bids_phantom(str(bids), subjects=(("01", None, False),), resolution=3.0,
+                               factor=2)[("01", None)]
+    code = ("import sys, numpy as np\n"
+            "from mcinr_bids.anatomical import rigid_register\n"
+            "print(repr(rigid_register(sys.argv[1], sys.argv[2], seed=0, quick=True).tolist()))")
+    environment = {**os.environ, "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": "1"}
+    results = [subprocess.run([sys.executable, "-c", code, paths["T1w"], paths["FLAIR"]],
+                              capture_output=True, text=True, env=environment,
+                              check=True).stdout for _ in range(2)]
+    assert results[0] == results[1] and results[0].startswith("[[")
