@@ -13,6 +13,15 @@ from mcinr_bids.utils.descriptions import methods_text, sidecars
 from mcinr_bids.workflows import anatomical, fit, outputs
 
 
+@pytest.fixture
+def user_folder(tmp_path, monkeypatch):
+    """The current folder holds the (empty) inputs the docstrings and tests name."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("sub-01_T1w.nii.gz", "sub-01_FLAIR.nii.gz", "a.nii.gz", "b.nii.gz"):
+        (tmp_path / name).touch()
+    return tmp_path
+
+
 def docstring_code(function) -> str:
     """The code under ``.. workflow::`` in a factory's docstring."""
     doc = textwrap.dedent(function.__doc__.split("\n", 1)[1])
@@ -28,10 +37,7 @@ def docstring_code(function) -> str:
     (outputs.init_ds_superres_wf, {"inputnode", "sidecars", "ds_superres", "ds_mask", "ds_xfm",
                                    "ds_model", "ds_metrics", "ds_history", "outputnode"}),
 ])
-def test_graph_docstrings_build(factory, nodes, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # the docstrings name these inputs, as a user's folder holds them
-    for name in ("sub-01_T1w.nii.gz", "sub-01_FLAIR.nii.gz"):
-        (tmp_path / name).touch()
+def test_graph_docstrings_build(factory, nodes, user_folder):
     namespace: dict = {}
     exec(docstring_code(factory), namespace)  # noqa: S102 - our own docstring
     workflow = namespace["wf"]
@@ -39,10 +45,7 @@ def test_graph_docstrings_build(factory, nodes, tmp_path, monkeypatch):
     workflow._create_flat_graph()  # every connection names existing fields
 
 
-def test_evaluation_adds_the_scoring_and_the_ablation(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    for name in ("a.nii.gz", "b.nii.gz"):
-        (tmp_path / name).touch()
+def test_evaluation_adds_the_scoring_and_the_ablation(user_folder):
     settings = settings_for_preset("fast").to_dict()
     workflow = fit.init_superres_wf(names=["a", "b"], reference=0, settings=settings,
                                     resolution=1.0, omp_nthreads=1, use_gpu=False,
@@ -82,13 +85,11 @@ def test_sidecar_description_follows_the_model(tmp_path):
         assert meta["image_metadata"][0]["InputSliceAxis"] == "S"
 
 
-def test_crash_files_go_to_the_subjects_log_folder(tmp_path, monkeypatch):
+def test_crash_files_go_to_the_subjects_log_folder(user_folder):
     """Nipype ignores a sub-workflow's crashdump_dir; every node carries it itself."""
     from mcinr_bids.workflows.base import set_crash_folder
 
-    monkeypatch.chdir(tmp_path)
-    for name in ("sub-01_T1w.nii.gz", "sub-01_FLAIR.nii.gz"):
-        (tmp_path / name).touch()
+    tmp_path = user_folder
     settings = settings_for_preset("fast").to_dict()
     workflow = fit.init_superres_wf(names=["a", "b"], reference=0, settings=settings,
                                     resolution=1.0, omp_nthreads=1, use_gpu=False)
