@@ -317,7 +317,7 @@ def finish_fit(fitted: FittedINR, selected_state: dict | None, seconds: float,
 def fit_inr(volumes: list[Volume], settings: INRSettings, masks: list | None = None,
             transforms: list | None = None, progress: bool = False,
             epoch_callback: Callable[[int, FittedINR], dict | None] | None = None,
-            resume_file: str | None = None, save_every: int = 2) -> FittedINR:
+            resume_file: str | None = None) -> FittedINR:
     """Fit one INR to all ``volumes`` (N >= 1) at once.
 
     Parameters
@@ -331,7 +331,8 @@ def fit_inr(volumes: list[Volume], settings: INRSettings, masks: list | None = N
         A tqdm progress bar; ``epoch_callback(epoch, fitted)`` after each epoch (a returned dict
         is added to that epoch's history row).
     resume_file : str or None
-        The training state is saved there every ``save_every`` epochs and removed at the end;
+        The training state is saved there after an epoch when ``settings.checkpoint_seconds``
+        have passed since the last save, and removed at the end;
         a state left by an interrupted fit of the same inputs and settings is continued
         (:mod:`mcinr_bids.inr.resume`).
 
@@ -353,7 +354,7 @@ def fit_inr(volumes: list[Volume], settings: INRSettings, masks: list | None = N
     first_epoch, elapsed_before, mi_values, selected_state = resume.resume_or_start(
         resume_file, key, fitted=fitted, optimiser=optimiser, scheduler=scheduler,
         generator=generator)
-    start = time.perf_counter()
+    start = last_save = time.perf_counter()
     deadline = (None if settings.time_limit_seconds is None
                 else start + settings.time_limit_seconds)
     bar = None
@@ -382,7 +383,9 @@ def fit_inr(volumes: list[Volume], settings: INRSettings, masks: list | None = N
             selected_state = copy.deepcopy(model.state_dict())
         if epoch_callback is not None:
             row.update(epoch_callback(epoch, fitted) or {})
-        if resume_file and epoch % save_every == 0 and epoch < settings.epochs:
+        if (resume_file and epoch < settings.epochs
+                and time.perf_counter() - last_save >= settings.checkpoint_seconds):
+            last_save = time.perf_counter()
             resume.save_state(resume_file, key=key, epoch=epoch, fitted=fitted,
                               optimiser=optimiser, scheduler=scheduler, generator=generator,
                               mi_values=mi_values, selected_state=selected_state,

@@ -46,6 +46,9 @@ class INRSettings:
     learning_rate: float = 5e-3
     epochs: int = 40
     time_limit_seconds: float | None = None
+    #: resumable fits: the training state (model and Adam moments, ~400 MB on a BraTS pair,
+    #: about a second to write) is saved at most this often; a kill loses at most this much
+    checkpoint_seconds: float = 60.0
     image_weights: list[float] | None = None
     # Slice profile (point spread function) model
     psf: bool = False
@@ -87,6 +90,8 @@ class INRSettings:
         if self.psf_profile not in PSF_PROFILES:
             raise ValueError(f"psf_profile must be one of {PSF_PROFILES}, got "
                              f"{self.psf_profile!r}")
+        if self.checkpoint_seconds < 0:
+            raise ValueError("checkpoint_seconds must be >= 0")
         if self.learning_rate <= 0:
             raise ValueError("learning_rate must be > 0")
         if self.feature_diffusion < 0:
