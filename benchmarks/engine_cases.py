@@ -59,7 +59,8 @@ def run_case(folder: str, t1_name: str, flair_name: str, mask_name: str | None,
              epochs: int, axes: tuple[str, str] = ("S", "A"),
              models: tuple[str, ...] = ("split",), seeds: tuple[int, ...] = (0,),
              post_processing: bool = False, protocol: str = "decimate",
-             jtv: tuple[float, ...] = (), psf: tuple | None = None) -> list[dict]:
+             jtv: tuple[float, ...] = (), psf: tuple | None = None,
+             jtv_epsilon: float = 1e-3) -> list[dict]:
     from mcinr_bids.evaluation import run_baseline, run_inr, score, simulate_acquisitions
     from mcinr_bids.inr import load_volume
     from mcinr_bids.inr.settings import settings_for_preset
@@ -73,16 +74,20 @@ def run_case(folder: str, t1_name: str, flair_name: str, mask_name: str | None,
         mask = (t1.data > 0) & (flair.data > 0)
     simulation = simulate_acquisitions([t1, flair], list(axes), protocol, 4, mask)
     rows = []
+    jtv_predictions = None
     cubic, seconds = run_baseline("cubic-clamped", simulation)
     rows.append({"method": "cubic-clamped", "seconds": seconds, "epochs": "",
                  **score(cubic, simulation)})
     for weight in jtv:
         from mcinr_bids.jtv import JTVSettings
 
-        settings = JTVSettings(regularisation=weight,
+        settings = JTVSettings(regularisation=weight, epsilon=jtv_epsilon,
                                profile="point" if protocol == "decimate" else "box")
         predictions, seconds = run_baseline("jtv", simulation, settings)
-        rows.append({"method": f"jtv lambda {weight:g}", "seconds": seconds, "epochs": "",
+        jtv_predictions = jtv_predictions or predictions
+        rows.append({"method": f"jtv lambda {weight:g}"
+                     + (f" epsilon {jtv_epsilon:g}" if jtv_epsilon != 1e-3 else ""),
+                     "seconds": seconds, "epochs": "",
                      **score(predictions, simulation)})
     for seed in seeds:
         for model in models:
@@ -96,6 +101,10 @@ def run_case(folder: str, t1_name: str, flair_name: str, mask_name: str | None,
                 simulation)
             rows.append({"method": name, "seconds": time.perf_counter() - start,
                          "epochs": len(fitted.history), **score(predictions, simulation)})
+            if jtv_predictions is not None:
+                rows.append({"method": f"({name} + jtv) / 2", "seconds": "", "epochs": "",
+                             **score([(p + j) / 2 for p, j in
+                                      zip(predictions, jtv_predictions)], simulation)})
             if post_processing and model == "split":
                 rows.append({"method": f"{name} + residual", "seconds": "", "epochs": "",
                              **score(residual_corrected(predictions, fitted, simulation),
@@ -120,6 +129,8 @@ def main() -> int:
     parser.add_argument("--jtv", nargs="*", type=float, default=[], metavar="LAMBDA",
                         help="also the joint-total-variation reconstruction, one row per "
                              "regularisation weight")
+    parser.add_argument("--jtv-epsilon", type=float, default=1e-3,
+                        help="the JTV's smoothing of |gradient| (normalised intensities)")
     parser.add_argument("--models", nargs="*", default=["split"],
                         choices=["split", "vanilla", "single"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
@@ -146,7 +157,8 @@ def main() -> int:
         for row in run_case(os.path.join(root, case), *CASES[case], epochs=args.epochs,
                             axes=tuple(args.axes), models=tuple(args.models),
                             seeds=tuple(args.seeds), post_processing=args.post_processing,
-                            protocol=args.protocol, jtv=tuple(args.jtv), psf=args.psf):
+                            protocol=args.protocol, jtv=tuple(args.jtv), psf=args.psf,
+                            jtv_epsilon=args.jtv_epsilon):
             print(f"| {case} | {row['method']} | {row['psnr_strict_t1']:.2f} | "
                   f"{row['psnr_strict_flair']:.2f} | {row['ssim_strict_t1']:.4f} | "
                   f"{row['ssim_strict_flair']:.4f} | {row['banding_t1']:.2f} | "

@@ -1,8 +1,9 @@
 """One configuration of a run, composed of the settings dataclasses; TOML in and out.
 
 ``[execution]`` (:class:`ExecutionSettings`: where the data are, how the workflow runs),
-``[workflow]`` (:class:`WorkflowSettings`: what the participant workflow does) and ``[inr]``
-(:class:`~mcinr_bids.inr.settings.INRSettings`, the engine's own settings).  Every setting lives
+``[workflow]`` (:class:`WorkflowSettings`: what the participant workflow does), ``[inr]``
+(:class:`~mcinr_bids.inr.settings.INRSettings`, the engine's own settings) and ``[jtv]``
+(:class:`~mcinr_bids.jtv.JTVSettings`, the joint-total-variation method's).  Every setting lives
 in exactly one of them.  :func:`resolve_config` is the one precedence rule, used by every command
 line and by the workflow: defaults, then the preset (``[workflow] preset``), then ``--sloppy``,
 then the tables of a ``--config-file``, then the options given on the command line.
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .inr.settings import PRESETS, INRSettings
+from .jtv import JTVSettings
 
 
 def _toml_value(value) -> str:
@@ -46,10 +48,15 @@ def to_toml(sections: dict[str, dict]) -> str:
 OUTPUT_SPACES = ("MNI152NLin2009cAsym", "SRI24", "native")
 SKULL_STRIP = ("auto", "force", "skip")
 DEFAULT_CONTRASTS = ("T1w", "T2w", "FLAIR", "PDw")
+#: the reconstruction methods of the participant level: the subject's INR (McGinnis, Shit et
+#: al.) or the classical joint-total-variation reconstruction (UniRes' method)
+METHODS = ("inr", "jtv")
 
 #: INR overrides for ``--sloppy``: a tiny, quick fit for testing a pipeline, not for results
 SLOPPY_INR = {"epochs": 3, "min_epochs": 1, "grid_cell_sizes_mm": [16.0, 8.0, 4.0],
               "mi_points": 4096, "batch_size": 8192, "min_steps_per_epoch": 8}
+#: JTV overrides for ``--sloppy``
+SLOPPY_JTV = {"iterations": 10}
 
 
 @dataclass
@@ -81,6 +88,8 @@ class WorkflowSettings:
     """What the participant workflow does."""
 
     contrasts: list[str] = field(default_factory=lambda: list(DEFAULT_CONTRASTS))
+    #: ``inr`` (outputs ``desc-superres``) or ``jtv`` (outputs ``desc-jtv``)
+    method: str = "inr"
     output_space: str = "MNI152NLin2009cAsym"
     output_resolution: float = 1.0
     skull_strip: str = "auto"
@@ -101,11 +110,12 @@ class AppConfig:
     execution: ExecutionSettings = field(default_factory=ExecutionSettings)
     workflow: WorkflowSettings = field(default_factory=WorkflowSettings)
     inr: INRSettings = field(default_factory=INRSettings)
+    jtv: JTVSettings = field(default_factory=JTVSettings)
 
     def to_toml(self) -> str:
         return to_toml({"execution": dataclasses.asdict(self.execution),
                         "workflow": dataclasses.asdict(self.workflow),
-                        "inr": self.inr.to_dict()})
+                        "inr": self.inr.to_dict(), "jtv": dataclasses.asdict(self.jtv)})
 
     def save(self, path: str | Path) -> Path:
         """Write the TOML atomically (a temporary file renamed onto ``path``)."""
@@ -124,19 +134,20 @@ class AppConfig:
 
 def read_config_file(path: str | Path) -> dict[str, dict]:
     """The tables of a TOML settings file; ValueError naming the file when it is unreadable,
-    has tables other than [execution], [workflow] and [inr], or unknown keys in them."""
+    has tables other than [execution], [workflow], [inr] and [jtv], or unknown keys in them."""
     try:
         with open(path, "rb") as handle:
             tables = tomllib.load(handle)
     except (OSError, tomllib.TOMLDecodeError) as error:
         raise ValueError(f"{path}: not a readable TOML settings file ({error}); write "
-                         "[execution], [workflow] and [inr] tables (mcinr-bids writes one per "
-                         "run as sub-X/log/<run>/mcinr.toml).") from error
-    known = {"execution": ExecutionSettings, "workflow": WorkflowSettings, "inr": INRSettings}
+                         "[execution], [workflow], [inr] and [jtv] tables (mcinr-bids writes "
+                         "one per run as sub-X/log/<run>/mcinr.toml).") from error
+    known = {"execution": ExecutionSettings, "workflow": WorkflowSettings, "inr": INRSettings,
+             "jtv": JTVSettings}
     for name, values in tables.items():
         if name not in known or not isinstance(values, dict):
             raise ValueError(f"{path}: unknown table [{name}]; the tables are [execution], "
-                             "[workflow] and [inr].")
+                             "[workflow], [inr] and [jtv].")
         unknown = sorted(set(values) - {f.name for f in dataclasses.fields(known[name])})
         if unknown:
             raise ValueError(f"{path}: unknown [{name}] settings: {', '.join(unknown)}.")
@@ -169,6 +180,11 @@ def resolve_config(file_tables: dict[str, dict] | None = None,
     if execution.sloppy:
         inr.update(SLOPPY_INR)
     inr.update(layered("inr"))
-    config = AppConfig(execution=execution, workflow=workflow, inr=INRSettings.from_dict(inr))
+    if workflow.method not in METHODS:
+        raise ValueError(f"unknown method {workflow.method!r}; choose from {', '.join(METHODS)}")
+    jtv = {**(SLOPPY_JTV if execution.sloppy else {}), **layered("jtv")}
+    config = AppConfig(execution=execution, workflow=workflow, inr=INRSettings.from_dict(inr),
+                       jtv=JTVSettings(**jtv))
     config.inr.validate()
+    config.jtv.validate()
     return config

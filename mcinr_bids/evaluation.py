@@ -206,38 +206,73 @@ def slice_rows(method: str, name: str, prediction: np.ndarray, truth: np.ndarray
     return rows
 
 
+def jtv_on_truth_grid(volumes: list[Volume], masks: list, transforms: list, truth_file: str,
+                      settings) -> list[np.ndarray]:
+    """The JTV reconstruction of every contrast on the grid of the first image's isotropic
+    original (``truth_file``), expressed in the output world through the first image's
+    transform, from the same inputs as the app's reconstruction (LR volumes, masks on their own
+    grids, world -> output transforms)."""
+    import nibabel as nib
+
+    from .jtv import reconstruct_jtv
+
+    truth = nib.load(truth_file)
+    grid_affine = np.asarray(transforms[0]) @ truth.affine
+    images, _ = reconstruct_jtv(volumes, tuple(truth.shape[:3]), grid_affine, settings,
+                                masks=masks, transforms=transforms)
+    return images
+
+
 def evaluate_subject(truth_files: list[str], low_resolution_files: list[str],
-                     checkpoints: dict[str, str], names: list[str]) -> list[dict]:
-    """Score fitted models and the clamped cubic baseline against isotropic originals.
+                     checkpoints: dict[str, str], names: list[str], *,
+                     transforms: list | None = None, masks: list | None = None,
+                     extra: dict[str, list[np.ndarray]] | None = None) -> list[dict]:
+    """Score fitted models, other reconstructions and the clamped cubic baseline against
+    isotropic originals.
 
     ``truth_files[i]`` is the isotropic image that ``low_resolution_files[i]`` was simulated
     from (same world space).  Each model in ``checkpoints`` (method -> checkpoint path) is
     predicted at the voxel centres of each truth through the transform it was fitted with, so
-    the truth is never resampled.  The evaluation mask is the truth's foreground inside the
-    first model's output foreground.  Returns long rows ``{"method", "measure", "image",
-    "value"}``: PSNR and SSIM in both conventions per image, and, when all truths share one
-    grid, the paper's MI errors of the first two images (``image`` = n/a).
+    the truth is never resampled; ``extra`` (method -> one array per truth, on the truth's
+    grid, e.g. :func:`jtv_on_truth_grid`) are scored as given.  The evaluation mask is the
+    truth's foreground inside the output foreground (the first model's, else that of
+    ``masks``, each LR image's mask on its own grid, through ``transforms``).  Returns long
+    rows ``{"method", "measure", "image", "value"}``: PSNR and SSIM in both conventions per
+    image, banding and, when all truths share one grid, the paper's MI errors of the first
+    two images (``image`` = n/a).
     """
     import nibabel as nib
 
+    from .inr.data import dilate_mask_mm, output_foreground
     from .inr.predict import load_checkpoint
 
     fitted = {method: load_checkpoint(path, device="cpu") for method, path in checkpoints.items()}
-    first = next(iter(fitted.values()))
+    lows = [nib.load(path) for path in low_resolution_files]
+    if fitted:
+        first = next(iter(fitted.values()))
+        transforms, foreground = first.transforms, first.foreground
+    elif transforms is None or masks is None:
+        raise ValueError("give a checkpoint, or the transforms and masks of the inputs")
+    else:
+        dilated = [dilate_mask_mm(m, low.affine, 2.0) for m, low in zip(masks, lows)]
+
+        def foreground(world):
+            return output_foreground(world, dilated, [low.affine for low in lows], transforms)
     truths = [nib.load(path) for path in truth_files]
     rows: list[dict] = []
     predictions: dict[str, list[np.ndarray]] = {m: [] for m in [*fitted, "cubic-clamped"]}
-    masks = []
+    predictions.update({method: list(arrays) for method, arrays in (extra or {}).items()})
+    masks_out = []
     for index, truth_image in enumerate(truths):
         truth = np.asanyarray(truth_image.dataobj, dtype=np.float32)
         shape, affine = truth.shape, truth_image.affine
-        output_world = geometry.apply_transform(first.transforms[index],
+        output_world = geometry.apply_transform(transforms[index],
                                                 geometry.grid_coordinates(shape, affine))
-        mask = automatic_foreground_mask(truth) & first.foreground(output_world).reshape(shape)
-        masks.append(mask)
+        mask = automatic_foreground_mask(truth) & foreground(output_world).reshape(shape)
+        masks_out.append(mask)
         for method, model in fitted.items():
             predictions[method].append(model.predict(output_world)[:, index].reshape(shape))
-        low = nib.load(low_resolution_files[index])
+        low = lows[index]
         predictions["cubic-clamped"].append(cubic_on_grid(
             np.asanyarray(low.dataobj, dtype=np.float32), low.affine, shape, affine, clamp=True))
         acquisition = acquisition_on_grid(low.affine, affine)
@@ -261,7 +296,7 @@ def evaluate_subject(truth_files: list[str], low_resolution_files: list[str],
         for t in truths[1:])
     if same_grid:
         truth_arrays = [np.asanyarray(t.dataobj, dtype=np.float32) for t in truths[:2]]
-        joint_mask = masks[0] & masks[1]
+        joint_mask = masks_out[0] & masks_out[1]
         for method in predictions:
             errors = metrics.mutual_information_errors(predictions[method][:2], truth_arrays,
                                                        joint_mask)

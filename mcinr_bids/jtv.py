@@ -12,34 +12,51 @@ data are never resampled.  The reconstruction minimises
 with each image's noise level ``sigma_c`` estimated from the data (as UniRes sets its
 data-term weights from each image's noise), intensities normalised per image, and the JTV
 prior coupling the contrasts' gradients (edges are encouraged to coincide).  Solved with Adam
-from the cubic-spline interpolation.  torch + numpy only.
+from the cubic-spline interpolation.  torch + numpy only (torch is imported where it is used,
+so that the settings load without it).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from .baselines import cubic_on_grid
 from .geometry import apply_transform, thick_axis, voxel_sizes, world_coordinates
 from .inr.data import IntensityScale, Volume, automatic_foreground_mask, dilate_mask_mm
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 PROFILES = ("box", "point")
 
 
 @dataclass
 class JTVSettings:
-    """Settings of :func:`reconstruct_jtv` (intensities normalised to about [0, 1])."""
+    """Settings of :func:`reconstruct_jtv` (intensities normalised to about [0, 1]); the
+    ``[jtv]`` table of a settings file."""
 
+    #: weight of the JTV prior against the noise-weighted data terms
     regularisation: float = 1.0
     iterations: int = 150
     learning_rate: float = 0.01
+    #: slice profile of an acquired voxel: ``box`` (thick 2D slices), ``point`` (decimation)
     profile: str = "box"
     epsilon: float = 1e-3
-    threads: int | None = None
+
+    def validate(self) -> None:
+        """ValueError naming the setting that is out of range."""
+        if self.profile not in PROFILES:
+            raise ValueError(f"[jtv] profile must be one of {', '.join(PROFILES)}, got "
+                             f"{self.profile!r}")
+        for name in ("regularisation", "learning_rate", "epsilon"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"[jtv] {name} must be > 0, got {getattr(self, name)!r}")
+        if int(self.iterations) < 1:
+            raise ValueError(f"[jtv] iterations must be >= 1, got {self.iterations!r}")
 
 
 def noise_sigma(data: np.ndarray, mask: np.ndarray, axis: int) -> float:
@@ -75,6 +92,8 @@ def sampling_grid(volume: Volume, voxels: np.ndarray, offsets: np.ndarray,
                   transform: np.ndarray | None, shape, affine) -> torch.Tensor:
     """Normalised ``grid_sample`` coordinates (1, M*K, 1, 1, 3) on the output grid of the K
     profile points of each LR voxel (M, 3)."""
+    import torch
+
     points = (voxels[:, None, :] + offsets[None]).reshape(-1, 3)
     world = apply_transform(transform, world_coordinates(volume.affine, points))
     indices = apply_transform(np.linalg.inv(affine), world)
@@ -86,6 +105,8 @@ def sampling_grid(volume: Volume, voxels: np.ndarray, offsets: np.ndarray,
 def joint_total_variation(images: torch.Tensor, epsilon: float) -> torch.Tensor:
     """sum over voxels of sqrt(sum over contrasts and axes of forward differences^2 + eps^2)
     for (C, I, J, K) images (differences beyond the last voxel are 0)."""
+    import torch
+
     squared = torch.zeros_like(images[0])
     for axis in range(1, 4):
         difference = torch.diff(images, dim=axis)
@@ -94,17 +115,60 @@ def joint_total_variation(images: torch.Tensor, epsilon: float) -> torch.Tensor:
     return torch.sqrt(squared + epsilon**2).sum()
 
 
+def _project(image, grid, count: int):
+    """The forward model: the mean of ``image`` (I, J, K) over the ``count`` profile points of
+    each LR voxel in ``grid`` (:func:`sampling_grid`); shape (M,)."""
+    import torch
+
+    return torch.nn.functional.grid_sample(
+        image[None, None], grid, mode="bilinear", padding_mode="border",
+        align_corners=True).view(-1, count).mean(1)
+
+
+def forward_project(image: np.ndarray, affine: np.ndarray, volume: Volume, voxels: np.ndarray,
+                    profile: str = "box", transform: np.ndarray | None = None) -> np.ndarray:
+    """What the forward model of :func:`reconstruct_jtv` predicts at the LR voxels ``voxels``
+    (M, 3) of ``volume`` from an image (I, J, K) on the grid ``affine``: shape (M,), float64
+    (the re-simulation of an acquisition from a reconstruction)."""
+    import torch
+
+    offsets = profile_offsets(volume, profile, float(voxel_sizes(affine).min()))
+    grid = sampling_grid(volume, np.asarray(voxels, dtype=np.float64), offsets, transform,
+                         image.shape, affine)
+    with torch.no_grad():
+        values = _project(torch.from_numpy(np.asarray(image, dtype=np.float32)), grid,
+                          len(offsets))
+    return values.numpy().astype(np.float64)
+
+
 def reconstruct_jtv(volumes: list[Volume], shape: tuple[int, int, int], affine: np.ndarray,
                     settings: JTVSettings | None = None, masks: list | None = None,
-                    transforms: list | None = None) -> tuple[list[np.ndarray], dict]:
+                    transforms: list | None = None, progress=None
+                    ) -> tuple[list[np.ndarray], dict]:
     """JTV reconstruction of every contrast on the grid (shape, affine).
 
-    Returns one float32 array of ``shape`` per volume in its intensity units (clamped to its
-    LR range) and facts of the run (noise levels, seconds, final objective).
+    Parameters
+    ----------
+    volumes : list of Volume
+        LR images, each on its own grid (never resampled).
+    masks, transforms
+        Each image's foreground on its own grid (default: automatic) and world -> grid-world
+        rigid transform (default: identity).
+    progress : callable or None
+        ``progress(iteration, history_row)`` after each iteration.
+
+    Returns
+    -------
+    list of ndarray, dict
+        One float32 array of ``shape`` per volume in its intensity units (clamped to its LR
+        range); facts of the run: ``noise_sigma`` (image units), ``seconds``, ``objective``
+        and ``history`` (per iteration: the objective and each image's mean squared residual
+        in normalised units, ``loss_<name>``).
     """
+    import torch
+
     settings = settings or JTVSettings()
-    if settings.threads:
-        torch.set_num_threads(int(settings.threads))
+    settings.validate()
     started = time.perf_counter()
     masks = masks or [automatic_foreground_mask(v.data) for v in volumes]
     transforms = transforms or [None] * len(volumes)
@@ -126,20 +190,25 @@ def reconstruct_jtv(volumes: list[Volume], shape: tuple[int, int, int], affine: 
     images = torch.nn.Parameter(torch.from_numpy(start))
     optimiser = torch.optim.Adam([images], lr=settings.learning_rate)
     counts = [len(g.view(-1, 3)) // len(t) for g, t in zip(grids, targets)]
-    objective = float("nan")
-    for _ in range(settings.iterations):
+    names = [v.name or f"image{i}" for i, v in enumerate(volumes)]
+    history = []
+    for iteration in range(1, int(settings.iterations) + 1):
         optimiser.zero_grad(set_to_none=True)
         loss = settings.regularisation * joint_total_variation(images, settings.epsilon)
+        row = {"epoch": iteration}
         for index, (grid, target, weight, count) in enumerate(
                 zip(grids, targets, weights, counts)):
-            sampled = torch.nn.functional.grid_sample(
-                images[index][None, None], grid, mode="bilinear", padding_mode="border",
-                align_corners=True).view(-1, count).mean(1)
-            loss = loss + weight * (sampled - target).pow(2).sum()
+            squared = (_project(images[index], grid, count) - target).pow(2)
+            loss = loss + weight * squared.sum()
+            row[f"loss_{names[index]}"] = float(squared.detach().mean())
         loss.backward()
         optimiser.step()
-        objective = float(loss.detach())
+        row["objective"] = float(loss.detach())
+        history.append(row)
+        if progress:
+            progress(iteration, row)
     result = [np.clip(scale.restore(image), float(v.data.min()), float(v.data.max()))
               for image, scale, v in zip(images.detach().numpy(), scales, volumes)]
     return result, {"noise_sigma": [s * sc.scale for s, sc in zip(sigmas, scales)],
-                    "seconds": time.perf_counter() - started, "objective": objective}
+                    "seconds": time.perf_counter() - started,
+                    "objective": history[-1]["objective"], "history": history}

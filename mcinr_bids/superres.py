@@ -49,16 +49,20 @@ def template_grid(template_file: str, resolution: float) -> tuple[tuple[int, int
 
 
 def resimulation_residual(fitted, index: int, volume, mask: np.ndarray) -> dict:
-    """The model's prediction of LR image ``index`` at its own voxel centres versus the image.
+    """The model's prediction of LR image ``index`` at its own voxel centres versus the image
+    (:func:`residual_summary`)."""
+    indices = np.argwhere(mask)
+    world = apply_transform(fitted.transforms[index], world_coordinates(volume.affine, indices))
+    return residual_summary(fitted.predict(world)[:, index], volume, mask)
+
+
+def residual_summary(predicted: np.ndarray, volume, mask: np.ndarray) -> dict:
+    """A re-simulation of LR ``volume`` (values ``predicted`` at its voxels inside ``mask``, in
+    ``np.argwhere`` order) against the image.
 
     Returns RMSE (image units) and PSNR (dB, peak = the image's in-mask range) inside ``mask``,
     and the residual map (prediction - image, 0 outside the mask) on the image's grid.
     """
-    indices = np.argwhere(mask)
-    world = world_coordinates(volume.affine, indices)
-    transform = fitted.transforms[index]
-    world = apply_transform(transform, world)
-    predicted = fitted.predict(world)[:, index]
     observed = volume.data[mask].astype(np.float64)
     rmse = float(np.sqrt(np.mean((predicted - observed) ** 2)))
     peak = float(observed.max() - observed.min())
@@ -155,7 +159,6 @@ def superresolve(volumes: list, settings: INRSettings, output_dir: str, *,
     """
     started = time.perf_counter()
     os.makedirs(output_dir, exist_ok=True)
-    names = [v.name for v in volumes]
     fitted = fit_inr(volumes, settings, masks=masks, transforms=transforms, progress=progress,
                      epoch_callback=progress_reporter(say) if say else None,
                      resume_file=os.path.join(output_dir, RESUME_FILE))
@@ -165,36 +168,96 @@ def superresolve(volumes: list, settings: INRSettings, output_dir: str, *,
     predictions, _ = predict_on_grid(fitted, shape, affine)
     brain = output_foreground(grid_coordinates(shape, affine), fitted.masks, fitted.affines,
                               fitted.transforms).reshape(shape)
-    outputs = {"images": [], "shape": list(shape), "affine": np.asarray(affine).tolist()}
-    for name, prediction in zip(names, predictions):
-        path = os.path.join(output_dir, f"{name}_desc-superres.nii.gz")
-        save_nifti(prediction, affine, path)
-        outputs["images"].append(path)
-    outputs["mask"] = os.path.join(output_dir, "desc-brain_mask.nii.gz")
-    save_nifti(brain, affine, outputs["mask"])
     predict_seconds = time.perf_counter() - predict_started
-
-    rows = []
-    outputs["residuals"] = []
-    for index, volume in enumerate(volumes):
-        residual = resimulation_residual(fitted, index, volume, fitted.masks[index])
-        path = os.path.join(output_dir, f"{names[index]}_residual.nii.gz")
-        save_nifti(residual["map"], volume.affine, path)
-        outputs["residuals"].append(path)
-        rows.append({"measure": "resimulation_rmse", "image": names[index],
-                     "value": round(residual["rmse"], 6)})
-        rows.append({"measure": "resimulation_psnr", "image": names[index],
-                     "value": round(residual["psnr"], 4)})
-    for first, second in itertools.combinations(range(len(volumes)), 2):
-        value = mutual_information(predictions[first][brain], predictions[second][brain],
-                                   bins=settings.mi_bins)
-        rows.append({"measure": "mutual_information", "image": names[first],
-                     "other_image": names[second], "value": round(float(value), 6)})
-    outputs["metrics"] = write_metrics(rows, os.path.join(output_dir, "metrics.tsv"))
+    residuals = [resimulation_residual(fitted, index, volume, fitted.masks[index])
+                 for index, volume in enumerate(volumes)]
+    outputs = write_subject_outputs(output_dir, "superres", volumes, predictions, (shape, affine),
+                                    brain, residuals, settings.mi_bins)
     outputs["checkpoint"] = os.path.join(output_dir, "model.pt")
     save_checkpoint(fitted, outputs["checkpoint"])
     outputs["history"] = os.path.join(output_dir, "history.tsv")
     write_history(fitted.history, outputs["history"])
-    outputs.update(fitted.summary(), predict_seconds=round(predict_seconds, 2),
+    outputs.update(fitted.summary(), method="inr", predict_seconds=round(predict_seconds, 2),
+                   total_seconds=round(time.perf_counter() - started, 2))
+    return outputs
+
+
+def write_subject_outputs(output_dir: str, desc: str, volumes: list, predictions: list,
+                          grid: tuple, brain: np.ndarray, residuals: list[dict],
+                          mi_bins: int = 32) -> dict:
+    """Write one subject's reconstructions (``<name>_desc-<desc>.nii.gz``), the output brain
+    mask, each input's residual map and the metrics table (re-simulation RMSE/PSNR, MI between
+    the predicted contrasts inside the mask); return their paths."""
+    shape, affine = grid
+    names = [v.name for v in volumes]
+    outputs = {"images": [], "residuals": [], "shape": list(shape),
+               "affine": np.asarray(affine).tolist()}
+    for name, prediction in zip(names, predictions):
+        path = os.path.join(output_dir, f"{name}_desc-{desc}.nii.gz")
+        save_nifti(prediction, affine, path)
+        outputs["images"].append(path)
+    outputs["mask"] = os.path.join(output_dir, "desc-brain_mask.nii.gz")
+    save_nifti(brain, affine, outputs["mask"])
+    rows = []
+    for name, volume, residual in zip(names, volumes, residuals):
+        path = os.path.join(output_dir, f"{name}_residual.nii.gz")
+        save_nifti(residual["map"], volume.affine, path)
+        outputs["residuals"].append(path)
+        rows.append({"measure": "resimulation_rmse", "image": name,
+                     "value": round(residual["rmse"], 6)})
+        rows.append({"measure": "resimulation_psnr", "image": name,
+                     "value": round(residual["psnr"], 4)})
+    for first, second in itertools.combinations(range(len(volumes)), 2):
+        value = mutual_information(predictions[first][brain], predictions[second][brain],
+                                   bins=mi_bins)
+        rows.append({"measure": "mutual_information", "image": names[first],
+                     "other_image": names[second], "value": round(float(value), 6)})
+    outputs["metrics"] = write_metrics(rows, os.path.join(output_dir, "metrics.tsv"))
+    return outputs
+
+
+def reconstruct_subject_jtv(volumes: list, settings, output_dir: str, *,
+                            masks: list | None = None, transforms: list | None = None,
+                            grid: tuple | None = None, resolution: float = 1.0,
+                            say=None) -> dict:
+    """The joint-total-variation reconstruction (:func:`mcinr_bids.jtv.reconstruct_jtv`) of
+    ``volumes`` with the outputs of :func:`superresolve` (``<name>_desc-jtv.nii.gz``, mask,
+    residuals of the JTV forward model, metrics, ``history.tsv`` of the objective per
+    iteration) and its summary; no model file."""
+    from .inr.data import prepare_masks
+    from .jtv import forward_project, reconstruct_jtv
+
+    started = time.perf_counter()
+    os.makedirs(output_dir, exist_ok=True)
+    masks = prepare_masks(volumes, masks)
+    transforms = list(transforms) if transforms is not None else [None] * len(volumes)
+    affines = [v.affine for v in volumes]
+    if grid is None:
+        grid = isotropic_grid(bounding_box([(m.shape, a) for m, a in zip(masks, affines)],
+                                           transforms), resolution)
+    shape, affine = grid
+    last = [time.perf_counter()]
+
+    def report(iteration: int, row: dict) -> None:
+        if say and (iteration == 1 or time.perf_counter() - last[0] >= 30):
+            last[0] = time.perf_counter()
+            say(f"JTV iteration {iteration}/{settings.iterations}: objective "
+                f"{row['objective']:.4g}; {last[0] - started:.0f} s so far")
+
+    images, facts = reconstruct_jtv(volumes, tuple(shape), affine, settings, masks=masks,
+                                    transforms=transforms, progress=report)
+    brain = output_foreground(grid_coordinates(shape, affine), masks, affines,
+                              transforms).reshape(shape)
+    residuals = [residual_summary(forward_project(image, affine, volume, np.argwhere(mask),
+                                                  settings.profile, transform), volume, mask)
+                 for image, volume, mask, transform in zip(images, volumes, masks, transforms)]
+    outputs = write_subject_outputs(output_dir, "jtv", volumes, images, (shape, affine), brain,
+                                    residuals)
+    outputs["history"] = os.path.join(output_dir, "history.tsv")
+    write_history(facts["history"], outputs["history"])
+    outputs.update(method="jtv", epochs_run=int(settings.iterations),
+                   selected_epoch=int(settings.iterations), stopped_early=False,
+                   stop_reason="iteration count", fit_seconds=round(facts["seconds"], 2),
+                   device="cpu", noise_sigma=[round(float(v), 6) for v in facts["noise_sigma"]],
                    total_seconds=round(time.perf_counter() - started, 2))
     return outputs

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from .. import __version__
-from ..config import DEFAULT_CONTRASTS, OUTPUT_SPACES, SKULL_STRIP
+from ..config import DEFAULT_CONTRASTS, METHODS, OUTPUT_SPACES, SKULL_STRIP
 from ..inr.settings import DEVICES, MODELS, PRESETS
 
 
@@ -64,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="isotropic voxel size of the outputs")
 
     workflow = parser.add_argument_group("Workflow")
+    workflow.add_argument("--method", choices=METHODS, default="inr",
+                          help="inr: the subject's implicit neural representation (outputs "
+                               "desc-superres); jtv: the classical joint-total-variation "
+                               "reconstruction ([jtv] table; outputs desc-jtv; better than the "
+                               "INR on thick slices in our benchmark, see README)")
     workflow.add_argument("--skull-strip", choices=SKULL_STRIP, default="auto",
                           help="auto: extract the brain unless the inputs are already "
                                "skull-stripped; force: always; skip: never (head mask)")

@@ -35,7 +35,7 @@ APP_OPTIONS: OptionMap = {
         "stop_on_first_crash", "nprocs", "omp_nthreads", "mem_gb", "n_gpu_procs", "sloppy")},
     "verbose_count": ("execution", "verbose"),
     **{key: ("workflow", key) for key in (
-        "contrasts", "output_space", "output_resolution", "skull_strip", "preset",
+        "contrasts", "method", "output_space", "output_resolution", "skull_strip", "preset",
         "simulate_lowres", "simulate_factor", "simulate_protocol", "evaluate_ablation")},
     "model": ("inr", "model"),
     "psf": ("inr", "psf"),

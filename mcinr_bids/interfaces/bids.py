@@ -89,6 +89,7 @@ class _SidecarMetadataInputSpec(BaseInterfaceInputSpec):
     settings = traits.Dict(mandatory=True)
     fit_info = traits.Dict(mandatory=True)
     bias_corrected = traits.Bool(True, usedefault=True, desc="whether N4 ran before the fit")
+    method = traits.Enum("inr", "jtv", usedefault=True, desc="the reconstruction method")
 
 
 class _SidecarMetadataOutputSpec(TraitedSpec):
@@ -110,5 +111,6 @@ class SidecarMetadata(SimpleInterface):
             list(self.inputs.sources), self.inputs.bids_dir, self.inputs.skull_stripped,
             self.inputs.mask_method, self.inputs.space, self.inputs.resolution,
             self.inputs.spatial_reference or None, dict(self.inputs.settings),
-            dict(self.inputs.fit_info), bias_corrected=self.inputs.bias_corrected))
+            dict(self.inputs.fit_info), bias_corrected=self.inputs.bias_corrected,
+            method=self.inputs.method))
         return runtime

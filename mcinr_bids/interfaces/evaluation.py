@@ -19,10 +19,15 @@ class _EvaluateInputSpec(BaseInterfaceInputSpec):
                                    desc="isotropic originals, one per simulated input")
     low_resolution_files = InputMultiObject(File(exists=True), mandatory=True)
     names = traits.List(traits.Str, mandatory=True)
-    checkpoint = File(exists=True, mandatory=True, desc="the fitted (joint) model")
+    checkpoint = File(exists=True, desc="the fitted (joint) model (absent: --method jtv)")
     ablation_checkpoint = File(exists=True, desc="single-contrast models")
     model = traits.Str("split", usedefault=True, desc="the joint model's kind")
     metrics = File(exists=True, mandatory=True, desc="the participant metrics to extend")
+    jtv_settings = traits.Dict(desc="the [jtv] table: adds the 'jtv' rows (truths on one grid)")
+    to_reference = InputMultiObject(File(exists=True), mandatory=True,
+                                    desc="4x4 text matrices: image world -> reference world")
+    reference_to_output = File(exists=True, desc="4x4 text matrix: reference -> output space")
+    brain_mask = File(exists=True, desc="brain mask on the reference image's grid")
 
 
 class _EvaluateOutputSpec(TraitedSpec):
@@ -36,15 +41,38 @@ class EvaluateSuperresolution(SimpleInterface):
     output_spec = _EvaluateOutputSpec
 
     def _run_interface(self, runtime):
-        from ..evaluation import evaluate_subject
-        from ..superres import append_metrics
+        import nibabel as nib
+        import numpy as np
 
-        checkpoints = {f"inr-{self.inputs.model}": self.inputs.checkpoint}
+        from ..evaluation import evaluate_subject, jtv_on_truth_grid
+        from ..inr.data import prepare_masks
+        from ..jtv import JTVSettings
+        from ..superres import append_metrics, load_subject
+
+        checkpoints = {}
+        if self.inputs.checkpoint:
+            checkpoints[f"inr-{self.inputs.model}"] = self.inputs.checkpoint
         if self.inputs.ablation_checkpoint:
             checkpoints["inr-single"] = self.inputs.ablation_checkpoint
+        reference_to_output = (np.loadtxt(self.inputs.reference_to_output)
+                               if self.inputs.reference_to_output else np.eye(4))
+        volumes, masks, transforms = load_subject(
+            list(self.inputs.low_resolution_files), list(self.inputs.names),
+            [np.loadtxt(p) for p in self.inputs.to_reference], reference_to_output,
+            self.inputs.brain_mask or None)
+        masks = prepare_masks(volumes, masks)
+        extra = {}
+        truths = [nib.load(p) for p in self.inputs.truth_files]
+        one_grid = all(t.shape == truths[0].shape and np.allclose(t.affine, truths[0].affine,
+                                                                  atol=1e-3) for t in truths)
+        if self.inputs.jtv_settings and one_grid:
+            extra["jtv"] = jtv_on_truth_grid(volumes, masks, transforms,
+                                             self.inputs.truth_files[0],
+                                             JTVSettings(**dict(self.inputs.jtv_settings)))
         rows = evaluate_subject(list(self.inputs.truth_files),
                                 list(self.inputs.low_resolution_files), checkpoints,
-                                list(self.inputs.names))
+                                list(self.inputs.names), transforms=transforms, masks=masks,
+                                extra=extra)
         self._results["out_metrics"] = append_metrics(
             self.inputs.metrics, rows, os.path.join(runtime.cwd, "metrics.tsv"))
         return runtime

@@ -1,4 +1,6 @@
-"""Nipype interface of the INR fit (:func:`mcinr_bids.superres.superresolve`)."""
+"""Nipype interfaces of one subject's reconstruction: the INR fit
+(:func:`mcinr_bids.superres.superresolve`) and the joint-total-variation reconstruction
+(:func:`mcinr_bids.superres.reconstruct_subject_jtv`)."""
 
 from __future__ import annotations
 
@@ -24,21 +26,62 @@ class _FitINRInputSpec(BaseInterfaceInputSpec):
     brain_mask = File(exists=True, desc="brain mask on the reference image's grid")
     template_file = File(exists=True, desc="output grid covers this template (else native)")
     resolution = traits.Float(1.0, usedefault=True, desc="output voxel size (mm)")
-    settings = traits.Dict(mandatory=True, desc="INR settings (INRSettings.to_dict())")
+    settings = traits.Dict(mandatory=True, desc="the method's settings (INRSettings.to_dict() "
+                           "or the [jtv] table)")
     omp_nthreads = traits.Int(1, usedefault=True, desc="torch threads")
     label = traits.Str("", usedefault=True, desc="subject/session, for the progress log")
     use_gpu = traits.Bool(False, usedefault=True,
                           desc="a GPU job for MultiProc's n_gpu_procs scheduling")
 
 
-class _FitINROutputSpec(TraitedSpec):
+class _ReconstructionOutputSpec(TraitedSpec):
     out_files = OutputMultiObject(File(exists=True), desc="super-resolved images")
     out_mask = File(exists=True, desc="brain mask on the output grid")
-    out_checkpoint = File(exists=True)
     out_history = File(exists=True)
     out_metrics = File(exists=True)
     out_residuals = OutputMultiObject(File(exists=True), desc="re-simulation residual maps")
     fit_info = traits.Dict(desc="epochs, stop epoch, seconds, device")
+
+
+class _FitINROutputSpec(_ReconstructionOutputSpec):
+    out_checkpoint = File(exists=True)
+
+
+SUMMARY_KEYS = ("method", "epochs_run", "selected_epoch", "stopped_early", "stop_reason",
+                "fit_seconds", "predict_seconds", "device", "grid_cell_sizes_mm",
+                "resumed_from_epoch", "noise_sigma")
+
+
+def load_inputs(inputs) -> tuple[list, list | None, list, tuple | None]:
+    """Volumes, masks, transforms and output grid from a reconstruction node's inputs."""
+    from ..superres import load_subject, template_grid
+
+    to_reference = [np.loadtxt(path) for path in inputs.to_reference]
+    reference_to_output = (np.loadtxt(inputs.reference_to_output)
+                           if inputs.reference_to_output else np.eye(4))
+    volumes, masks, transforms = load_subject(
+        list(inputs.in_files), list(inputs.names), to_reference, reference_to_output,
+        inputs.brain_mask or None)
+    grid = (template_grid(inputs.template_file, inputs.resolution)
+            if inputs.template_file else None)
+    return volumes, masks, transforms, grid
+
+
+def progress_log(label: str):
+    """``say(message)`` into nipype's workflow log, prefixed by the subject's label."""
+    from nipype import logging
+
+    log = logging.getLogger("nipype.workflow")
+    return lambda message: log.info("%s: %s", label or "fit", message)
+
+
+def reconstruction_results(outputs: dict, threads: int) -> dict:
+    """The node outputs shared by both methods from the subject pipeline's return value."""
+    return {"out_files": outputs["images"], "out_mask": outputs["mask"],
+            "out_history": outputs["history"], "out_metrics": outputs["metrics"],
+            "out_residuals": outputs["residuals"],
+            "fit_info": {**{k: outputs[k] for k in SUMMARY_KEYS if k in outputs},
+                         "threads": threads}}
 
 
 class FitINR(SimpleInterface):
@@ -54,34 +97,39 @@ class FitINR(SimpleInterface):
         import torch
 
         from ..inr.settings import INRSettings
-        from ..superres import load_subject, superresolve, template_grid
+        from ..superres import superresolve
 
         settings = INRSettings.from_dict(dict(self.inputs.settings))
         settings.threads = self.inputs.omp_nthreads
         torch.set_num_threads(max(1, self.inputs.omp_nthreads))
-        to_reference = [np.loadtxt(path) for path in self.inputs.to_reference]
-        reference_to_output = (np.loadtxt(self.inputs.reference_to_output)
-                               if self.inputs.reference_to_output else np.eye(4))
-        volumes, masks, transforms = load_subject(
-            list(self.inputs.in_files), list(self.inputs.names), to_reference,
-            reference_to_output, self.inputs.brain_mask or None)
-        grid = (template_grid(self.inputs.template_file, self.inputs.resolution)
-                if self.inputs.template_file else None)
-        from nipype import logging
-
-        log = logging.getLogger("nipype.workflow")
-        label = self.inputs.label or "fit"
+        volumes, masks, transforms, grid = load_inputs(self.inputs)
         outputs = superresolve(volumes, settings, runtime.cwd, masks=masks,
                                transforms=transforms, grid=grid,
                                resolution=self.inputs.resolution,
-                               say=lambda message: log.info("%s: %s", label, message))
-        summary_keys = ("epochs_run", "selected_epoch", "stopped_early", "stop_reason",
-                        "fit_seconds", "predict_seconds", "device", "grid_cell_sizes_mm",
-                        "resumed_from_epoch")
-        self._results.update(
-            out_files=outputs["images"], out_mask=outputs["mask"],
-            out_checkpoint=outputs["checkpoint"], out_history=outputs["history"],
-            out_metrics=outputs["metrics"], out_residuals=outputs["residuals"],
-            fit_info={**{k: outputs[k] for k in summary_keys},
-                      "threads": self.inputs.omp_nthreads})
+                               say=progress_log(self.inputs.label))
+        self._results.update(reconstruction_results(outputs, self.inputs.omp_nthreads),
+                             out_checkpoint=outputs["checkpoint"])
+        return runtime
+
+
+class ReconstructJTV(SimpleInterface):
+    """The joint-total-variation reconstruction of all images of a subject on the output grid
+    (``settings``: the ``[jtv]`` table)."""
+
+    input_spec = _FitINRInputSpec
+    output_spec = _ReconstructionOutputSpec
+
+    def _run_interface(self, runtime):
+        import torch
+
+        from ..jtv import JTVSettings
+        from ..superres import reconstruct_subject_jtv
+
+        torch.set_num_threads(max(1, self.inputs.omp_nthreads))
+        volumes, masks, transforms, grid = load_inputs(self.inputs)
+        outputs = reconstruct_subject_jtv(
+            volumes, JTVSettings(**dict(self.inputs.settings)), runtime.cwd, masks=masks,
+            transforms=transforms, grid=grid, resolution=self.inputs.resolution,
+            say=progress_log(self.inputs.label))
+        self._results.update(reconstruction_results(outputs, self.inputs.omp_nthreads))
         return runtime

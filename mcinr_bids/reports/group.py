@@ -31,6 +31,8 @@ GROUP_DICTIONARY = {
     "session_id": {"Description": "Session label (ses-<label>); n/a without sessions."},
     "image": {"Description": "The input image (file name stem)."},
     "contrast": {"Description": "BIDS suffix of the input (T1w, FLAIR, ...)."},
+    "method": {"Description": "The participant-level method that made the outputs: inr "
+                              "(desc-superres) or jtv (desc-jtv)."},
     "resimulation_rmse": {"Description": "RMSE between the model's prediction at the input's "
                                          "voxels and the input, inside the brain mask.",
                           "Units": "input intensity units"},
@@ -81,9 +83,10 @@ def robust_z(values: pd.Series) -> pd.Series:
 
 
 def flag_outliers(group: pd.DataFrame) -> pd.DataFrame:
-    """Rows whose robust z-score (within its contrast) exceeds 3 on PSNR or MI."""
+    """Rows whose robust z-score (within its contrast and method) exceeds 3 on PSNR or MI."""
     flagged = []
-    for _, rows in group.groupby("contrast"):
+    keys = ["contrast", "method"] if "method" in group else ["contrast"]
+    for _, rows in group.groupby(keys):
         for measure in OUTLIER_MEASURES:
             z = robust_z(rows[measure])
             for index in rows.index[z.abs() > OUTLIER_Z]:
@@ -95,22 +98,30 @@ def flag_outliers(group: pd.DataFrame) -> pd.DataFrame:
                                           "measure", "value", "robust_z"])
 
 
+#: the ``desc-`` label of each participant-level method's outputs (workflows.outputs)
+METHOD_DESC = {"inr": "superres", "jtv": "jtv"}
+
+
 def aggregate_metrics(output_dir: str | Path, participants: list[str] | None = None) -> Path:
-    """Gather every ``sub-*_desc-superres_metrics.tsv`` into the group table and report.
+    """Gather every ``sub-*_desc-superres_metrics.tsv`` (INR) and ``sub-*_desc-jtv_metrics.tsv``
+    (``--method jtv``) into the group table (column ``method``) and report.
 
     Reads only the derivatives; returns the path of the group TSV.
     """
     output = Path(output_dir)
-    files = sorted(output.glob("sub-*/**/anat/sub-*_desc-superres_metrics.tsv"))
+    files = [path for desc in METHOD_DESC.values()
+             for path in sorted(output.glob(f"sub-*/**/anat/sub-*_desc-{desc}_metrics.tsv"))]
     if participants:
         files = [f for f in files if f.name.split("_")[0][4:] in participants]
     if not files:
         raise NoParticipantsError(
             f"{output}: no participant results (sub-*/anat/*_desc-superres_metrics.tsv); run "
             "the participant level first, with this folder as output_dir.")
-    group = pd.concat([read_participant_table(f) for f in files], ignore_index=True)
+    methods = {f"desc-{desc}": method for method, desc in METHOD_DESC.items()}
+    group = pd.concat([read_participant_table(f).assign(
+        method=methods[f.name.split("_")[-2]]) for f in files], ignore_index=True)
     evaluation = evaluation_summary(files)
-    group = group[["participant_id", "session_id", "image", "contrast", *MEASURES]]
+    group = group[["participant_id", "session_id", "image", "contrast", "method", *MEASURES]]
     target = output / "group_desc-superres_metrics.tsv"
     temporary = target.with_suffix(".tmp")
     group.to_csv(temporary, sep="\t", index=False, na_rep="n/a", float_format="%.6g")

@@ -102,18 +102,23 @@ def mask_figure(sr_file: str, mask_file: str, out_file: str) -> str:
 
 
 def curves_figure(history_file: str, selected_epoch: int | None, out_file: str) -> str:
-    """Training loss per image and MI per epoch; the selected epoch marked."""
+    """Training loss per image and MI per epoch, the selected epoch marked (INR); data misfit
+    per image and the objective per iteration (JTV, whose history has ``objective``)."""
     history = pd.read_csv(history_file, sep="\t")
+    step = "iteration" if "objective" in history else "epoch"
     figure, (loss_axis, mi_axis) = plt.subplots(1, 2, figsize=(12, 3.5))
     for column in [c for c in history.columns if c.startswith("loss_")]:
         loss_axis.semilogy(history["epoch"], history[column], label=column[5:])
-    loss_axis.set_xlabel("epoch")
-    loss_axis.set_ylabel("training loss (normalised MSE)")
+    loss_axis.set_xlabel(step)
+    loss_axis.set_ylabel("data misfit (normalised MSE)")
     loss_axis.legend(fontsize=8)
     if "mutual_information" in history:
         mi_axis.plot(history["epoch"], history["mutual_information"], "k.-")
-    mi_axis.set_xlabel("epoch")
-    mi_axis.set_ylabel("MI between predicted contrasts")
+        mi_axis.set_ylabel("MI between predicted contrasts")
+    elif "objective" in history:
+        mi_axis.semilogy(history["epoch"], history["objective"], "k-")
+        mi_axis.set_ylabel("JTV objective")
+    mi_axis.set_xlabel(step)
     for axis in (loss_axis, mi_axis):
         if selected_epoch:
             axis.axvline(selected_epoch, color="red", linestyle="--", label="selected epoch")
@@ -145,6 +150,12 @@ def residual_figure(residual_files: list[str], names: list[str], out_file: str) 
 
 def fit_summary(fit_info: dict) -> str:
     """One sentence on how the fit went (epochs, selection, stop, time, device, resumption)."""
+    if fit_info.get("method") == "jtv":
+        sigmas = ", ".join(f"{v:.3g}" for v in fit_info.get("noise_sigma") or [])
+        return (f"Joint-total-variation reconstruction: {fit_info.get('epochs_run', '?')} "
+                f"iterations, {fit_info.get('fit_seconds', 0):.0f} s on "
+                f"{fit_info.get('device', '?')}; noise level of each input estimated as "
+                f"{sigmas or '?'} (its intensity units).")
     text = (f"{fit_info.get('epochs_run', '?')} epochs (selected epoch "
             f"{fit_info.get('selected_epoch', '?')}, stopped by "
             f"{fit_info.get('stop_reason', '?')}), {fit_info.get('fit_seconds', 0):.0f} s of "
@@ -174,7 +185,8 @@ def write_fragment(label: str, output_dir: str, inputs: list[str], outputs: list
              "output grid: its thick slices show) and the output.</p>"]
     for name, lr_file, sr_file, transform in zip(names, inputs, outputs, transforms):
         stem, suffix = name.rsplit("_", 1)
-        figure = figures / f"{stem}_desc-superres_{suffix}.svg"
+        desc = "jtv" if fit_info.get("method") == "jtv" else "superres"
+        figure = figures / f"{stem}_desc-{desc}_{suffix}.svg"
         # the ITK file holds output -> image points; the figure wants image -> output
         input_figure(lr_file, sr_file, np.linalg.inv(itk_file_to_ras(transform)), mask_file,
                      str(figure))
@@ -194,7 +206,8 @@ def write_fragment(label: str, output_dir: str, inputs: list[str], outputs: list
                      f'<img src="{subject}/figures/{template_svg.name}" alt="template">')
     curves_svg = figures / f"{label}_desc-curves_history.svg"
     curves_figure(history_file, fit_info.get("selected_epoch"), str(curves_svg))
-    parts.append("<h3>Training</h3>" + f"<p>{html.escape(fit_summary(fit_info))}</p>"
+    parts.append(("<h3>Reconstruction</h3>" if fit_info.get("method") == "jtv" else
+                  "<h3>Training</h3>") + f"<p>{html.escape(fit_summary(fit_info))}</p>"
                  f'<img src="{subject}/figures/{curves_svg.name}" alt="training curves">')
     metrics = pd.read_csv(metrics_file, sep="\t", na_values="n/a", keep_default_na=False)
     parts.append("<h3>Metrics</h3>" + metrics.to_html(index=False, na_rep="n/a",

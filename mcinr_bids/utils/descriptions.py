@@ -111,6 +111,23 @@ MODEL_WORDS = {
 }
 
 
+#: the joint-total-variation reconstruction, in words
+JTV_WORDS = ("a joint-total-variation reconstruction of all contrasts on the output grid (the "
+             "method of UniRes, Brudfors et al. 2019, reimplemented): each acquired voxel "
+             "compared with the mean of its image over the voxel's slice profile ({profile}), "
+             "data terms weighted by each image's noise level estimated from the data, and a "
+             "prior on the joint gradient magnitude of the contrasts (weight {regularisation:g}, "
+             "{iterations} Adam iterations from the cubic-spline interpolation)")
+
+
+def jtv_words(settings: dict) -> str:
+    """The JTV reconstruction with its settings (the ``[jtv]`` table), in words."""
+    profile = ("uniform across the slice thickness" if settings.get("profile", "box") == "box"
+               else "the voxel centre")
+    return JTV_WORDS.format(profile=profile, regularisation=settings.get("regularisation", 1.0),
+                            iterations=settings.get("iterations", 150))
+
+
 def forward_model_words(psf: bool) -> str:
     """How the fit compares the model with an acquired voxel."""
     if psf:
@@ -120,18 +137,25 @@ def forward_model_words(psf: bool) -> str:
 
 
 def methods_text(*, n_images: int, reference: str, space: str, resolution: float,
-                 settings, bias_correction: bool, evaluation: bool) -> str:
+                 settings, bias_correction: bool, evaluation: bool,
+                 jtv_settings: dict | None = None) -> str:
     """The boilerplate of one subject's processing, saying what was run (``settings``: the
-    INRSettings of the fit)."""
+    INRSettings of the fit; ``jtv_settings``: the ``[jtv]`` table when the method is JTV)."""
     preprocessing = ("corrected for intensity non-uniformity (N4, antspyx) and rigidly "
                      "registered" if bias_correction else "rigidly registered (no N4 bias-field "
                      "correction)")
     text = (f"The {n_images} anatomical images of this subject were {preprocessing} (mutual "
-            f"information) to {reference}, which was rigidly registered to {space}. "
-            f"{MODEL_WORDS[settings.model][0].upper()}{MODEL_WORDS[settings.model][1:]} "
-            f"was fitted to the original voxels of the images, in world coordinates, "
-            f"{forward_model_words(settings.psf)}, and predicted on an isotropic grid "
-            f"({resolution:g} mm) in {space} space.")
+            f"information) to {reference}, which was rigidly registered to {space}. ")
+    if jtv_settings is not None:
+        words = jtv_words(jtv_settings)
+        text += (f"{words[0].upper()}{words[1:]}, was computed from the original voxels of the "
+                 f"images, in world coordinates, on an isotropic grid ({resolution:g} mm) in "
+                 f"{space} space.")
+    else:
+        text += (f"{MODEL_WORDS[settings.model][0].upper()}{MODEL_WORDS[settings.model][1:]} "
+                 f"was fitted to the original voxels of the images, in world coordinates, "
+                 f"{forward_model_words(settings.psf)}, and predicted on an isotropic grid "
+                 f"({resolution:g} mm) in {space} space.")
     if evaluation:
         text += (" Evaluation mode: the inputs were thick-slice acquisitions simulated from "
                  "isotropic images, and the outputs were scored against those originals.")
@@ -140,11 +164,12 @@ def methods_text(*, n_images: int, reference: str, space: str, resolution: float
 
 def sidecars(sources: list[str], bids_dir: str, skull_stripped: bool, mask_method: str,
              space: str, resolution: str, spatial_reference: str | None, settings: dict,
-             fit_info: dict, bias_corrected: bool = True) -> dict:
+             fit_info: dict, bias_corrected: bool = True, method: str = "inr") -> dict:
     """The JSON sidecars of one subject's outputs.
 
     Returns ``{"image_metadata": [one dict per source], "mask_metadata": dict,
-    "model_metadata": dict}``.
+    "model_metadata": dict}``; ``method`` ``jtv``: ``settings`` is the ``[jtv]`` table and
+    the record of the run is under ``JTV`` (no model).
     """
     uris = [bids_uri(path, bids_dir) for path in sources]
     common = {"Resolution": resolution, "SkullStripped": bool(skull_stripped)}
@@ -171,6 +196,17 @@ def sidecars(sources: list[str], bids_dir: str, skull_stripped: bool, mask_metho
         "FitSeconds": fit_info.get("fit_seconds"),
         "SoftwareVersions": software,
     }
+    if method == "jtv":
+        fit = {"Parameters": settings, "Threads": fit_info.get("threads"),
+               "Iterations": fit_info.get("epochs_run"),
+               "NoiseSigma": fit_info.get("noise_sigma"),
+               "FitSeconds": fit_info.get("fit_seconds"), "SoftwareVersions": software}
+        how = jtv_words(settings)
+    else:
+        how = (f"{MODEL_WORDS[settings.get('model', 'split')]} ("
+               + ", ".join(bids_stem(s) for s in sources) + "), "
+               f"{forward_model_words(bool(settings.get('psf')))}")
+    record = "JTV" if method == "jtv" else "INR"
     images = []
     for index, uri in enumerate(uris):
         header = nib.load(sources[index])
@@ -182,13 +218,11 @@ def sidecars(sources: list[str], bids_dir: str, skull_stripped: bool, mask_metho
             "InputSliceAxis": thick_axis_letter(header.affine),
             "Description": (
                 f"{bids_suffix(sources[index])} super-resolved to an isotropic grid by "
-                f"{MODEL_WORDS[settings.get('model', 'split')]} ("
-                + ", ".join(bids_stem(s) for s in sources) + "), "
-                f"{forward_model_words(bool(settings.get('psf')))}; in the input's intensity "
+                f"{how}; in the input's intensity "
                 + ("units after N4 bias-field correction." if bias_corrected
                    else "units (no bias-field correction).")),
             "RawSources": uris,
-            "INR": fit,
+            record: fit,
         })
     mask = {**common, "Type": "Brain", "Sources": uris,
             "Description": f"Brain mask in {space}: {mask_method}, carried through the rigid "

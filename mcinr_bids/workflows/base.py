@@ -3,6 +3,7 @@ brain mask -> INR fit -> derivatives -> report)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from nipype.pipeline import engine as pe
@@ -82,13 +83,19 @@ def init_single_subject_wf(*, config: AppConfig, inputs: SubjectInputs, space: O
     resolution_text, spatial_reference = grid_description(space, resolution, images[reference],
                                                           source_dir)
     settings = config.inr.to_dict()
+    method = config.workflow.method
+    jtv_settings = dataclasses.asdict(config.jtv)
+    if originals and config.workflow.simulate_protocol == "decimate":
+        # decimated slices are point samples: JTV's forward model follows the simulation
+        jtv_settings["profile"] = "point"
     use_gpu = config.inr.device == "cuda" or (config.inr.device == "auto" and _cuda_available())
 
     workflow = Workflow(name=name)
     workflow.__desc__ = methods_text(
         n_images=len(images), reference=bids_stem(images[reference]), space=space_label,
         resolution=resolution, settings=config.inr,
-        bias_correction=config.workflow.bias_correction, evaluation=bool(originals))
+        bias_correction=config.workflow.bias_correction, evaluation=bool(originals),
+        jtv_settings=jtv_settings if method == "jtv" else None)
     anat_preproc_wf = init_anat_preproc_wf(
         images=images, reference=reference, bias_correction=config.workflow.bias_correction,
         skull_strip=config.workflow.skull_strip, space=space, seed=config.inr.seed,
@@ -98,12 +105,13 @@ def init_single_subject_wf(*, config: AppConfig, inputs: SubjectInputs, space: O
         resolution=resolution, omp_nthreads=omp_nthreads, use_gpu=use_gpu, label=inputs.label,
         template_file=space.t1w if space.is_template else None,
         truth_files=[originals[p] for p in images] if originals else None,
-        ablation=config.workflow.evaluate_ablation)
+        ablation=config.workflow.evaluate_ablation, method=method, jtv_settings=jtv_settings)
     ds_superres_wf = init_ds_superres_wf(
         output_dir=output_dir, sources=images, reference=reference, space=space_label,
         resolution=resolution, resolution_text=resolution_text,
-        spatial_reference=spatial_reference, source_dir=source_dir, settings=settings,
-        bias_corrected=config.workflow.bias_correction)
+        spatial_reference=spatial_reference, source_dir=source_dir,
+        settings=jtv_settings if method == "jtv" else settings,
+        bias_corrected=config.workflow.bias_correction, method=method)
     participant_report = pe.Node(
         ParticipantReport(label=inputs.label, output_dir=output_dir, inputs=images,
                           reference_index=reference, methods=workflow.__desc__),

@@ -7,7 +7,7 @@ from nipype.pipeline import engine as pe
 from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
 from ..interfaces.evaluation import EvaluateSuperresolution
-from ..interfaces.inr import FitINR
+from ..interfaces.inr import FitINR, ReconstructJTV
 
 INPUT_FIELDS = ["images", "to_reference", "reference_to_output", "brain_mask"]
 
@@ -16,8 +16,11 @@ def init_superres_wf(*, names: list[str], reference: int, settings: dict, resolu
                      omp_nthreads: int, use_gpu: bool, label: str = "",
                      template_file: str | None = None,
                      truth_files: list[str] | None = None, ablation: bool = False,
+                     method: str = "inr", jtv_settings: dict | None = None,
                      name: str = "superres_wf") -> Workflow:
-    """Fit one INR to all images of a subject and predict every contrast on the output grid.
+    """Fit one INR to all images of a subject and predict every contrast on the output grid
+    (``method="inr"``), or reconstruct them all by joint total variation (``"jtv"``: node
+    ``reconstruct``, no model file).
 
     Workflow Graph
         .. workflow::
@@ -36,6 +39,9 @@ def init_superres_wf(*, names: list[str], reference: int, settings: dict, resolu
         Unique output stems, one per image.
     settings : dict
         The resolved INR settings (``INRSettings.to_dict()``).
+    jtv_settings : dict or None
+        The ``[jtv]`` table: the settings of ``method="jtv"``; in the evaluation mode also a
+        ``jtv`` row beside the INR's.
     template_file : str or None
         The output grid covers this template; ``None``: the union field of view (native).
     truth_files : list of str or None
@@ -49,7 +55,7 @@ def init_superres_wf(*, names: list[str], reference: int, settings: dict, resolu
 
     Outputs
     -------
-    images, mask, checkpoint, history, metrics, residuals, fit_info
+    images, mask, checkpoint (INR only), history, metrics, residuals, fit_info
     """
     workflow = Workflow(name=name)
     inputnode = pe.Node(niu.IdentityInterface(fields=INPUT_FIELDS), name="inputnode")
@@ -57,10 +63,11 @@ def init_superres_wf(*, names: list[str], reference: int, settings: dict, resolu
         "images", "mask", "checkpoint", "history", "metrics", "residuals", "fit_info"]),
         name="outputnode")
 
-    def fit_node(node_name: str, node_settings: dict) -> pe.Node:
-        node = pe.Node(FitINR(names=names, reference_index=reference, settings=node_settings,
-                              resolution=resolution, omp_nthreads=omp_nthreads,
-                              use_gpu=use_gpu, label=label),
+    def fit_node(node_name: str, node_settings: dict, interface=FitINR) -> pe.Node:
+        gpu = {"use_gpu": use_gpu} if interface is FitINR else {}
+        node = pe.Node(interface(names=names, reference_index=reference, settings=node_settings,
+                                 resolution=resolution, omp_nthreads=omp_nthreads, label=label,
+                                 **gpu),
                        name=node_name, n_procs=omp_nthreads, mem_gb=4.0)
         if template_file:
             node.inputs.template_file = template_file
@@ -69,21 +76,31 @@ def init_superres_wf(*, names: list[str], reference: int, settings: dict, resolu
             workflow.connect(inputnode, field, node, field)
         return node
 
-    fit = fit_node("fit", settings)
+    if method == "jtv":
+        fit = fit_node("reconstruct", dict(jtv_settings or {}), ReconstructJTV)
+    else:
+        fit = fit_node("fit", settings)
+        workflow.connect(fit, "out_checkpoint", outputnode, "checkpoint")
     workflow.connect([(fit, outputnode, [
-        ("out_files", "images"), ("out_mask", "mask"), ("out_checkpoint", "checkpoint"),
-        ("out_history", "history"), ("out_residuals", "residuals"), ("fit_info", "fit_info")])])
+        ("out_files", "images"), ("out_mask", "mask"), ("out_history", "history"),
+        ("out_residuals", "residuals"), ("fit_info", "fit_info")])])
     if not truth_files:
         workflow.connect(fit, "out_metrics", outputnode, "metrics")
         return workflow
     evaluate = pe.Node(EvaluateSuperresolution(
-        truth_files=truth_files, names=names, model=settings["model"]), name="evaluate")
+        truth_files=truth_files, names=names, model=settings["model"],
+        jtv_settings=dict(jtv_settings or {})), name="evaluate")
     workflow.connect([
-        (inputnode, evaluate, [("images", "low_resolution_files")]),
-        (fit, evaluate, [("out_checkpoint", "checkpoint"), ("out_metrics", "metrics")]),
+        (inputnode, evaluate, [("images", "low_resolution_files"),
+                               ("to_reference", "to_reference"),
+                               ("reference_to_output", "reference_to_output"),
+                               ("brain_mask", "brain_mask")]),
+        (fit, evaluate, [("out_metrics", "metrics")]),
         (evaluate, outputnode, [("out_metrics", "metrics")]),
     ])
-    if ablation and settings["model"] != "single":
+    if method == "inr":
+        workflow.connect(fit, "out_checkpoint", evaluate, "checkpoint")
+    if ablation and method == "inr" and settings["model"] != "single":
         fit_single = fit_node("fit_single", {**settings, "model": "single"})
         workflow.connect(fit_single, "out_checkpoint", evaluate, "ablation_checkpoint")
     return workflow

@@ -13,17 +13,19 @@ from ..utils.descriptions import METRICS_DICTIONARY
 
 #: source entities that subject-level outputs (mask, model, metrics) do not carry
 SUBJECT_LEVEL_DISMISS = ("acquisition", "ceagent", "reconstruction", "run", "direction", "echo")
+#: the ``desc-`` label of each method's outputs
+OUTPUT_DESC = {"inr": "superres", "jtv": "jtv"}
 INPUT_FIELDS = ["images", "mask", "checkpoint", "history", "metrics", "to_reference",
                 "reference_to_output", "skull_stripped", "mask_method", "fit_info"]
 
 
 def _sinks(output_dir: str, sources: list[str], reference: int, space: str,
-           resolution: float) -> tuple[pe.Node, ...]:
+           resolution: float, desc: str) -> tuple[pe.Node, ...]:
     """``ds_superres, ds_mask, ds_xfm, ds_model, ds_metrics, ds_history``."""
     entities = {"base_directory": output_dir, "space": space,
                 "resolution": resolution_label(resolution)}
     ds_superres = pe.MapNode(
-        DerivativesDataSink(desc="superres", compress=True, **entities),
+        DerivativesDataSink(desc=desc, compress=True, **entities),
         iterfield=["in_file", "source_file", "meta_dict"], name="ds_superres",
         run_without_submitting=True)
     ds_superres.inputs.source_file = sources
@@ -37,7 +39,7 @@ def _sinks(output_dir: str, sources: list[str], reference: int, space: str,
         run_without_submitting=True)
     ds_xfm.inputs.source_file = sources
     setattr(ds_xfm.inputs, "from", [bids_suffix(p) for p in sources])
-    subject_level = {"base_directory": output_dir, "desc": "superres",
+    subject_level = {"base_directory": output_dir, "desc": desc,
                      "dismiss_entities": SUBJECT_LEVEL_DISMISS}
     ds_model = pe.Node(DerivativesDataSink(suffix="model", **subject_level), name="ds_model",
                        run_without_submitting=True)
@@ -54,7 +56,7 @@ def _sinks(output_dir: str, sources: list[str], reference: int, space: str,
 def init_ds_superres_wf(*, output_dir: str, sources: list[str], reference: int, space: str,
                         resolution: float, resolution_text: str, spatial_reference: str,
                         source_dir: str, settings: dict, bias_corrected: bool,
-                        name: str = "ds_superres_wf") -> Workflow:
+                        method: str = "inr", name: str = "ds_superres_wf") -> Workflow:
     """Sidecars and sinks of every output of one subject (never half-written: see
     :class:`~mcinr_bids.interfaces.bids.DerivativesDataSink`).
 
@@ -76,6 +78,9 @@ def init_ds_superres_wf(*, output_dir: str, sources: list[str], reference: int, 
         The input images (their BIDS entities name the outputs).
     space : str
         The ``space-`` label; ``resolution`` the isotropic voxel size (``res-`` label).
+    method : str
+        ``inr``: outputs ``desc-superres`` and the model file; ``jtv``: ``desc-jtv``, no model
+        (:data:`OUTPUT_DESC`).
 
     Inputs
     ------
@@ -100,9 +105,10 @@ def init_ds_superres_wf(*, output_dir: str, sources: list[str], reference: int, 
     sidecars = pe.Node(SidecarMetadata(sources=sources, bids_dir=str(source_dir), space=space,
                                        resolution=resolution_text,
                                        spatial_reference=spatial_reference, settings=settings,
-                                       bias_corrected=bias_corrected), name="sidecars")
+                                       bias_corrected=bias_corrected, method=method),
+                       name="sidecars")
     ds_superres, ds_mask, ds_xfm, ds_model, ds_metrics, ds_history = _sinks(
-        output_dir, sources, reference, space, resolution)
+        output_dir, sources, reference, space, resolution, OUTPUT_DESC[method])
     workflow.connect([
         (inputnode, export_transform, [("to_reference", "to_reference"),
                                        ("reference_to_output", "reference_to_output")]),
@@ -113,8 +119,6 @@ def init_ds_superres_wf(*, output_dir: str, sources: list[str], reference: int, 
         (inputnode, ds_mask, [("mask", "in_file")]),
         (sidecars, ds_mask, [("mask_metadata", "meta_dict")]),
         (export_transform, ds_xfm, [("out_file", "in_file")]),
-        (inputnode, ds_model, [("checkpoint", "in_file")]),
-        (sidecars, ds_model, [("model_metadata", "meta_dict")]),
         (inputnode, ds_metrics, [("metrics", "in_file")]),
         (inputnode, ds_history, [("history", "in_file")]),
         (ds_superres, outputnode, [("out_file", "images")]),
@@ -123,4 +127,7 @@ def init_ds_superres_wf(*, output_dir: str, sources: list[str], reference: int, 
         (ds_history, outputnode, [("out_file", "history")]),
         (ds_metrics, outputnode, [("out_file", "metrics")]),
     ])
+    if method == "inr":
+        workflow.connect([(inputnode, ds_model, [("checkpoint", "in_file")]),
+                          (sidecars, ds_model, [("model_metadata", "meta_dict")])])
     return workflow
