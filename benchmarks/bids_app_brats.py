@@ -82,6 +82,7 @@ def main() -> int:
     parser.add_argument("--output-space", default="MNI152NLin2009cAsym")
     parser.add_argument("--keep", type=Path, help="keep the dataset, outputs and work here")
     parser.add_argument("--markdown", type=Path, help="also write the table here")
+    parser.add_argument("--method", choices=("inr", "jtv"), default="inr")
     args = parser.parse_args()
     if not (real_data_folder() / CASE).is_dir():
         print(f"no {CASE} under {real_data_folder()}; set MCINR_REAL_DATA", file=sys.stderr)
@@ -91,21 +92,25 @@ def main() -> int:
     output_dir, work_dir = root / "out", root / "work"
     command = [sys.executable, "-m", "mcinr_bids.cli.run", str(bids_dir), str(output_dir),
                "participant", "-w", str(work_dir), "--nprocs", str(args.nprocs),
-               "--omp-nthreads", str(args.nprocs), "--output-space", args.output_space]
+               "--omp-nthreads", str(args.nprocs), "--output-space", args.output_space,
+               "--method", args.method]
     started = time.perf_counter()
     completed = subprocess.run(command, check=False)
     wall = time.perf_counter() - started
     peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 ** 2
     nodes = node_seconds(work_dir)
-    sidecar = next(output_dir.rglob("*desc-superres_FLAIR.json"), None)
-    fit = json.loads(sidecar.read_text())["INR"] if sidecar else {}
+    desc, record = ("jtv", "JTV") if args.method == "jtv" else ("superres", "INR")
+    sidecar = next(output_dir.rglob(f"*desc-{desc}_FLAIR.json"), None)
+    fit = json.loads(sidecar.read_text())[record] if sidecar else {}
     lines = [f"BIDS App on {CASE} (t1c x4 S as axial T1w, t2f x4 A as coronal FLAIR), fast "
-             f"preset, {args.nprocs} processes, output {args.output_space} at 1 mm",
+             f"preset, method {args.method}, {args.nprocs} processes, output "
+             f"{args.output_space} at 1 mm",
              "", "| measure | value |", "|---|---|",
              f"| exit code | {completed.returncode} |",
              f"| wall time | {wall:.0f} s ({wall / 60:.1f} min) |",
              f"| peak RSS (largest process) | {peak_gb:.2f} GB |",
-             f"| epochs run / selected | {fit.get('EpochsRun')} / {fit.get('SelectedEpoch')} |",
+             f"| epochs (iterations) run / selected | "
+             f"{fit.get('EpochsRun', fit.get('Iterations'))} / {fit.get('SelectedEpoch')} |",
              f"| fit seconds (engine) | {fit.get('FitSeconds')} |",
              "", "| node | seconds |", "|---|---|"]
     lines += [f"| {name} | {seconds:.1f} |" for name, seconds in nodes.items()]

@@ -73,6 +73,8 @@ def run_case(folder: str, t1_name: str, flair_name: str, mask_name: str | None,
     else:
         mask = (t1.data > 0) & (flair.data > 0)
     simulation = simulate_acquisitions([t1, flair], list(axes), protocol, 4, mask)
+    for warning in simulation.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     rows = []
     jtv_predictions = None
     cubic, seconds = run_baseline("cubic-clamped", simulation)
@@ -167,8 +169,10 @@ def main() -> int:
                   f"{_seconds(row['seconds'])} |",
                   flush=True)
         truth = row  # the truth's banding is in every row
-        print(f"| {case} | truth | | | | | {truth['banding_truth_t1']:.2f} | "
-              f"{truth['banding_truth_flair']:.2f} | | | | |", flush=True)
+        print(f"| {case} | truth (detail along the removed axis: "
+              f"{truth['detail_truth_t1']:.2f} / {truth['detail_truth_flair']:.2f}) | | | | | "
+              f"{truth['banding_truth_t1']:.2f} | {truth['banding_truth_flair']:.2f} | | | | |",
+              flush=True)
     return 0
 
 

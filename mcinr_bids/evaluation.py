@@ -34,6 +34,10 @@ class Simulation:
     axes: list[int] = field(default_factory=list)
     factor: int = 4
     offset: int | None = None
+    #: each truth's detail along its removed axis relative to its best axis, and warnings
+    #: where that is low (:func:`truth_detail`)
+    detail: list[float] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def simulate_acquisitions(volumes: list[Volume], axes: list[str], protocol: str = "decimate",
@@ -66,17 +70,21 @@ def simulate_acquisitions(volumes: list[Volume], axes: list[str], protocol: str 
         low.append(Volume(data=data, affine=affine, name=volume.name, path=volume.path))
     if mask is None:
         mask = np.logical_and.reduce([automatic_foreground_mask(v.data) for v in volumes])
+    checks = [truth_detail(v.data, mask, v.affine, axis, v.name or f"image {i + 1}")
+              for i, (v, axis) in enumerate(zip(volumes, voxel_axes))]
     return Simulation(truths=[v.data for v in volumes], affine=reference.affine,
                       low_resolution=low, mask=mask, names=[v.name for v in volumes],
                       axes=voxel_axes, factor=factor,
-                      offset=factor - 1 if protocol == "decimate" else None)
+                      offset=factor - 1 if protocol == "decimate" else None,
+                      detail=[c[0] for c in checks], warnings=[c[1] for c in checks if c[1]])
 
 
 def score(predictions: list[np.ndarray], simulation: Simulation) -> dict[str, float]:
     """PSNR and SSIM per image in both conventions, the banding index across each image's thick
     axis (and the truth's), strict PSNR on the acquired slices and between them (decimation),
     and the MI errors (first two images)."""
-    row: dict[str, float] = {}
+    row: dict[str, float] = {f"detail_truth_{name}": value
+                             for name, value in zip(simulation.names, simulation.detail)}
     for index, (name, prediction, truth) in enumerate(zip(simulation.names, predictions,
                                                           simulation.truths)):
         for convention in metrics.CONVENTIONS:
@@ -176,6 +184,36 @@ def format_table(rows: list[dict], names: list[str]) -> str:
     return "\n".join(lines)
 
 
+#: a truth whose detail ratio along the removed axis is below this fraction of its best axis's
+#: was probably acquired thick along it (the shared BraTS FLAIRs along A: 0.71-0.81; axes with
+#: real 1 mm detail: 0.94-1.0)
+DETAIL_WARNING = 0.85
+
+
+def truth_detail(truth: np.ndarray, mask: np.ndarray, affine: np.ndarray, axis: int,
+                 name: str) -> tuple[float, str | None]:
+    """The truth's detail along voxel ``axis`` (the one the simulation removes) relative to
+    its best axis (:func:`mcinr_bids.metrics.detail_ratio`), and a warning naming the better
+    axis when it is below :data:`DETAIL_WARNING`."""
+    import nibabel as nib
+
+    ratios = [metrics.detail_ratio(truth, mask, a) for a in range(3)]
+    if not np.isfinite(ratios).any():
+        return float("nan"), None
+    best = int(np.nanargmax(ratios))
+    relative = ratios[axis] / ratios[best]
+    if not relative < DETAIL_WARNING:
+        return float(relative), None
+    canonical = {"L": "R", "R": "R", "P": "A", "A": "A", "I": "S", "S": "S"}
+    codes = [canonical[c] for c in nib.aff2axcodes(affine)]
+    letter, better = codes[axis], codes[best]
+    return float(relative), (
+        f"{name}: the isotropic original has little detail along {letter} (detail ratio "
+        f"{ratios[axis]:.2f} against {ratios[best]:.2f} along {better}): it was probably "
+        f"acquired thick along {letter} and interpolated, so a score along {letter} measures "
+        f"agreement with an interpolation; simulate along {better} instead")
+
+
 def acquisition_on_grid(low_affine: np.ndarray, truth_affine: np.ndarray
                         ) -> tuple[int, int, int | None]:
     """Where an LR image's slices lie on its isotropic original's grid: ``(axis, factor,
@@ -226,7 +264,8 @@ def jtv_on_truth_grid(volumes: list[Volume], masks: list, transforms: list, trut
 def evaluate_subject(truth_files: list[str], low_resolution_files: list[str],
                      checkpoints: dict[str, str], names: list[str], *,
                      transforms: list | None = None, masks: list | None = None,
-                     extra: dict[str, list[np.ndarray]] | None = None) -> list[dict]:
+                     extra: dict[str, list[np.ndarray]] | None = None,
+                     warn=None) -> list[dict]:
     """Score fitted models, other reconstructions and the clamped cubic baseline against
     isotropic originals.
 
@@ -239,7 +278,9 @@ def evaluate_subject(truth_files: list[str], low_resolution_files: list[str],
     ``masks``, each LR image's mask on its own grid, through ``transforms``).  Returns long
     rows ``{"method", "measure", "image", "value"}``: PSNR and SSIM in both conventions per
     image, banding and, when all truths share one grid, the paper's MI errors of the first
-    two images (``image`` = n/a).
+    two images (``image`` = n/a); the truth's detail along each removed axis (method
+    ``truth``, measure ``truth_detail``), with ``warn(message)`` called where it is low
+    (:func:`truth_detail`).
     """
     import nibabel as nib
 
@@ -279,6 +320,11 @@ def evaluate_subject(truth_files: list[str], low_resolution_files: list[str],
         rows.append({"method": "truth", "measure": "banding_index", "image": names[index],
                      "value": metrics.banding_index(truth, mask, acquisition[0],
                                                     acquisition[1], acquisition[2] or 0)})
+        detail, warning = truth_detail(truth, mask, affine, acquisition[0], names[index])
+        rows.append({"method": "truth", "measure": "truth_detail", "image": names[index],
+                     "value": detail})
+        if warning and warn:
+            warn(warning)
         for method in predictions:
             rows += slice_rows(method, names[index], predictions[method][index], truth, mask,
                                acquisition)

@@ -145,3 +145,27 @@ def psnr_by_slice(prediction: np.ndarray, truth: np.ndarray, mask: np.ndarray, a
         mse = float(np.mean((scaled_prediction[selected] - scaled_truth[selected]) ** 2))
         result[name] = float("inf") if mse == 0 else float(10 * np.log10(1.0 / mse))
     return result
+
+
+def detail_ratio(data: np.ndarray, mask: np.ndarray, axis: int, erosion: int = 3) -> float:
+    """Mean |second difference| over mean |first difference| along voxel ``axis`` inside
+    ``mask`` eroded by ``erosion`` voxels (the mask's edge left out).
+
+    About 1.1-1.3 along an axis with real 1 mm detail in brain MRI; lower (about 0.8) along an
+    axis that was acquired thick and interpolated, whose intensity changes are smooth ramps.
+    """
+    from scipy import ndimage
+
+    inner = ndimage.binary_erosion(np.asarray(mask, dtype=bool), iterations=erosion)
+    data = np.asarray(data, dtype=np.float64)
+    first = np.abs(np.diff(data, axis=axis))
+    second = np.abs(np.diff(data, 2, axis=axis))
+    centre = [slice(None)] * 3
+    centre[axis] = slice(1, -1)
+    lower = [slice(None)] * 3
+    lower[axis] = slice(0, -1)
+    inside = inner[tuple(centre)]
+    if not inside.any():
+        return float("nan")
+    denominator = first[tuple(lower)][inside].mean()
+    return float(second[inside].mean() / denominator) if denominator > 0 else float("nan")

@@ -123,3 +123,25 @@ def test_strict_ssim_ignores_the_background_fill():
     mask[5:15, 5:15, 5:15] = True
     filled = np.where(mask, truth, 7.0)  # a method's own background value outside the mask
     assert metrics.ssim(filled, truth, mask) == pytest.approx(1.0)
+
+
+def test_truth_acquired_thick_along_an_axis_is_flagged(phantom):
+    """A truth interpolated from 4 mm slices along S gets a warning naming a better axis; the
+    isotropic phantom along the same axis does not."""
+    from scipy import ndimage
+
+    from mcinr_bids import geometry
+    from mcinr_bids.evaluation import DETAIL_WARNING, truth_detail
+
+    t1, _, mask, affine = phantom
+    axis = geometry.voxel_axis(affine, "S")
+    detail, warning = truth_detail(t1, mask > 0, affine, axis, "t1")
+    assert detail > DETAIL_WARNING and warning is None
+    thick = np.take(t1, np.arange(0, t1.shape[axis], 4), axis=axis)
+    zoom = [1.0] * 3
+    zoom[axis] = t1.shape[axis] / thick.shape[axis]
+    smooth = ndimage.zoom(thick, zoom, order=1)
+    detail, warning = truth_detail(smooth, mask > 0, affine, axis, "t1")
+    assert detail < DETAIL_WARNING
+    assert warning.startswith("t1: the isotropic original has little detail along S")
+    assert "simulate along R" in warning or "simulate along A" in warning

@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
                                                mask)
         except ValueError as error:
             raise InputError(str(error)) from error
+        for warning in simulation.warnings:
+            print(f"mcinr-evaluate: warning: {warning}", file=sys.stderr)
         settings = inr_settings(given_options(build_parser, argv), EVALUATE_OPTIONS)
         methods = [m for m in args.methods if len(volumes) > 1 or m not in ("split", "vanilla")]
         rows = evaluate(simulation, methods, settings, progress=not args.quiet)

@@ -34,6 +34,12 @@ class _EvaluateOutputSpec(TraitedSpec):
     out_metrics = File(exists=True, desc="the metrics with the evaluation rows added")
 
 
+def _warn(message: str) -> None:
+    from nipype import logging
+
+    logging.getLogger("nipype.workflow").warning(message)
+
+
 class EvaluateSuperresolution(SimpleInterface):
     """Score the fit (and the ablation) against the isotropic originals."""
 
@@ -72,7 +78,7 @@ class EvaluateSuperresolution(SimpleInterface):
         rows = evaluate_subject(list(self.inputs.truth_files),
                                 list(self.inputs.low_resolution_files), checkpoints,
                                 list(self.inputs.names), transforms=transforms, masks=masks,
-                                extra=extra)
+                                extra=extra, warn=_warn)
         self._results["out_metrics"] = append_metrics(
             self.inputs.metrics, rows, os.path.join(runtime.cwd, "metrics.tsv"))
         return runtime

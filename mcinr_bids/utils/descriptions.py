@@ -82,6 +82,12 @@ METRICS_DICTIONARY = {
                              "|second difference| across the input's thick axis inside the "
                              "mask (about 1 without slice banding; method 'truth': the "
                              "original's own).",
+            "truth_detail": "Evaluation mode, method 'truth': the original's detail along the "
+                            "axis the simulation removed (mean |second difference| over mean "
+                            "|first difference|) relative to its best axis; below 0.85 the "
+                            "original was probably acquired thick there (a warning names the "
+                            "better axis) and the scores measure agreement with an "
+                            "interpolation.",
             "psnr_acquired": "Evaluation mode: strict PSNR on the isotropic slices that the "
                              "simulated acquisition kept (decimation only).",
             "psnr_unacquired": "Evaluation mode: strict PSNR on the slices between them.",
