@@ -183,6 +183,7 @@ def test_participant_report(app_run):
             assert (figures / name).stat().st_size > 1000
             assert f'src="{subject}/figures/{name}"' in page
         for name in (f"{label}_desc-curves_history.svg", f"{label}_desc-brain_mask.svg",
+                     f"{label}_desc-profile_plot.svg",
                      f"{label}_desc-residual_map.svg", f"{label}_desc-template_T1w.svg"):
             assert (figures / name).stat().st_size > 1000 and name in page
         assert "<script" not in page and "http://" not in page and "https://" not in page

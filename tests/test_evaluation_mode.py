@@ -67,9 +67,10 @@ def test_group_level_rows_outliers_and_links(tmp_path):
     table = pd.read_csv(target, sep="\t")
     assert len(table) == 14  # 7 subjects x 2 contrasts
     assert list(table.columns) == ["participant_id", "session_id", "image", "contrast",
-                                   "resimulation_rmse", "resimulation_psnr",
+                                   "method", "resimulation_rmse", "resimulation_psnr",
                                    "mutual_information"]
     assert np.allclose(table["mutual_information"], 0.9)
+    assert set(table["method"]) == {"inr"}
     dictionary = json.loads(target.with_suffix(".json").read_text())
     assert {"participant_id", "resimulation_psnr"} <= set(dictionary)
     page = (output / "group_report.html").read_text()

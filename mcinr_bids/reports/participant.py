@@ -71,6 +71,42 @@ def input_figure(lr_file: str, sr_file: str, lr_to_output: np.ndarray, mask_file
                           nib.load(mask_file), out_file)
 
 
+def profile_figure(items: list[tuple[str, str, str, np.ndarray]], mask_file: str,
+                   out_file: str) -> str:
+    """Through-plane intensity profiles: for each ``(name, lr_file, sr_file, lr_to_output)``,
+    the output along the line through the brain's centre in the direction of that input's thick
+    axis, over the input (nearest neighbour: its slices are steps)."""
+    mask = np.asanyarray(nib.load(mask_file).dataobj) > 0
+    figure, axes = plt.subplots(len(items), 1, figsize=(12, 2.6 * len(items)), squeeze=False)
+    for axis, (name, lr_file, sr_file, lr_to_output) in zip(axes[:, 0], items):
+        sr_image = nib.load(sr_file)
+        lr_image = nib.load(lr_file)
+        direction = lr_to_output[:3, :3] @ lr_image.affine[:3, thick_axis(lr_image.affine)]
+        columns = sr_image.affine[:3, :3] / np.linalg.norm(sr_image.affine[:3, :3], axis=0)
+        line_axis = int(np.argmax(np.abs(columns.T @ direction)))
+        centre = ([int(round(c)) for c in np.argwhere(mask).mean(axis=0)] if mask.any()
+                  else [n // 2 for n in sr_image.shape])
+        index = [slice(c, c + 1) for c in centre]
+        index[line_axis] = slice(None)
+        output = np.asanyarray(sr_image.dataobj, dtype=np.float32)[tuple(index)].ravel()
+        lr_data = sample_on_grid(lr_file, sr_image.shape, sr_image.affine,
+                                 np.linalg.inv(lr_to_output), order=0)[tuple(index)].ravel()
+        millimetres = np.arange(len(output)) * float(
+            np.linalg.norm(sr_image.affine[:3, line_axis]))
+        inside = mask[tuple(index)].ravel()
+        axis.plot(millimetres, np.where(inside, lr_data, np.nan), color="0.6",
+                  drawstyle="steps-mid", label="input (nearest neighbour)")
+        axis.plot(millimetres, np.where(inside, output, np.nan), color="C0", label="output")
+        axis.set_title(f"{name}: profile across its slices (output axis {line_axis})",
+                       fontsize=9)
+        axis.set_xlabel("mm along the line")
+        axis.legend(fontsize=8, loc="upper right")
+    figure.tight_layout()
+    figure.savefig(out_file, format="svg")
+    plt.close(figure)
+    return out_file
+
+
 def template_figure(sr_file: str, template_file: str, mask_file: str, out_file: str) -> str:
     """The output flickering with the template, the output's brain outline on both."""
     sr_image = nib.load(sr_file)
@@ -192,6 +228,16 @@ def write_fragment(label: str, output_dir: str, inputs: list[str], outputs: list
                      str(figure))
         parts.append(f"<h4>{html.escape(name)}</h4>"
                      f'<img src="{subject}/figures/{figure.name}" alt="{html.escape(name)}">')
+    profile_svg = figures / f"{label}_desc-profile_plot.svg"
+    profile_figure([(name, lr_file, sr_file, np.linalg.inv(itk_file_to_ras(transform)))
+                    for name, lr_file, sr_file, transform in zip(names, inputs, outputs,
+                                                                  transforms)],
+                   mask_file, str(profile_svg))
+    parts.append("<h3>Through-plane profiles</h3>"
+                 '<p class="note">Each output along a line across its input\'s slices, through '
+                 "the brain's centre, over the input: detail between the acquired slices shows "
+                 "here, and so would a staircase.</p>"
+                 f'<img src="{subject}/figures/{profile_svg.name}" alt="profiles">')
     reference_output = outputs[reference_index]
     mask_svg = figures / f"{label}_desc-brain_mask.svg"
     mask_figure(reference_output, mask_file, str(mask_svg))
