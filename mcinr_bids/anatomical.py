@@ -180,8 +180,10 @@ def resample_to_isotropic(in_file: str, resolution: float = 1.0
     return nib.Nifti1Image(resampled.astype(np.float32), affine)
 
 
-def extract_brain(in_file: str, out_file: str, threshold: float = 0.5) -> str:
-    """Brain mask of one image with deepbet (offline; its weights ship in its wheel).
+def extract_brain(in_file: str, out_file: str, threshold: float = 0.5,
+                  use_gpu: bool | None = None) -> str:
+    """Brain mask of one image with deepbet (offline; its weights ship in its wheel), on the
+    GPU when ``use_gpu`` (``None``: when CUDA is available).
 
     The image is first resampled to 1 mm isotropic (deepbet assumes near-isotropic input); the
     mask is written on that 1 mm grid.  Carry it to any other grid with :func:`mask_on_grid`.
@@ -190,7 +192,9 @@ def extract_brain(in_file: str, out_file: str, threshold: float = 0.5) -> str:
     from deepbet.bet import BrainExtraction
 
     isotropic = resample_to_isotropic(in_file, 1.0)
-    extraction = BrainExtraction(no_gpu=not torch.cuda.is_available())
+    if use_gpu is None:
+        use_gpu = torch.cuda.is_available()
+    extraction = BrainExtraction(no_gpu=not (use_gpu and torch.cuda.is_available()))
     _, mask_image, _ = extraction.run(isotropic, threshold=threshold)
     mask = np.asanyarray(mask_image.dataobj) > 0
     if not mask.any():

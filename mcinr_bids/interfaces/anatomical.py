@@ -100,6 +100,8 @@ class _BrainMaskInputSpec(BaseInterfaceInputSpec):
     in_file = File(exists=True, mandatory=True, desc="reference image")
     skull_strip = traits.Enum("auto", "force", "skip", usedefault=True,
                               desc="auto: extract only when the image is not stripped yet")
+    use_gpu = traits.Bool(False, usedefault=True,
+                          desc="deepbet runs on the GPU: a GPU job for MultiProc's slots")
 
 
 class _BrainMaskOutputSpec(TraitedSpec):
@@ -137,7 +139,8 @@ class BrainMask(SimpleInterface):
                 "head foreground (skull stripping skipped)"
         else:
             isotropic_mask = extract_brain(self.inputs.in_file,
-                                           os.path.join(runtime.cwd, "brain_mask_1mm.nii.gz"))
+                                           os.path.join(runtime.cwd, "brain_mask_1mm.nii.gz"),
+                                           use_gpu=self.inputs.use_gpu)
             save_nifti(mask_on_grid(isotropic_mask, image.shape[:3], image.affine),
                        image.affine, out_mask)
             method = "deepbet on the reference image resampled to 1 mm"

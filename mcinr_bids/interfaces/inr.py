@@ -31,7 +31,7 @@ class _FitINRInputSpec(BaseInterfaceInputSpec):
     omp_nthreads = traits.Int(1, usedefault=True, desc="torch threads")
     label = traits.Str("", usedefault=True, desc="subject/session, for the progress log")
     use_gpu = traits.Bool(False, usedefault=True,
-                          desc="a GPU job for MultiProc's n_gpu_procs scheduling")
+                          desc="a GPU job for MultiProc's n_gpu_procs scheduling (one slot)")
 
 
 class _ReconstructionOutputSpec(TraitedSpec):
@@ -103,10 +103,14 @@ class FitINR(SimpleInterface):
         settings.threads = self.inputs.omp_nthreads
         torch.set_num_threads(max(1, self.inputs.omp_nthreads))
         volumes, masks, transforms, grid = load_inputs(self.inputs)
-        outputs = superresolve(volumes, settings, runtime.cwd, masks=masks,
-                               transforms=transforms, grid=grid,
-                               resolution=self.inputs.resolution,
-                               say=progress_log(self.inputs.label))
+        try:
+            outputs = superresolve(volumes, settings, runtime.cwd, masks=masks,
+                                   transforms=transforms, grid=grid,
+                                   resolution=self.inputs.resolution,
+                                   say=progress_log(self.inputs.label))
+        finally:
+            if torch.cuda.is_available():  # the next fit in this worker gets the memory
+                torch.cuda.empty_cache()
         self._results.update(reconstruction_results(outputs, self.inputs.omp_nthreads),
                              out_checkpoint=outputs["checkpoint"])
         return runtime

@@ -12,7 +12,8 @@ from ..utils.templates import OutputSpace
 
 def init_anat_preproc_wf(*, images: list[str], reference: int, bias_correction: bool,
                          skull_strip: str, space: OutputSpace, seed: int, quick: bool,
-                         omp_nthreads: int = 1, name: str = "anat_preproc_wf") -> Workflow:
+                         omp_nthreads: int = 1, use_gpu: bool = False,
+                         name: str = "anat_preproc_wf") -> Workflow:
     """N4 (unless ``bias_correction`` is off), every image rigidly registered to the reference,
     the reference's brain mask, and the reference rigidly registered to the output space.
 
@@ -63,7 +64,8 @@ def init_anat_preproc_wf(*, images: list[str], reference: int, bias_correction: 
                                        name="bias_correction")
         bias_correction_node.inputs.out_file = images
     select_reference = pe.Node(niu.Select(index=[reference]), name="select_reference")
-    brain_mask = pe.Node(BrainMask(skull_strip=skull_strip), name="brain_mask")
+    # deepbet uses the GPU when there is one: counted in MultiProc's GPU slots (use_gpu)
+    brain_mask = pe.Node(BrainMask(skull_strip=skull_strip, use_gpu=use_gpu), name="brain_mask")
     register_to_reference = pe.MapNode(
         RigidRegistration(seed=seed, quick=quick, num_threads=omp_nthreads),
         iterfield=["moving_file"], name="register_to_reference", n_procs=omp_nthreads)

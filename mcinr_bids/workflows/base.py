@@ -11,6 +11,7 @@ from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
 from ..config import AppConfig
 from ..interfaces.reports import ParticipantReport
+from ..superres import estimate_memory_gb
 from ..utils.bids import SubjectInputs, bids_stem, bids_suffix, bids_uri, choose_reference
 from ..utils.descriptions import methods_text
 from ..utils.templates import OutputSpace
@@ -99,13 +100,15 @@ def init_single_subject_wf(*, config: AppConfig, inputs: SubjectInputs, space: O
     anat_preproc_wf = init_anat_preproc_wf(
         images=images, reference=reference, bias_correction=config.workflow.bias_correction,
         skull_strip=config.workflow.skull_strip, space=space, seed=config.inr.seed,
-        quick=config.execution.sloppy, omp_nthreads=omp_nthreads)
+        quick=config.execution.sloppy, omp_nthreads=omp_nthreads, use_gpu=use_gpu)
     superres_wf = init_superres_wf(
         names=[bids_stem(p) for p in images], reference=reference, settings=settings,
         resolution=resolution, omp_nthreads=omp_nthreads, use_gpu=use_gpu, label=inputs.label,
         template_file=space.t1w if space.is_template else None,
         truth_files=[originals[p] for p in images] if originals else None,
-        ablation=config.workflow.evaluate_ablation, method=method, jtv_settings=jtv_settings)
+        ablation=config.workflow.evaluate_ablation, method=method, jtv_settings=jtv_settings,
+        mem_gb=estimate_memory_gb(images, space.t1w if space.is_template else None,
+                                  resolution))
     ds_superres_wf = init_ds_superres_wf(
         output_dir=output_dir, sources=images, reference=reference, space=space_label,
         resolution=resolution, resolution_text=resolution_text,

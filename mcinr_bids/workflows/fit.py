@@ -13,7 +13,7 @@ INPUT_FIELDS = ["images", "to_reference", "reference_to_output", "brain_mask"]
 
 
 def init_superres_wf(*, names: list[str], reference: int, settings: dict, resolution: float,
-                     omp_nthreads: int, use_gpu: bool, label: str = "",
+                     omp_nthreads: int, use_gpu: bool, label: str = "", mem_gb: float = 4.0,
                      template_file: str | None = None,
                      truth_files: list[str] | None = None, ablation: bool = False,
                      method: str = "inr", jtv_settings: dict | None = None,
@@ -42,6 +42,12 @@ def init_superres_wf(*, names: list[str], reference: int, settings: dict, resolu
     jtv_settings : dict or None
         The ``[jtv]`` table: the settings of ``method="jtv"``; in the evaluation mode also a
         ``jtv`` row beside the INR's.
+    use_gpu : bool
+        The INR fit is a GPU job: it asks MultiProc for one GPU slot and one processor slot
+        (nipype charges ``min(n_procs, n_gpu_procs)`` GPU slots per job, so ``--n-gpu-procs N``
+        runs N fits at once), whatever ``omp_nthreads`` its torch uses.
+    mem_gb : float
+        Memory of one reconstruction (:func:`mcinr_bids.superres.estimate_memory_gb`).
     template_file : str or None
         The output grid covers this template; ``None``: the union field of view (native).
     truth_files : list of str or None
@@ -64,11 +70,11 @@ def init_superres_wf(*, names: list[str], reference: int, settings: dict, resolu
         name="outputnode")
 
     def fit_node(node_name: str, node_settings: dict, interface=FitINR) -> pe.Node:
-        gpu = {"use_gpu": use_gpu} if interface is FitINR else {}
+        gpu = use_gpu and interface is FitINR
         node = pe.Node(interface(names=names, reference_index=reference, settings=node_settings,
                                  resolution=resolution, omp_nthreads=omp_nthreads, label=label,
-                                 **gpu),
-                       name=node_name, n_procs=omp_nthreads, mem_gb=4.0)
+                                 **({"use_gpu": True} if gpu else {})),
+                       name=node_name, n_procs=1 if gpu else omp_nthreads, mem_gb=mem_gb)
         if template_file:
             node.inputs.template_file = template_file
         workflow.connect(inputnode, "images", node, "in_files")
