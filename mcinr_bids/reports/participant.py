@@ -236,7 +236,9 @@ def write_fragment(label: str, output_dir: str, inputs: list[str], outputs: list
     parts.append("<h3>Through-plane profiles</h3>"
                  '<p class="note">Each output along a line across its input\'s slices, through '
                  "the brain's centre, over the input: detail between the acquired slices shows "
-                 "here, and so would a staircase.</p>"
+                 "here, and so would a staircase. The input is shown as acquired; the output "
+                 "follows N4 bias-field correction where it ran, so the two may differ by the "
+                 "bias field.</p>"
                  f'<img src="{subject}/figures/{profile_svg.name}" alt="profiles">')
     reference_output = outputs[reference_index]
     mask_svg = figures / f"{label}_desc-brain_mask.svg"
