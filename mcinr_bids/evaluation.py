@@ -196,8 +196,10 @@ def truth_detail(truth: np.ndarray, mask: np.ndarray, affine: np.ndarray, axis: 
     its best axis (:func:`mcinr_bids.metrics.detail_ratio`), and a warning naming the better
     axis when it is below :data:`DETAIL_WARNING`."""
     import nibabel as nib
+    from scipy import ndimage
 
-    ratios = [metrics.detail_ratio(truth, mask, a) for a in range(3)]
+    inner = ndimage.binary_erosion(np.asarray(mask, dtype=bool), iterations=3)
+    ratios = [metrics.detail_ratio(truth, inner, a, erosion=0) for a in range(3)]
     if not np.isfinite(ratios).any():
         return float("nan"), None
     best = int(np.nanargmax(ratios))

@@ -42,7 +42,8 @@ class JTVSettings:
     #: weight of the JTV prior against the noise-weighted data terms
     regularisation: float = 1.0
     iterations: int = 150
-    learning_rate: float = 0.01
+    #: Adam step size on intensities normalised to about [0, 1]
+    step_size: float = 0.01
     #: slice profile of an acquired voxel: ``box`` (thick 2D slices), ``point`` (decimation)
     profile: str = "box"
     epsilon: float = 1e-3
@@ -52,7 +53,7 @@ class JTVSettings:
         if self.profile not in PROFILES:
             raise ValueError(f"[jtv] profile must be one of {', '.join(PROFILES)}, got "
                              f"{self.profile!r}")
-        for name in ("regularisation", "learning_rate", "epsilon"):
+        for name in ("regularisation", "step_size", "epsilon"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"[jtv] {name} must be > 0, got {getattr(self, name)!r}")
         if int(self.iterations) < 1:
@@ -188,7 +189,7 @@ def reconstruct_jtv(volumes: list[Volume], shape: tuple[int, int, int], affine: 
                                                     transform=t))
                       for v, t, scale in zip(volumes, transforms, scales)])
     images = torch.nn.Parameter(torch.from_numpy(start))
-    optimiser = torch.optim.Adam([images], lr=settings.learning_rate)
+    optimiser = torch.optim.Adam([images], lr=settings.step_size)
     counts = [len(g.view(-1, 3)) // len(t) for g, t in zip(grids, targets)]
     names = [v.name or f"image{i}" for i, v in enumerate(volumes)]
     history = []

@@ -156,7 +156,9 @@ def detail_ratio(data: np.ndarray, mask: np.ndarray, axis: int, erosion: int = 3
     """
     from scipy import ndimage
 
-    inner = ndimage.binary_erosion(np.asarray(mask, dtype=bool), iterations=erosion)
+    inner = np.asarray(mask, dtype=bool)
+    if erosion > 0:  # scipy erodes until nothing changes for iterations < 1
+        inner = ndimage.binary_erosion(inner, iterations=erosion)
     data = np.asarray(data, dtype=np.float64)
     first = np.abs(np.diff(data, axis=axis))
     second = np.abs(np.diff(data, 2, axis=axis))

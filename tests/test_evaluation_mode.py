@@ -16,7 +16,9 @@ from mcinr_bids.phantom import write_bids_phantom
 from mcinr_bids.reports.group import aggregate_metrics, robust_z
 
 
-def test_evaluation_mode_beats_clamped_cubic(tmp_path, monkeypatch):
+def run_evaluation_mode(tmp_path, monkeypatch, *options: str):
+    """The evaluation mode on a one-subject isotropic phantom (T1w along S, FLAIR along R,
+    x3, 3 mm native grid); returns (bids, output, exit code)."""
     monkeypatch.setenv("TEMPLATEFLOW_HOME", str(tmp_path / "templateflow-empty"))
     bids = tmp_path / "bids"
     write_bids_phantom(str(bids), subjects=(("01", None, False),), resolution=3.0, factor=1,
@@ -25,7 +27,12 @@ def test_evaluation_mode_beats_clamped_cubic(tmp_path, monkeypatch):
     code = main([str(bids), str(output), "participant", "-w", str(tmp_path / "work"),
                  "--simulate-lowres", "T1w:S", "FLAIR:R", "--simulate-factor", "3",
                  "--output-space", "native", "--output-resolution", "3", "--nprocs", "2",
-                 "--omp-nthreads", "2"])
+                 "--omp-nthreads", "2", *options])
+    return bids, output, code
+
+
+def test_evaluation_mode_beats_clamped_cubic(tmp_path, monkeypatch):
+    bids, output, code = run_evaluation_mode(tmp_path, monkeypatch)
     assert code == 0
     table = pd.read_csv(output / "sub-01" / "anat" / "sub-01_desc-superres_metrics.tsv",
                         sep="\t", na_values="n/a")
@@ -101,16 +108,8 @@ def test_bad_simulation_spec(tmp_path, capsys, spec):
 def test_jtv_method_through_the_app(tmp_path, monkeypatch):
     """``--method jtv`` on simulated thick slices: desc-jtv outputs (no model), sidecars and
     report saying what ran, scores above clamped cubic, the group table's method column."""
-    monkeypatch.setenv("TEMPLATEFLOW_HOME", str(tmp_path / "templateflow-empty"))
-    bids = tmp_path / "bids"
-    write_bids_phantom(str(bids), subjects=(("01", None, False),), resolution=3.0, factor=1,
-                       motion_degrees=0.0)
-    output = tmp_path / "out"
-    code = main([str(bids), str(output), "participant", "-w", str(tmp_path / "work"),
-                 "--method", "jtv", "--simulate-lowres", "T1w:S", "FLAIR:R",
-                 "--simulate-factor", "3", "--simulate-protocol", "thick",
-                 "--output-space", "native", "--output-resolution", "3", "--nprocs", "2",
-                 "--omp-nthreads", "2"])
+    bids, output, code = run_evaluation_mode(tmp_path, monkeypatch, "--method", "jtv",
+                                             "--simulate-protocol", "thick")
     assert code == 0
     anat = output / "sub-01" / "anat"
     names = sorted(p.name for p in anat.iterdir())

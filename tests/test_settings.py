@@ -38,9 +38,13 @@ def single_file(tmp_path):
 
 
 def test_every_setting_lives_in_one_table():
+    from itertools import combinations
+
+    from mcinr_bids.jtv import JTVSettings
+
     names = [{f.name for f in dataclasses.fields(c)}
-             for c in (ExecutionSettings, WorkflowSettings, INRSettings)]
-    assert not (names[0] & names[1]) and not (names[0] & names[2]) and not (names[1] & names[2])
+             for c in (ExecutionSettings, WorkflowSettings, INRSettings, JTVSettings)]
+    assert all(not (a & b) for a, b in combinations(names, 2))
 
 
 def test_inr_table_of_the_config_file_is_used(tmp_path, single_file):
@@ -125,6 +129,8 @@ def test_mcinr_evaluate_precedence(single_file):
     ("[other]\na = 1\n", "unknown table [other]"),
     ("not toml = = 1", "not a readable TOML"),
     ("[workflow]\npreset = 'slow'\n", "unknown preset 'slow'"),
+    ("[jtv]\nprofile = 'gauss'\n", "[jtv] profile must be one of box, point"),
+    ("[workflow]\nmethod = 'unires'\n", "unknown method 'unires'"),
 ])
 def test_bad_config_files_name_the_file(tmp_path, capsys, text, message):
     path = tmp_path / "bad.toml"
@@ -135,8 +141,30 @@ def test_bad_config_files_name_the_file(tmp_path, capsys, text, message):
                  str(path)])
     assert code == 2
     error = capsys.readouterr().err
-    assert message in error and (str(path) in error or "preset" in message)
+    assert message in error and (str(path) in error or "preset" in message
+                                 or "jtv" in message or "method" in message)
     assert not (tmp_path / "out").exists()
+
+
+def test_jtv_table_of_the_config_file_reaches_the_reconstruction(tmp_path):
+    from mcinr_bids.workflows.fit import init_superres_wf
+
+    path = tmp_path / "settings.toml"
+    path.write_text('[workflow]\nmethod = "jtv"\n[jtv]\nregularisation = 3.0\n'
+                    "iterations = 40\n")
+    config = app(tmp_path, "--config-file", str(path), "--sloppy")
+    # the file beats --sloppy's 10 iterations; the method comes from [workflow]
+    assert (config.workflow.method, config.jtv.regularisation, config.jtv.iterations) == (
+        "jtv", 3.0, 40)
+    assert app(tmp_path, "--sloppy").jtv.iterations == 10
+    assert 'iterations = 40' in config.to_toml()
+    workflow = init_superres_wf(names=["a_T1w", "a_FLAIR"], reference=0,
+                                settings=config.inr.to_dict(), resolution=1.0, omp_nthreads=1,
+                                use_gpu=False, method=config.workflow.method,
+                                jtv_settings=dataclasses.asdict(config.jtv))
+    node = workflow.get_node("reconstruct")
+    assert node.inputs.settings["regularisation"] == 3.0
+    assert node.inputs.settings["iterations"] == 40
 
 
 def test_resolve_config_layers():

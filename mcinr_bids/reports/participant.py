@@ -89,8 +89,11 @@ def profile_figure(items: list[tuple[str, str, str, np.ndarray]], mask_file: str
         index = [slice(c, c + 1) for c in centre]
         index[line_axis] = slice(None)
         output = np.asanyarray(sr_image.dataobj, dtype=np.float32)[tuple(index)].ravel()
-        lr_data = sample_on_grid(lr_file, sr_image.shape, sr_image.affine,
-                                 np.linalg.inv(lr_to_output), order=0)[tuple(index)].ravel()
+        # the line as a (N, 1, 1) grid: its first axis runs along the output's line axis
+        line = np.eye(4)[:, [line_axis, (line_axis + 1) % 3, (line_axis + 2) % 3, 3]]
+        line[:3, 3] = [0 if a == line_axis else c for a, c in enumerate(centre)]
+        lr_data = sample_on_grid(lr_file, (len(output), 1, 1), sr_image.affine @ line,
+                                 np.linalg.inv(lr_to_output), order=0).ravel()
         millimetres = np.arange(len(output)) * float(
             np.linalg.norm(sr_image.affine[:3, line_axis]))
         inside = mask[tuple(index)].ravel()
