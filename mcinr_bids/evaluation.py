@@ -267,7 +267,7 @@ def evaluate_subject(truth_files: list[str], low_resolution_files: list[str],
                      checkpoints: dict[str, str], names: list[str], *,
                      transforms: list | None = None, masks: list | None = None,
                      extra: dict[str, list[np.ndarray]] | None = None,
-                     warn=None) -> list[dict]:
+                     warn=None, device: str = "cpu") -> list[dict]:
     """Score fitted models, other reconstructions and the clamped cubic baseline against
     isotropic originals.
 
@@ -282,14 +282,14 @@ def evaluate_subject(truth_files: list[str], low_resolution_files: list[str],
     image, banding and, when all truths share one grid, the paper's MI errors of the first
     two images (``image`` = n/a); the truth's detail along each removed axis (method
     ``truth``, measure ``truth_detail``), with ``warn(message)`` called where it is low
-    (:func:`truth_detail`).
+    (:func:`truth_detail`).  The models are evaluated on ``device`` (the fit's), in chunks.
     """
     import nibabel as nib
 
     from .inr.data import dilate_mask_mm, output_foreground
     from .inr.predict import load_checkpoint
 
-    fitted = {method: load_checkpoint(path, device="cpu") for method, path in checkpoints.items()}
+    fitted = {method: load_checkpoint(path, device=device) for method, path in checkpoints.items()}
     lows = [nib.load(path) for path in low_resolution_files]
     if fitted:
         first = next(iter(fitted.values()))
@@ -314,7 +314,9 @@ def evaluate_subject(truth_files: list[str], low_resolution_files: list[str],
         mask = automatic_foreground_mask(truth) & foreground(output_world).reshape(shape)
         masks_out.append(mask)
         for method, model in fitted.items():
-            predictions[method].append(model.predict(output_world)[:, index].reshape(shape))
+            predicted, _ = predict_on_grid(model, shape, affine, fill_background=False,
+                                           transform=transforms[index])
+            predictions[method].append(predicted[index])
         low = lows[index]
         predictions["cubic-clamped"].append(cubic_on_grid(
             np.asanyarray(low.dataobj, dtype=np.float32), low.affine, shape, affine, clamp=True))

@@ -19,15 +19,13 @@ import numpy as np
 
 from .anatomical import mask_on_grid
 from .geometry import (
-    apply_transform,
     bounding_box,
     grid_coordinates,
     isotropic_grid,
-    world_coordinates,
 )
 from .inr import InputError, fit_inr, load_volume, predict_on_grid, save_checkpoint
 from .inr.data import output_foreground
-from .inr.predict import union_grid, write_history
+from .inr.predict import predict_at_voxels, union_grid, write_history
 from .inr.settings import INRSettings
 from .io import save_nifti, write_tsv
 from .metrics import mutual_information
@@ -68,9 +66,9 @@ def estimate_memory_gb(image_files: list[str], template_file: str | None = None,
 def resimulation_residual(fitted, index: int, volume, mask: np.ndarray) -> dict:
     """The model's prediction of LR image ``index`` at its own voxel centres versus the image
     (:func:`residual_summary`)."""
-    indices = np.argwhere(mask)
-    world = apply_transform(fitted.transforms[index], world_coordinates(volume.affine, indices))
-    return residual_summary(fitted.predict(world)[:, index], volume, mask)
+    predicted = predict_at_voxels(fitted, np.argwhere(mask), volume.affine,
+                                  fitted.transforms[index])
+    return residual_summary(predicted[:, index].astype(np.float64), volume, mask)
 
 
 def residual_summary(predicted: np.ndarray, volume, mask: np.ndarray) -> dict:

@@ -68,3 +68,25 @@ def test_deepbet_counts_as_a_gpu_job():
                                         bias_correction=False, skull_strip="auto", space=space,
                                         seed=0, quick=True, use_gpu=use_gpu)
         assert workflow.get_node("brain_mask").is_gpu_node() is use_gpu
+
+
+def test_the_evaluation_runs_on_the_fit_device(tmp_path):
+    """Evaluation mode: the models are evaluated on the fit's device, so the node is a GPU job
+    (one slot) when the fit is; JTV's evaluation stays on the CPU."""
+    truths = [tmp_path / "t1.nii.gz", tmp_path / "flair.nii.gz"]
+    for path in truths:
+        path.write_bytes(b"")
+
+    def evaluate_node(use_gpu: bool, method: str = "inr"):
+        settings = {**INRSettings().to_dict(), "device": "cuda"}
+        workflow = init_superres_wf(names=["sub-01_T1w", "sub-01_FLAIR"], reference=0,
+                                    settings=settings, resolution=1.0, omp_nthreads=4,
+                                    use_gpu=use_gpu, mem_gb=2.5, method=method,
+                                    truth_files=[str(p) for p in truths])
+        return workflow.get_node("evaluate")
+
+    gpu = evaluate_node(True)
+    assert gpu.is_gpu_node() and gpu.n_procs == 1 and gpu.inputs.device == "cuda"
+    cpu = evaluate_node(False)
+    assert not cpu.is_gpu_node() and cpu.n_procs == 4 and cpu.inputs.device == "cpu"
+    assert not evaluate_node(True, "jtv").is_gpu_node()

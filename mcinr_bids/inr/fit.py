@@ -128,12 +128,16 @@ class FittedINR:
         return np.stack([scale.restore(normalised[:, i]) for i, scale in enumerate(self.scales)],
                         axis=1)
 
-    def foreground(self, world: np.ndarray) -> np.ndarray:
-        """Boolean (M,): inside every covering image's dilated foreground mask."""
+    def dilated_masks(self) -> list[np.ndarray]:
+        """Each image's foreground mask dilated by ``foreground_dilation_mm`` (computed once)."""
         if self._dilated_masks is None:
             self._dilated_masks = [dilate_mask_mm(m, a, self.settings.foreground_dilation_mm)
                                    for m, a in zip(self.masks, self.affines)]
-        return output_foreground(world, self._dilated_masks, self.affines, self.transforms)
+        return self._dilated_masks
+
+    def foreground(self, world: np.ndarray) -> np.ndarray:
+        """Boolean (M,): inside every covering image's dilated foreground mask."""
+        return output_foreground(world, self.dilated_masks(), self.affines, self.transforms)
 
 
 def informed_cell_sizes(cell_sizes_mm: list[float], finest_spacing_mm: float) -> list[float]:

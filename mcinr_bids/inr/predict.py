@@ -6,7 +6,7 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from ..geometry import bounding_box, isotropic_grid, world_coordinates
+from ..geometry import bounding_box, isotropic_grid
 from ..io import atomic_write, write_tsv
 from .data import CoordinateNormaliser, IntensityScale
 from .fit import FittedINR, select_device
@@ -29,31 +29,140 @@ def reference_grid(path: str) -> tuple[tuple[int, int, int], np.ndarray]:
     return tuple(image.shape[:3]), image.affine
 
 
+def voxel_to_normalised(fitted: FittedINR, affine: np.ndarray,
+                        transform: np.ndarray | None = None) -> np.ndarray:
+    """4x4 (float64) from voxel indices of a grid ``affine`` (through the world -> common-space
+    ``transform``) to the model's normalised coordinates."""
+    extent = fitted.normaliser.extent_mm
+    scaling = np.eye(4)
+    scaling[:3, :3] = np.diag(2.0 / extent)
+    scaling[:3, 3] = -2.0 * fitted.normaliser.low / extent - 1.0
+    moved = np.eye(4) if transform is None else np.asarray(transform, dtype=np.float64)
+    return scaling @ moved @ np.asarray(affine, dtype=np.float64)
+
+
+class DevicePredictor:
+    """Evaluates a fitted model at voxels of a grid on the model's device: coordinates,
+    foreground (each image's dilated mask, linear interpolation, >= 0.5 where it covers the
+    point, as :func:`output_foreground`) and intensities in the images' units are computed
+    there in float32 and copied to the host once per chunk.
+
+    Parameters
+    ----------
+    fitted : FittedINR
+    affine : (4, 4) array
+        The grid's voxel -> world affine.
+    transform : (4, 4) array or None
+        World of the grid -> the model's common space (identity when None).
+    """
+
+    def __init__(self, fitted: FittedINR, affine: np.ndarray,
+                 transform: np.ndarray | None = None):
+        self.fitted = fitted
+        self.device = next(fitted.model.parameters()).device
+        self.to_model = self._matrix(voxel_to_normalised(fitted, affine, transform))
+        grid_to_common = (np.eye(4) if transform is None else np.asarray(transform)) @ affine
+        self.masks = []
+        for mask, mask_affine, mask_transform in zip(fitted.dilated_masks(), fitted.affines,
+                                                     fitted.transforms):
+            common_to_mask = np.linalg.inv(
+                (np.eye(4) if mask_transform is None else np.asarray(mask_transform))
+                @ mask_affine)
+            self.masks.append((torch.from_numpy(mask.astype(np.float32)).to(self.device),
+                               self._matrix(common_to_mask @ grid_to_common), mask.shape))
+        scales = fitted.scales
+        self.scale = torch.tensor([s.scale for s in scales], dtype=torch.float32,
+                                  device=self.device)
+        self.offset = torch.tensor([s.offset for s in scales], dtype=torch.float32,
+                                   device=self.device)
+        self.background = torch.tensor([s.background for s in scales], dtype=torch.float32,
+                                       device=self.device)
+
+    def _matrix(self, matrix: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(matrix[:3], dtype=torch.float32, device=self.device)
+
+    def foreground(self, voxels: torch.Tensor) -> torch.Tensor:
+        """Boolean (M,) for voxel indices (M, 3) float32 on the device."""
+        inside = torch.ones(len(voxels), dtype=torch.bool, device=self.device)
+        covered = torch.zeros_like(inside)
+        for mask, matrix, shape in self.masks:
+            points = voxels @ matrix[:, :3].T + matrix[:, 3]
+            size = torch.tensor(shape, dtype=torch.float32, device=self.device)
+            known = ((points >= -0.5) & (points <= size - 0.5)).all(1)
+            # grid_sample: (x, y, z) = (last, middle, first) axis; align_corners maps -1 / 1 to
+            # the first / last voxel centre; border padding = scipy's mode="nearest"
+            normalised = 2 * points / torch.clamp(size - 1, min=1) - 1
+            values = torch.nn.functional.grid_sample(
+                mask[None, None], normalised.flip(1).view(1, -1, 1, 1, 3), mode="bilinear",
+                padding_mode="border", align_corners=True).view(-1)
+            covered |= known
+            inside &= ~known | (values >= 0.5)
+        return inside & covered
+
+    def __call__(self, voxels: torch.Tensor, fill_background: bool = True) -> torch.Tensor:
+        """Intensities (M, N) in each image's units at voxel indices (M, 3) on the device."""
+        coordinates = voxels @ self.to_model[:, :3].T + self.to_model[:, 3]
+        values = self.fitted.model(coordinates).float() * self.scale + self.offset
+        if fill_background:
+            values = torch.where(self.foreground(voxels)[:, None], values, self.background)
+        return values
+
+
+def _unravel(flat: torch.Tensor, shape) -> torch.Tensor:
+    """Voxel indices (M, 3) float32 of C-order flat indices."""
+    second, third = int(shape[1]), int(shape[2])
+    return torch.stack([flat // (second * third), (flat // third) % second, flat % third],
+                       1).float()
+
+
 def predict_on_grid(fitted: FittedINR, shape: tuple[int, int, int], affine: np.ndarray,
-                    chunk: int | None = None, fill_background: bool = True
+                    chunk: int | None = None, fill_background: bool = True,
+                    transform: np.ndarray | None = None
                     ) -> tuple[list[np.ndarray], np.ndarray]:
-    """Predict every contrast on a grid (shape, affine), chunk by chunk (bounded memory).
+    """Predict every contrast on a grid (shape, affine), chunk by chunk on the model's device
+    (bounded memory; :class:`DevicePredictor`).
 
     Returns one float32 array of ``shape`` per image, in that image's intensity units, and the
     boolean output foreground.  Outside the foreground each image gets its own background value
-    when ``fill_background``.
+    when ``fill_background``.  ``transform`` maps the grid's world to the model's common space.
     """
     chunk = chunk or fitted.settings.prediction_chunk
+    predictor = DevicePredictor(fitted, affine, transform)
     total = int(np.prod(shape))
-    outputs = [np.empty(total, dtype=np.float32) for _ in range(fitted.n_images)]
+    outputs = np.empty((total, fitted.n_images), dtype=np.float32)
     foreground = np.empty(total, dtype=bool)
-    for start in range(0, total, chunk):
-        flat = np.arange(start, min(total, start + chunk))
-        world = world_coordinates(affine, np.stack(np.unravel_index(flat, shape), axis=1))
-        values = fitted.predict(world, chunk)
-        inside = fitted.foreground(world)
-        foreground[flat] = inside
-        for index, scale in enumerate(fitted.scales):
-            column = values[:, index]
+    fitted.model.eval()
+    with torch.no_grad():
+        for start in range(0, total, chunk):
+            stop = min(total, start + chunk)
+            voxels = _unravel(torch.arange(start, stop, device=predictor.device), shape)
+            inside = predictor.foreground(voxels)
+            values = predictor(voxels, fill_background=False)
             if fill_background:
-                column = np.where(inside, column, scale.background)
-            outputs[index][flat] = column
-    return [o.reshape(shape) for o in outputs], foreground.reshape(shape)
+                values = torch.where(inside[:, None], values, predictor.background)
+            outputs[start:stop] = values.cpu().numpy()
+            foreground[start:stop] = inside.cpu().numpy()
+    fitted.model.train()
+    return [outputs[:, i].reshape(shape) for i in range(fitted.n_images)], \
+        foreground.reshape(shape)
+
+
+def predict_at_voxels(fitted: FittedINR, voxels: np.ndarray, affine: np.ndarray,
+                      transform: np.ndarray | None = None, chunk: int | None = None
+                      ) -> np.ndarray:
+    """Every contrast (M, N) in its units at voxel indices (M, 3) of a grid ``affine`` (e.g.
+    an input's own voxels, for its re-simulation), on the model's device, no background."""
+    chunk = chunk or fitted.settings.prediction_chunk
+    predictor = DevicePredictor(fitted, affine, transform)
+    outputs = np.empty((len(voxels), fitted.n_images), dtype=np.float32)
+    fitted.model.eval()
+    with torch.no_grad():
+        for start in range(0, len(voxels), chunk):
+            batch = torch.as_tensor(np.asarray(voxels[start:start + chunk], dtype=np.float32),
+                                    device=predictor.device)
+            outputs[start:start + len(batch)] = predictor(batch, False).cpu().numpy()
+    fitted.model.train()
+    return outputs
 
 
 def _pack_mask(mask: np.ndarray) -> torch.Tensor:

@@ -28,6 +28,10 @@ class _EvaluateInputSpec(BaseInterfaceInputSpec):
                                     desc="4x4 text matrices: image world -> reference world")
     reference_to_output = File(exists=True, desc="4x4 text matrix: reference -> output space")
     brain_mask = File(exists=True, desc="brain mask on the reference image's grid")
+    device = traits.Str("cpu", usedefault=True, desc="where the models are evaluated "
+                        "(auto, cpu, cuda, mps: the fit's --device)")
+    use_gpu = traits.Bool(False, usedefault=True,
+                          desc="a GPU job for MultiProc (one --n-gpu-procs slot)")
 
 
 class _EvaluateOutputSpec(TraitedSpec):
@@ -78,7 +82,8 @@ class EvaluateSuperresolution(SimpleInterface):
         rows = evaluate_subject(list(self.inputs.truth_files),
                                 list(self.inputs.low_resolution_files), checkpoints,
                                 list(self.inputs.names), transforms=transforms, masks=masks,
-                                extra=extra, warn=_warn)
+                                extra=extra, warn=_warn,
+                                device=self.inputs.device)
         self._results["out_metrics"] = append_metrics(
             self.inputs.metrics, rows, os.path.join(runtime.cwd, "metrics.tsv"))
         return runtime

@@ -93,9 +93,14 @@ def init_superres_wf(*, names: list[str], reference: int, settings: dict, resolu
     if not truth_files:
         workflow.connect(fit, "out_metrics", outputnode, "metrics")
         return workflow
+    # the models are evaluated on the fit's device (a GPU job like the fit)
+    gpu_evaluation = use_gpu and method == "inr"
     evaluate = pe.Node(EvaluateSuperresolution(
         truth_files=truth_files, names=names, model=settings["model"],
-        jtv_settings=dict(jtv_settings or {})), name="evaluate")
+        jtv_settings=dict(jtv_settings or {}),
+        **({"use_gpu": True, "device": settings.get("device", "auto")} if gpu_evaluation
+           else {})),
+        name="evaluate", n_procs=1 if gpu_evaluation else omp_nthreads, mem_gb=mem_gb)
     workflow.connect([
         (inputnode, evaluate, [("images", "low_resolution_files"),
                                ("to_reference", "to_reference"),
