@@ -133,11 +133,31 @@ def run_baseline(method: str, simulation: Simulation, jtv_settings=None
 
 def run_inr(settings: INRSettings, simulation: Simulation, progress: bool = False,
             epoch_callback=None):
-    """Fit on the LR images and predict on the isotropic grid; returns (predictions, fitted)."""
+    """Fit on the LR images and predict on the isotropic grid, then the data-consistency step
+    (``consistency_steps``) with the simulation's slice profile (``point`` for decimation,
+    ``box`` for thick slices, as for JTV); returns (predictions, fitted)."""
+    profile = "point" if simulation.offset is not None else "box"
+    settings = INRSettings.from_dict({**settings.to_dict(), "consistency_profile": profile})
     fitted = fit_inr(simulation.low_resolution, settings, progress=progress,
                      epoch_callback=epoch_callback)
-    predictions, _ = predict_on_grid(fitted, simulation.truths[0].shape, simulation.affine)
+    grid = (simulation.truths[0].shape, simulation.affine)
+    predictions, foreground = predict_on_grid(fitted, *grid)
+    predictions = consistent(settings, predictions, grid, simulation.low_resolution,
+                             fitted.masks, fitted.transforms, foreground)
     return predictions, fitted
+
+
+def consistent(settings: INRSettings, predictions: list[np.ndarray], grid: tuple,
+               volumes: list[Volume], masks: list, transforms: list,
+               foreground: np.ndarray | None = None) -> list[np.ndarray]:
+    """Predictions on ``grid`` after the data-consistency step of a fit's ``settings``
+    (:func:`mcinr_bids.backprojection.back_project`)."""
+    from .backprojection import back_project
+
+    return back_project(predictions, grid, volumes, masks=masks, transforms=transforms,
+                        profile=settings.consistency_profile,
+                        steps=settings.consistency_steps,
+                        dilation_mm=settings.foreground_dilation_mm, foreground=foreground)
 
 
 def evaluate(simulation: Simulation, methods: list[str], settings: INRSettings,
@@ -313,11 +333,16 @@ def evaluate_subject(truth_files: list[str], low_resolution_files: list[str],
                                                 geometry.grid_coordinates(shape, affine))
         mask = automatic_foreground_mask(truth) & foreground(output_world).reshape(shape)
         masks_out.append(mask)
+        low = lows[index]
+        low_volume = Volume(np.asanyarray(low.dataobj, dtype=np.float32), low.affine)
         for method, model in fitted.items():
             predicted, _ = predict_on_grid(model, shape, affine, fill_background=False,
                                            transform=transforms[index])
-            predictions[method].append(predicted[index])
-        low = lows[index]
+            # the truth's grid as the output grid: the LR image's world is the truth's, so the
+            # consistency step maps the LR image through no transform
+            predictions[method].append(consistent(
+                model.settings, [predicted[index]], (shape, affine), [low_volume],
+                [model.masks[index]], [None])[0])
         predictions["cubic-clamped"].append(cubic_on_grid(
             np.asanyarray(low.dataobj, dtype=np.float32), low.affine, shape, affine, clamp=True))
         acquisition = acquisition_on_grid(low.affine, affine)

@@ -27,11 +27,10 @@ import numpy as np
 from .baselines import cubic_on_grid
 from .geometry import apply_transform, thick_axis, voxel_sizes, world_coordinates
 from .inr.data import IntensityScale, Volume, automatic_foreground_mask, dilate_mask_mm
+from .inr.settings import SLICE_PROFILES as PROFILES
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
-
-PROFILES = ("box", "point")
 
 
 @dataclass

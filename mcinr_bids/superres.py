@@ -18,6 +18,7 @@ import nibabel as nib
 import numpy as np
 
 from .anatomical import mask_on_grid
+from .backprojection import back_project
 from .geometry import (
     bounding_box,
     grid_coordinates,
@@ -180,7 +181,13 @@ def superresolve(volumes: list, settings: INRSettings, output_dir: str, *,
 
     predict_started = time.perf_counter()
     shape, affine = grid if grid is not None else union_grid(fitted, resolution)
-    predictions, _ = predict_on_grid(fitted, shape, affine)
+    predictions, foreground = predict_on_grid(fitted, shape, affine)
+    predictions = back_project(predictions, (shape, affine), volumes, masks=fitted.masks,
+                               transforms=fitted.transforms,
+                               profile=settings.consistency_profile,
+                               steps=settings.consistency_steps,
+                               dilation_mm=settings.foreground_dilation_mm,
+                               foreground=foreground)
     brain = output_foreground(grid_coordinates(shape, affine), fitted.masks, fitted.affines,
                               fitted.transforms).reshape(shape)
     predict_seconds = time.perf_counter() - predict_started

@@ -63,3 +63,42 @@ def test_thick_slices_reconstructed_better_than_cubic(phantom):
         gain = metrics.psnr(output, truth, inside) - metrics.psnr(cubic, truth, inside)
         assert gain > 2.0, gain
     assert facts["seconds"] > 0 and len(facts["noise_sigma"]) == 2
+
+
+def test_back_projection_makes_a_blurred_reconstruction_consistent_with_thick_slices(phantom):
+    """The INR's data-consistency step (mcinr_bids.backprojection): a reconstruction that
+    misses the slab means (cubic splines, which treat each slab mean as a point sample) is
+    re-simulated through the box profile and corrected; the re-simulation error falls, the
+    image gets closer to the truth, 0 steps changes nothing, and nothing changes outside the
+    given foreground."""
+    from mcinr_bids.backprojection import back_project
+    from mcinr_bids.jtv import forward_project
+
+    t1, _, mask, affine = phantom
+    low, low_affine = simulate.thick_slices(t1, affine, geometry.voxel_axis(affine, "S"), 4)
+    volume = Volume(low.astype(np.float32), low_affine, name="t1")
+    start = cubic_on_grid(low, low_affine, t1.shape, affine)
+    inside = mask > 0
+    everything = np.ones(low.shape, bool)
+    voxels = np.argwhere(everything)
+
+    def resimulation_error(image):
+        predicted = forward_project(image, affine, volume, voxels, "box")
+        return float(np.sqrt(np.mean((predicted - low.ravel()) ** 2)))
+
+    grid = (t1.shape, affine)
+    np.testing.assert_array_equal(
+        back_project([start], grid, [volume], masks=[everything], steps=0)[0], start)
+    (one,) = back_project([start], grid, [volume], masks=[everything], steps=1)
+    (three,) = back_project([start], grid, [volume], masks=[everything], steps=3)
+    errors = [resimulation_error(image) for image in (start, one, three)]
+    assert errors[1] < 0.7 * errors[0] and errors[2] < errors[1], errors
+    gain = metrics.psnr(three, t1, inside) - metrics.psnr(start, t1, inside)
+    assert gain > 0.03, gain  # cubic -> closer to the truth (+0.07 dB here, +0.2 on BraTS)
+    assert three.dtype == np.float32 and three.min() >= low.min() and three.max() <= low.max()
+    half = np.zeros(t1.shape, bool)
+    half[:, :24] = True
+    (partial,) = back_project([start], grid, [volume], masks=[everything], steps=1,
+                              foreground=half)
+    np.testing.assert_array_equal(partial[~half], start[~half])
+    np.testing.assert_allclose(partial[half], one[half], rtol=1e-6, atol=1e-6)

@@ -13,6 +13,10 @@ from dataclasses import dataclass, field
 ENCODINGS = ("fourier", "grid")
 MODELS = ("split", "vanilla", "single")
 PSF_PROFILES = ("gaussian", "box")
+#: slice profiles of an acquired voxel in the forward models of the data-consistency step and
+#: of JTV: ``box`` (the mean across the slice thickness: thick 2D slices), ``point`` (the
+#: voxel centre: decimated data)
+SLICE_PROFILES = ("box", "point")
 #: ``auto`` picks cuda, then mps, then cpu
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -59,6 +63,12 @@ class INRSettings:
     #: the loss through the profile: False squares the K-point mean (biased by the profile's
     #: variance / K); True averages products of distinct samples (unbiased, K >= 2)
     psf_unbiased: bool = False
+    # Data consistency after the fit (mcinr_bids.backprojection): the prediction re-simulated
+    # through each input's slice profile, the residual cubic-interpolated back and added
+    #: steps of x <- x + cubic(y - A x); 0 turns the step off
+    consistency_steps: int = 2
+    #: ``box`` (thick 2D slices, real acquisitions) or ``point`` (decimated data)
+    consistency_profile: str = "box"
     # Early stopping on mutual information between predicted contrasts
     early_stopping: bool = True
     mi_bins: int = 32
@@ -90,6 +100,11 @@ class INRSettings:
         if self.psf_profile not in PSF_PROFILES:
             raise ValueError(f"psf_profile must be one of {PSF_PROFILES}, got "
                              f"{self.psf_profile!r}")
+        if self.consistency_profile not in SLICE_PROFILES:
+            raise ValueError(f"consistency_profile must be one of {SLICE_PROFILES}, got "
+                             f"{self.consistency_profile!r}")
+        if self.consistency_steps < 0:
+            raise ValueError(f"consistency_steps must be >= 0, got {self.consistency_steps}")
         if self.checkpoint_seconds < 0:
             raise ValueError("checkpoint_seconds must be >= 0")
         if self.learning_rate <= 0:

@@ -142,6 +142,17 @@ def forward_model_words(psf: bool) -> str:
     return "each acquired voxel compared with the model at the voxel's centre"
 
 
+def consistency_words(steps: int, profile: str) -> str:
+    """The data-consistency step after the fit, in words ('' when off)."""
+    if not steps:
+        return ""
+    where = ("uniform across the slice thickness" if profile == "box" else "the voxel centre")
+    return (f"; the prediction was then made consistent with each acquisition by {steps} "
+            f"step{'s' if steps != 1 else ''} of iterative back-projection (re-simulated "
+            f"through the image's slice profile, {where}, and the residual added back by "
+            "cubic-spline interpolation)")
+
+
 def methods_text(*, n_images: int, reference: str, space: str, resolution: float,
                  settings, bias_correction: bool, evaluation: bool,
                  jtv_settings: dict | None = None) -> str:
@@ -161,7 +172,9 @@ def methods_text(*, n_images: int, reference: str, space: str, resolution: float
         text += (f"{MODEL_WORDS[settings.model][0].upper()}{MODEL_WORDS[settings.model][1:]} "
                  f"was fitted to the original voxels of the images, in world coordinates, "
                  f"{forward_model_words(settings.psf)}, and predicted on an isotropic grid "
-                 f"({resolution:g} mm) in {space} space.")
+                 f"({resolution:g} mm) in {space} space"
+                 f"{consistency_words(settings.consistency_steps, settings.consistency_profile)}"
+                 ".")
     if evaluation:
         text += (" Evaluation mode: the inputs were thick-slice acquisitions simulated from "
                  "isotropic images, and the outputs were scored against those originals.")
@@ -211,7 +224,9 @@ def sidecars(sources: list[str], bids_dir: str, skull_stripped: bool, mask_metho
     else:
         how = (f"{MODEL_WORDS[settings.get('model', 'split')]} ("
                + ", ".join(bids_stem(s) for s in sources) + "), "
-               f"{forward_model_words(bool(settings.get('psf')))}")
+               f"{forward_model_words(bool(settings.get('psf')))}"
+               + consistency_words(settings.get("consistency_steps", 0),
+                                   settings.get("consistency_profile", "box")))
     record = "JTV" if method == "jtv" else "INR"
     images = []
     for index, uri in enumerate(uris):

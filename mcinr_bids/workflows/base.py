@@ -87,8 +87,10 @@ def init_single_subject_wf(*, config: AppConfig, inputs: SubjectInputs, space: O
     method = config.workflow.method
     jtv_settings = dataclasses.asdict(config.jtv)
     if originals and config.workflow.simulate_protocol == "decimate":
-        # decimated slices are point samples: JTV's forward model follows the simulation
+        # decimated slices are point samples: the forward models of JTV and of the INR's
+        # data-consistency step follow the simulation
         jtv_settings["profile"] = "point"
+        settings["consistency_profile"] = "point"
     use_gpu = config.inr.device == "cuda" or (config.inr.device == "auto" and _cuda_available())
 
     workflow = Workflow(name=name)
