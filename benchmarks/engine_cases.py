@@ -62,7 +62,7 @@ def run_case(folder: str, t1_name: str, flair_name: str, mask_name: str | None,
              jtv: tuple[float, ...] = (), psf: tuple | None = None,
              jtv_epsilon: float = 1e-3) -> list[dict]:
     from mcinr_bids.evaluation import run_baseline, run_inr, score, simulate_acquisitions
-    from mcinr_bids.inr import load_volume
+    from mcinr_bids.inr import load_volume, predict_on_grid
     from mcinr_bids.inr.settings import settings_for_preset
 
     t1 = load_volume(os.path.join(folder, t1_name))
@@ -103,6 +103,10 @@ def run_case(folder: str, t1_name: str, flair_name: str, mask_name: str | None,
                 simulation)
             rows.append({"method": name, "seconds": time.perf_counter() - start,
                          "epochs": len(fitted.history), **score(predictions, simulation)})
+            if fitted.settings.consistency_steps:
+                raw, _ = predict_on_grid(fitted, simulation.truths[0].shape, simulation.affine)
+                rows.append({"method": f"{name}, no consistency step", "seconds": "",
+                             "epochs": "", **score(raw, simulation)})
             if jtv_predictions is not None:
                 rows.append({"method": f"({name} + jtv) / 2", "seconds": "", "epochs": "",
                              **score([(p + j) / 2 for p, j in

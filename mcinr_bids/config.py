@@ -2,11 +2,13 @@
 
 ``[execution]`` (:class:`ExecutionSettings`: where the data are, how the workflow runs),
 ``[workflow]`` (:class:`WorkflowSettings`: what the participant workflow does), ``[inr]``
-(:class:`~mcinr_bids.inr.settings.INRSettings`, the engine's own settings) and ``[jtv]``
-(:class:`~mcinr_bids.jtv.JTVSettings`, the joint-total-variation method's).  Every setting lives
-in exactly one of them.  :func:`resolve_config` is the one precedence rule, used by every command
-line and by the workflow: defaults, then the preset (``[workflow] preset``), then ``--sloppy``,
-then the tables of a ``--config-file``, then the options given on the command line.
+(:class:`~mcinr_bids.inr.settings.INRSettings`, the engine's own settings), ``[jtv]``
+(:class:`~mcinr_bids.jtv.JTVSettings`, the joint-total-variation method's) and ``[unpaired]``
+(:class:`~mcinr_bids.unpaired.settings.UnpairedSettings`, the cohort method's training).
+Every setting lives in exactly one of them.  :func:`resolve_config` is the one precedence
+rule, used by every command line and by the workflow: defaults, then the preset
+(``[workflow] preset``), then ``--sloppy``, then the tables of a ``--config-file``, then the
+options given on the command line.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 from .inr.settings import PRESETS, INRSettings
 from .jtv import JTVSettings
+from .unpaired.settings import SLOPPY_UNPAIRED, UnpairedSettings
 
 
 def _toml_value(value) -> str:
@@ -49,8 +52,13 @@ OUTPUT_SPACES = ("MNI152NLin2009cAsym", "SRI24", "native")
 SKULL_STRIP = ("auto", "force", "skip")
 DEFAULT_CONTRASTS = ("T1w", "T2w", "FLAIR", "PDw")
 #: the reconstruction methods of the participant level: the subject's INR (McGinnis, Shit et
-#: al.) or the classical joint-total-variation reconstruction (UniRes' method)
-METHODS = ("inr", "jtv")
+#: al.), the classical joint-total-variation reconstruction (UniRes' method) or the
+#: cohort-trained unpaired contrastive network (Li et al.; trained by the group level)
+METHODS = ("inr", "jtv", "unpaired")
+#: the ``desc-`` label of each method's outputs
+OUTPUT_DESC = {"inr": "superres", "jtv": "jtv", "unpaired": "unpaired"}
+#: the table names of a settings file, and the settings class of each
+TABLES = ("execution", "workflow", "inr", "jtv", "unpaired")
 
 #: INR overrides for ``--sloppy``: a tiny, quick fit for testing a pipeline, not for results
 SLOPPY_INR = {"epochs": 3, "min_epochs": 1, "grid_cell_sizes_mm": [16.0, 8.0, 4.0],
@@ -101,6 +109,12 @@ class WorkflowSettings:
     simulate_factor: int = 4
     simulate_protocol: str = "decimate"
     evaluate_ablation: bool = False
+    # the unpaired (cohort) method
+    #: group level: train one unpaired model per contrast on the selected participants
+    train_unpaired: bool = False
+    #: folder of the trained models (default: <output_dir>/models, where the group level
+    #: writes them)
+    unpaired_models: str | None = None
 
 
 @dataclass
@@ -111,11 +125,13 @@ class AppConfig:
     workflow: WorkflowSettings = field(default_factory=WorkflowSettings)
     inr: INRSettings = field(default_factory=INRSettings)
     jtv: JTVSettings = field(default_factory=JTVSettings)
+    unpaired: UnpairedSettings = field(default_factory=UnpairedSettings)
 
     def to_toml(self) -> str:
         return to_toml({"execution": dataclasses.asdict(self.execution),
                         "workflow": dataclasses.asdict(self.workflow),
-                        "inr": self.inr.to_dict(), "jtv": dataclasses.asdict(self.jtv)})
+                        "inr": self.inr.to_dict(), "jtv": dataclasses.asdict(self.jtv),
+                        "unpaired": self.unpaired.to_dict()})
 
     def save(self, path: str | Path) -> Path:
         """Write the TOML atomically (a temporary file renamed onto ``path``)."""
@@ -134,24 +150,29 @@ class AppConfig:
 
 def read_config_file(path: str | Path) -> dict[str, dict]:
     """The tables of a TOML settings file; ValueError naming the file when it is unreadable,
-    has tables other than [execution], [workflow], [inr] and [jtv], or unknown keys in them."""
+    has tables other than those of :data:`TABLES`, or unknown keys in them."""
     try:
         with open(path, "rb") as handle:
             tables = tomllib.load(handle)
     except (OSError, tomllib.TOMLDecodeError) as error:
         raise ValueError(f"{path}: not a readable TOML settings file ({error}); write "
-                         "[execution], [workflow], [inr] and [jtv] tables (mcinr-bids writes "
-                         "one per run as sub-X/log/<run>/mcinr.toml).") from error
+                         f"{_table_names()} tables (mcinr-bids writes one per run as "
+                         "sub-X/log/<run>/mcinr.toml).") from error
     known = {"execution": ExecutionSettings, "workflow": WorkflowSettings, "inr": INRSettings,
-             "jtv": JTVSettings}
+             "jtv": JTVSettings, "unpaired": UnpairedSettings}
     for name, values in tables.items():
         if name not in known or not isinstance(values, dict):
-            raise ValueError(f"{path}: unknown table [{name}]; the tables are [execution], "
-                             "[workflow], [inr] and [jtv].")
+            raise ValueError(f"{path}: unknown table [{name}]; the tables are "
+                             f"{_table_names()}.")
         unknown = sorted(set(values) - {f.name for f in dataclasses.fields(known[name])})
         if unknown:
             raise ValueError(f"{path}: unknown [{name}] settings: {', '.join(unknown)}.")
     return tables
+
+
+def _table_names() -> str:
+    names = [f"[{name}]" for name in TABLES]
+    return ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def resolve_config(file_tables: dict[str, dict] | None = None,
@@ -183,8 +204,10 @@ def resolve_config(file_tables: dict[str, dict] | None = None,
     if workflow.method not in METHODS:
         raise ValueError(f"unknown method {workflow.method!r}; choose from {', '.join(METHODS)}")
     jtv = {**(SLOPPY_JTV if execution.sloppy else {}), **layered("jtv")}
+    unpaired = {**(SLOPPY_UNPAIRED if execution.sloppy else {}), **layered("unpaired")}
     config = AppConfig(execution=execution, workflow=workflow, inr=INRSettings.from_dict(inr),
-                       jtv=JTVSettings(**jtv))
+                       jtv=JTVSettings(**jtv), unpaired=UnpairedSettings.from_dict(unpaired))
     config.inr.validate()
     config.jtv.validate()
+    config.unpaired.validate()
     return config

@@ -161,9 +161,21 @@ def consistent(settings: INRSettings, predictions: list[np.ndarray], grid: tuple
 
 
 def evaluate(simulation: Simulation, methods: list[str], settings: INRSettings,
-             progress: bool = False) -> list[dict]:
-    """One row per method: method, fit/prediction seconds and every score."""
+             progress: bool = False, unpaired_models: dict[str, list[str]] | None = None
+             ) -> list[dict]:
+    """One row per method: method, fit/prediction seconds and every score; ``unpaired_models``
+    (variant, e.g. ``unpaired`` -> one model file per image) add a row per variant."""
     rows = []
+    for variant, files in (unpaired_models or {}).items():
+        from .unpaired.apply import predict_images
+
+        start = time.perf_counter()
+        predictions, _ = predict_images(files, simulation.low_resolution,
+                                        simulation.truths[0].shape, simulation.affine,
+                                        device=settings.device)
+        rows.append({"method": variant, "fit_seconds": 0.0,
+                     "predict_seconds": time.perf_counter() - start,
+                     **score(predictions, simulation)})
     for method in methods:
         if method in BASELINES:
             predictions, seconds = run_baseline(method, simulation)

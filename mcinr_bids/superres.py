@@ -238,6 +238,12 @@ def write_subject_outputs(output_dir: str, desc: str, volumes: list, predictions
     return outputs
 
 
+def masks_grid(masks: list, affines: list, transforms: list, resolution: float) -> tuple:
+    """An isotropic grid over the union of the masks' fields of view (shape, affine)."""
+    return isotropic_grid(bounding_box([(m.shape, a) for m, a in zip(masks, affines)],
+                                       transforms), resolution)
+
+
 def reconstruct_subject_jtv(volumes: list, settings, output_dir: str, *,
                             masks: list | None = None, transforms: list | None = None,
                             grid: tuple | None = None, resolution: float = 1.0,
@@ -254,10 +260,7 @@ def reconstruct_subject_jtv(volumes: list, settings, output_dir: str, *,
     masks = prepare_masks(volumes, masks)
     transforms = list(transforms) if transforms is not None else [None] * len(volumes)
     affines = [v.affine for v in volumes]
-    if grid is None:
-        grid = isotropic_grid(bounding_box([(m.shape, a) for m, a in zip(masks, affines)],
-                                           transforms), resolution)
-    shape, affine = grid
+    shape, affine = grid = grid or masks_grid(masks, affines, transforms, resolution)
     last = [time.perf_counter()]
 
     def report(iteration: int, row: dict) -> None:
@@ -281,5 +284,50 @@ def reconstruct_subject_jtv(volumes: list, settings, output_dir: str, *,
                    selected_epoch=int(settings.iterations), stopped_early=False,
                    stop_reason="iteration count", fit_seconds=round(facts["seconds"], 2),
                    device="cpu", noise_sigma=[round(float(v), 6) for v in facts["noise_sigma"]],
+                   total_seconds=round(time.perf_counter() - started, 2))
+    return outputs
+
+
+def reconstruct_subject_unpaired(volumes: list, model_files: list[str], output_dir: str, *,
+                                 masks: list | None = None, transforms: list | None = None,
+                                 grid: tuple | None = None, resolution: float = 1.0,
+                                 device: str = "auto") -> dict:
+    """Each image through its contrast's cohort-trained unpaired model
+    (:func:`mcinr_bids.unpaired.apply.predict_images`), with the outputs of
+    :func:`superresolve` (``<name>_desc-unpaired.nii.gz``, mask, residuals of the box/point
+    forward model, metrics, ``history.tsv``: each model's training losses per logged step);
+    no model file (the models are the group level's)."""
+    from .inr.data import prepare_masks
+    from .jtv import forward_project
+    from .unpaired.apply import predict_images
+
+    started = time.perf_counter()
+    os.makedirs(output_dir, exist_ok=True)
+    masks = prepare_masks(volumes, masks)
+    transforms = list(transforms) if transforms is not None else [None] * len(volumes)
+    affines = [v.affine for v in volumes]
+    shape, affine = grid = grid or masks_grid(masks, affines, transforms, resolution)
+    images, models = predict_images(model_files, volumes, tuple(shape), affine, masks,
+                                    transforms, device)
+    brain = output_foreground(grid_coordinates(shape, affine), masks, affines,
+                              transforms).reshape(shape)
+    residuals = [residual_summary(forward_project(image, affine, volume, np.argwhere(mask),
+                                                  model.settings.profile, transform),
+                                  volume, mask)
+                 for image, volume, mask, transform, model in zip(images, volumes, masks,
+                                                                   transforms, models)]
+    outputs = write_subject_outputs(output_dir, "unpaired", volumes, images, grid, brain,
+                                    residuals)
+    history: dict[int, dict] = {}
+    for volume, model in zip(volumes, models):
+        for row in model.history:
+            history.setdefault(row["step"], {"epoch": row["step"]} | {
+                f"loss_{v.name}": None for v in volumes})[f"loss_{volume.name}"] = row["loss_hr"]
+    outputs["history"] = os.path.join(output_dir, "history.tsv")
+    write_history([history[step] for step in sorted(history)], outputs["history"])
+    outputs.update(method="unpaired", models=list(model_files),
+                   epochs_run=max((len(m.history) and m.history[-1]["step"]) for m in models),
+                   fit_seconds=round(time.perf_counter() - started, 2),
+                   device=str(next(models[0].generator.parameters()).device),
                    total_seconds=round(time.perf_counter() - started, 2))
     return outputs

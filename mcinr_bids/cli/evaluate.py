@@ -35,6 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mask", help="brain mask on the images' grid (default: foreground)")
     parser.add_argument("--methods", nargs="+", choices=BASELINES + INR_MODELS,
                         default=list(BASELINES + INR_MODELS), help="what to compare")
+    parser.add_argument("--unpaired-models", nargs="+", metavar="MODEL",
+                        help="a row for the unpaired method: one trained model file per image "
+                             "(its contrast's, from mcinr-bids group --train-unpaired)")
+    parser.add_argument("--unpaired-nocontrast-models", nargs="+", metavar="MODEL",
+                        help="the same for the ablation without the contrastive loss")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="fast")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--psf", action="store_true")
@@ -72,7 +77,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"mcinr-evaluate: warning: {warning}", file=sys.stderr)
         settings = inr_settings(given_options(build_parser, argv), EVALUATE_OPTIONS)
         methods = [m for m in args.methods if len(volumes) > 1 or m not in ("split", "vanilla")]
-        rows = evaluate(simulation, methods, settings, progress=not args.quiet)
+        unpaired = {}
+        for variant, files in (("unpaired", args.unpaired_models),
+                               ("unpaired-nocontrast", args.unpaired_nocontrast_models)):
+            if files and len(files) != len(volumes):
+                raise InputError(f"{len(files)} {variant} model(s) for {len(volumes)} images: "
+                                 f"give one --{variant}-models file per image.")
+            if files:
+                unpaired[variant] = files
+        rows = evaluate(simulation, methods, settings, progress=not args.quiet,
+                        unpaired_models=unpaired)
     except (InputError, ValueError) as error:
         print(f"mcinr-evaluate: error: {error}", file=sys.stderr)
         return 2

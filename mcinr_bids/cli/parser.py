@@ -67,8 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     workflow.add_argument("--method", choices=METHODS, default="inr",
                           help="inr: the subject's implicit neural representation (outputs "
                                "desc-superres); jtv: the classical joint-total-variation "
-                               "reconstruction ([jtv] table; outputs desc-jtv; better than the "
-                               "INR on thick slices in our benchmark, see README)")
+                               "reconstruction ([jtv] table; outputs desc-jtv); unpaired: the "
+                               "cohort-trained unpaired contrastive network of each contrast "
+                               "(train it first with the group level's --train-unpaired; "
+                               "outputs desc-unpaired)")
     workflow.add_argument("--skull-strip", choices=SKULL_STRIP, default="auto",
                           help="auto: extract the brain unless the inputs are already "
                                "skull-stripped; force: always; skip: never (head mask)")
@@ -98,6 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--evaluate-ablation", action="store_true",
                             help="also fit and score single-contrast INRs")
 
+    unpaired = parser.add_argument_group(
+        "Unpaired cohort method (Li et al.: trained at the group level, applied per "
+        "participant)")
+    unpaired.add_argument("--train-unpaired", action="store_true",
+                          help="group level: train one model per contrast on the selected "
+                               "participants' images ([unpaired] table), written to "
+                               "OUTPUT_DIR/models; resumable from the work folder")
+    unpaired.add_argument("--unpaired-models", type=Path, metavar="DIR",
+                          help="folder of the trained models (desc-unpaired_<suffix>.pt) for "
+                               "--method unpaired and the evaluation mode's unpaired rows "
+                               "(default: OUTPUT_DIR/models)")
+
     performance = parser.add_argument_group("Options to handle performance")
     performance.add_argument("--device", choices=DEVICES, default="auto",
                              help="auto picks cuda, then mps, then cpu")
@@ -116,8 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     other.add_argument("--clean-workdir", action="store_true",
                        help="delete the work folder's contents before running")
     other.add_argument("--config-file", type=Path, metavar="TOML",
-                       help="settings file ([execution], [workflow], [inr] tables); command-"
-                            "line options win")
+                       help="settings file ([execution], [workflow], [inr], [jtv], "
+                            "[unpaired] tables); command-line options win")
     other.add_argument("--random-seed", type=int, default=0, metavar="N",
                        help="seed of the INR fit and the registrations")
     other.add_argument("--stop-on-first-crash", action="store_true",

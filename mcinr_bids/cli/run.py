@@ -36,7 +36,9 @@ APP_OPTIONS: OptionMap = {
     "verbose_count": ("execution", "verbose"),
     **{key: ("workflow", key) for key in (
         "contrasts", "method", "output_space", "output_resolution", "skull_strip", "preset",
-        "simulate_lowres", "simulate_factor", "simulate_protocol", "evaluate_ablation")},
+        "simulate_lowres", "simulate_factor", "simulate_protocol", "evaluate_ablation",
+        "train_unpaired")},
+    "unpaired_models": ("workflow", "unpaired_models", absolute),
     "model": ("inr", "model"),
     "psf": ("inr", "psf"),
     "device": ("inr", "device"),
@@ -178,7 +180,8 @@ def select_inputs(config: AppConfig, logger: logging.Logger) -> tuple[list, list
             groups, execution.bids_dir, str(Path(execution.work_dir) / "simulated_bids"), axes,
             workflow.simulate_protocol, workflow.simulate_factor)
         workflow.bias_correction = False
-    needed = 1 if config.inr.model == "single" else 2
+    # the INR's joint models need two images; JTV and the unpaired method work on one
+    needed = 2 if workflow.method == "inr" and config.inr.model != "single" else 1
     runnable = []
     for group in groups:
         if len(group.images) < needed:
@@ -263,6 +266,11 @@ def run_participant(config: AppConfig, logger: logging.Logger) -> int:
     if not runnable:
         logger.error("no subject has enough usable images; nothing to do.")
         return EXIT_FAILED
+    if workflow.method == "unpaired":  # every model is there before anything is written
+        from ..utils.unpaired_models import model_files_for, models_folder
+
+        for group in runnable:
+            model_files_for(group.images, models_folder(config))
     try:
         space = resolve_output_space(workflow.output_space, str(work_dir / "templates"))
     except TemplateError as error:
@@ -309,6 +317,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = build_config(argv)
         logger = _setup_logging(config.execution.verbose)
+        if config.execution.analysis_level == "group" and config.workflow.train_unpaired:
+            from .train_unpaired import run_train_unpaired
+
+            check_folders(config.execution.bids_dir, config.execution.output_dir,
+                          config.execution.work_dir)
+            return run_train_unpaired(config, logger)
         if config.execution.analysis_level == "group":
             # the group level reads the derivatives only: the raw data may be gone
             return run_group(config, logger)

@@ -17,6 +17,7 @@ from nipype.interfaces.base import (
 )
 from niworkflows.interfaces.bids import DerivativesDataSink as _DerivativesDataSink
 
+from ..config import METHODS
 from ..io import STAGING_PREFIX
 
 _ANAT = "sub-{subject}[/ses-{session}]/{datatype<anat>|anat}/sub-{subject}[_ses-{session}]"
@@ -89,7 +90,7 @@ class _SidecarMetadataInputSpec(BaseInterfaceInputSpec):
     settings = traits.Dict(mandatory=True)
     fit_info = traits.Dict(mandatory=True)
     bias_corrected = traits.Bool(True, usedefault=True, desc="whether N4 ran before the fit")
-    method = traits.Enum("inr", "jtv", usedefault=True, desc="the reconstruction method")
+    method = traits.Enum(*METHODS, usedefault=True, desc="the reconstruction method")
 
 
 class _SidecarMetadataOutputSpec(TraitedSpec):

@@ -24,6 +24,8 @@ class _EvaluateInputSpec(BaseInterfaceInputSpec):
     model = traits.Str("split", usedefault=True, desc="the joint model's kind")
     metrics = File(exists=True, mandatory=True, desc="the participant metrics to extend")
     jtv_settings = traits.Dict(desc="the [jtv] table: adds the 'jtv' rows (truths on one grid)")
+    unpaired_models = traits.Dict(desc="unpaired variant -> one model file per image: adds "
+                                       "their rows")
     to_reference = InputMultiObject(File(exists=True), mandatory=True,
                                     desc="4x4 text matrices: image world -> reference world")
     reference_to_output = File(exists=True, desc="4x4 text matrix: reference -> output space")
@@ -79,6 +81,15 @@ class EvaluateSuperresolution(SimpleInterface):
             extra["jtv"] = jtv_on_truth_grid(volumes, masks, transforms,
                                              self.inputs.truth_files[0],
                                              JTVSettings(**dict(self.inputs.jtv_settings)))
+        if self.inputs.unpaired_models:
+            from ..unpaired.apply import predict_images
+
+            for variant, files in dict(self.inputs.unpaired_models).items():
+                # each LR image's world is its truth's: no transform
+                extra[variant] = [predict_images([path], [volume], truth.shape, truth.affine,
+                                                 [mask], device=self.inputs.device)[0][0]
+                                  for path, volume, mask, truth in zip(files, volumes, masks,
+                                                                       truths)]
         rows = evaluate_subject(list(self.inputs.truth_files),
                                 list(self.inputs.low_resolution_files), checkpoints,
                                 list(self.inputs.names), transforms=transforms, masks=masks,

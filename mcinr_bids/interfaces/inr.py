@@ -1,6 +1,7 @@
 """Nipype interfaces of one subject's reconstruction: the INR fit
-(:func:`mcinr_bids.superres.superresolve`) and the joint-total-variation reconstruction
-(:func:`mcinr_bids.superres.reconstruct_subject_jtv`)."""
+(:func:`mcinr_bids.superres.superresolve`), the joint-total-variation reconstruction
+(:func:`mcinr_bids.superres.reconstruct_subject_jtv`) and the cohort-trained unpaired models
+(:func:`mcinr_bids.superres.reconstruct_subject_unpaired`)."""
 
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ class _FitINROutputSpec(_ReconstructionOutputSpec):
 
 SUMMARY_KEYS = ("method", "epochs_run", "selected_epoch", "stopped_early", "stop_reason",
                 "fit_seconds", "predict_seconds", "device", "grid_cell_sizes_mm",
-                "resumed_from_epoch", "noise_sigma")
+                "resumed_from_epoch", "noise_sigma", "models")
 
 
 def load_inputs(inputs) -> tuple[list, list | None, list, tuple | None]:
@@ -135,5 +136,28 @@ class ReconstructJTV(SimpleInterface):
             volumes, JTVSettings(**dict(self.inputs.settings)), runtime.cwd, masks=masks,
             transforms=transforms, grid=grid, resolution=self.inputs.resolution,
             say=progress_log(self.inputs.label))
+        self._results.update(reconstruction_results(outputs, self.inputs.omp_nthreads))
+        return runtime
+
+
+class ReconstructUnpaired(SimpleInterface):
+    """Each image of a subject through its contrast's unpaired model onto the output grid
+    (``settings``: ``model_files``, one per image, and ``device``)."""
+
+    input_spec = _FitINRInputSpec
+    output_spec = _ReconstructionOutputSpec
+
+    def _run_interface(self, runtime):
+        import torch
+
+        from ..superres import reconstruct_subject_unpaired
+
+        torch.set_num_threads(max(1, self.inputs.omp_nthreads))
+        volumes, masks, transforms, grid = load_inputs(self.inputs)
+        settings = dict(self.inputs.settings)
+        outputs = reconstruct_subject_unpaired(
+            volumes, list(settings["model_files"]), runtime.cwd, masks=masks,
+            transforms=transforms, grid=grid, resolution=self.inputs.resolution,
+            device=settings.get("device", "auto"))
         self._results.update(reconstruction_results(outputs, self.inputs.omp_nthreads))
         return runtime

@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from ..config import OUTPUT_DESC  # noqa: E402
 from .participant import STYLE  # noqa: E402
 
 MEASURES = ("resimulation_rmse", "resimulation_psnr", "mutual_information")
@@ -98,18 +99,15 @@ def flag_outliers(group: pd.DataFrame) -> pd.DataFrame:
                                           "measure", "value", "robust_z"])
 
 
-#: the ``desc-`` label of each participant-level method's outputs (workflows.outputs)
-METHOD_DESC = {"inr": "superres", "jtv": "jtv"}
-
-
 def aggregate_metrics(output_dir: str | Path, participants: list[str] | None = None) -> Path:
-    """Gather every ``sub-*_desc-superres_metrics.tsv`` (INR) and ``sub-*_desc-jtv_metrics.tsv``
-    (``--method jtv``) into the group table (column ``method``) and report.
+    """Gather every ``sub-*_desc-superres_metrics.tsv`` (INR), ``sub-*_desc-jtv_metrics.tsv``
+    (``--method jtv``) and ``sub-*_desc-unpaired_metrics.tsv`` (``--method unpaired``) into
+    the group table (column ``method``) and report.
 
     Reads only the derivatives; returns the path of the group TSV.
     """
     output = Path(output_dir)
-    files = [path for desc in METHOD_DESC.values()
+    files = [path for desc in OUTPUT_DESC.values()
              for path in sorted(output.glob(f"sub-*/**/anat/sub-*_desc-{desc}_metrics.tsv"))]
     if participants:
         files = [f for f in files if f.name.split("_")[0][4:] in participants]
@@ -117,7 +115,7 @@ def aggregate_metrics(output_dir: str | Path, participants: list[str] | None = N
         raise NoParticipantsError(
             f"{output}: no participant results (sub-*/anat/*_desc-superres_metrics.tsv); run "
             "the participant level first, with this folder as output_dir.")
-    methods = {f"desc-{desc}": method for method, desc in METHOD_DESC.items()}
+    methods = {f"desc-{desc}": method for method, desc in OUTPUT_DESC.items()}
     group = pd.concat([read_participant_table(f).assign(
         method=methods[f.name.split("_")[-2]]) for f in files], ignore_index=True)
     evaluation = evaluation_summary(files)

@@ -21,6 +21,7 @@ import pandas as pd  # noqa: E402
 
 from .. import __version__  # noqa: E402
 from ..anatomical import itk_file_to_ras, sample_on_grid  # noqa: E402
+from ..config import OUTPUT_DESC  # noqa: E402
 from ..geometry import thick_axis  # noqa: E402
 
 CITATION = ("McGinnis J, Shit S, Li HB, Sideri-Lampretsa V, Graf R, Dannecker M, Pan J, "
@@ -189,6 +190,12 @@ def residual_figure(residual_files: list[str], names: list[str], out_file: str) 
 
 def fit_summary(fit_info: dict) -> str:
     """One sentence on how the fit went (epochs, selection, stop, time, device, resumption)."""
+    if fit_info.get("method") == "unpaired":
+        models = ", ".join(os.path.basename(p) for p in fit_info.get("models") or [])
+        return (f"Cohort-trained unpaired models ({models or '?'}) applied in "
+                f"{fit_info.get('fit_seconds', 0):.0f} s on {fit_info.get('device', '?')}; "
+                "the curves are each model's HR-domain reconstruction loss over its training "
+                "steps (the group level's).")
     if fit_info.get("method") == "jtv":
         sigmas = ", ".join(f"{v:.3g}" for v in fit_info.get("noise_sigma") or [])
         return (f"Joint-total-variation reconstruction: {fit_info.get('epochs_run', '?')} "
@@ -224,7 +231,7 @@ def write_fragment(label: str, output_dir: str, inputs: list[str], outputs: list
              "output grid: its thick slices show) and the output.</p>"]
     for name, lr_file, sr_file, transform in zip(names, inputs, outputs, transforms):
         stem, suffix = name.rsplit("_", 1)
-        desc = "jtv" if fit_info.get("method") == "jtv" else "superres"
+        desc = OUTPUT_DESC[fit_info.get("method") or "inr"]
         figure = figures / f"{stem}_desc-{desc}_{suffix}.svg"
         # the ITK file holds output -> image points; the figure wants image -> output
         input_figure(lr_file, sr_file, np.linalg.inv(itk_file_to_ras(transform)), mask_file,
@@ -257,8 +264,8 @@ def write_fragment(label: str, output_dir: str, inputs: list[str], outputs: list
                      f'<img src="{subject}/figures/{template_svg.name}" alt="template">')
     curves_svg = figures / f"{label}_desc-curves_history.svg"
     curves_figure(history_file, fit_info.get("selected_epoch"), str(curves_svg))
-    parts.append(("<h3>Reconstruction</h3>" if fit_info.get("method") == "jtv" else
-                  "<h3>Training</h3>") + f"<p>{html.escape(fit_summary(fit_info))}</p>"
+    parts.append(("<h3>Reconstruction</h3>" if fit_info.get("method") in ("jtv", "unpaired")
+                  else "<h3>Training</h3>") + f"<p>{html.escape(fit_summary(fit_info))}</p>"
                  f'<img src="{subject}/figures/{curves_svg.name}" alt="training curves">')
     metrics = pd.read_csv(metrics_file, sep="\t", na_values="n/a", keep_default_na=False)
     parts.append("<h3>Metrics</h3>" + metrics.to_html(index=False, na_rep="n/a",

@@ -153,9 +153,16 @@ def consistency_words(steps: int, profile: str) -> str:
             "cubic-spline interpolation)")
 
 
+UNPAIRED_WORDS = ("each image passed through its contrast's unpaired contrastive "
+                  "super-resolution network (Li et al. 2023, arXiv 2310.15767; trained at the "
+                  "group level on the cohort's unpaired thick and isotropic images; planes "
+                  "across the thick axis refined along it on the image's own grid, both stacks "
+                  "averaged, then cubic-spline resampled)")
+
+
 def methods_text(*, n_images: int, reference: str, space: str, resolution: float,
                  settings, bias_correction: bool, evaluation: bool,
-                 jtv_settings: dict | None = None) -> str:
+                 jtv_settings: dict | None = None, unpaired: bool = False) -> str:
     """The boilerplate of one subject's processing, saying what was run (``settings``: the
     INRSettings of the fit; ``jtv_settings``: the ``[jtv]`` table when the method is JTV)."""
     preprocessing = ("corrected for intensity non-uniformity (N4, antspyx) and rigidly "
@@ -163,7 +170,10 @@ def methods_text(*, n_images: int, reference: str, space: str, resolution: float
                      "correction)")
     text = (f"The {n_images} anatomical images of this subject were {preprocessing} (mutual "
             f"information) to {reference}, which was rigidly registered to {space}. ")
-    if jtv_settings is not None:
+    if unpaired:
+        text += (f"{UNPAIRED_WORDS[0].upper()}{UNPAIRED_WORDS[1:]}, onto an isotropic grid "
+                 f"({resolution:g} mm) in {space} space.")
+    elif jtv_settings is not None:
         words = jtv_words(jtv_settings)
         text += (f"{words[0].upper()}{words[1:]}, was computed from the original voxels of the "
                  f"images, in world coordinates, on an isotropic grid ({resolution:g} mm) in "
@@ -215,7 +225,12 @@ def sidecars(sources: list[str], bids_dir: str, skull_stripped: bool, mask_metho
         "FitSeconds": fit_info.get("fit_seconds"),
         "SoftwareVersions": software,
     }
-    if method == "jtv":
+    if method == "unpaired":
+        fit = {"Models": [os.path.basename(p) for p in settings.get("model_files", [])],
+               "Device": fit_info.get("device"), "Seconds": fit_info.get("fit_seconds"),
+               "SoftwareVersions": software}
+        how = UNPAIRED_WORDS
+    elif method == "jtv":
         fit = {"Parameters": settings, "Threads": fit_info.get("threads"),
                "Iterations": fit_info.get("epochs_run"),
                "NoiseSigma": fit_info.get("noise_sigma"),
@@ -227,7 +242,7 @@ def sidecars(sources: list[str], bids_dir: str, skull_stripped: bool, mask_metho
                f"{forward_model_words(bool(settings.get('psf')))}"
                + consistency_words(settings.get("consistency_steps", 0),
                                    settings.get("consistency_profile", "box")))
-    record = "JTV" if method == "jtv" else "INR"
+    record = {"jtv": "JTV", "unpaired": "Unpaired"}.get(method, "INR")
     images = []
     for index, uri in enumerate(uris):
         header = nib.load(sources[index])

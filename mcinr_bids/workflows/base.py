@@ -15,6 +15,7 @@ from ..superres import estimate_memory_gb
 from ..utils.bids import SubjectInputs, bids_stem, bids_suffix, bids_uri, choose_reference
 from ..utils.descriptions import methods_text
 from ..utils.templates import OutputSpace
+from ..utils.unpaired_models import MODEL_DESC, model_files_for, models_folder
 from .anatomical import init_anat_preproc_wf
 from .fit import init_superres_wf
 from .outputs import init_ds_superres_wf
@@ -92,13 +93,14 @@ def init_single_subject_wf(*, config: AppConfig, inputs: SubjectInputs, space: O
         jtv_settings["profile"] = "point"
         settings["consistency_profile"] = "point"
     use_gpu = config.inr.device == "cuda" or (config.inr.device == "auto" and _cuda_available())
+    unpaired_settings, evaluation_models = unpaired_inputs(config, images, bool(originals))
 
     workflow = Workflow(name=name)
     workflow.__desc__ = methods_text(
         n_images=len(images), reference=bids_stem(images[reference]), space=space_label,
         resolution=resolution, settings=config.inr,
         bias_correction=config.workflow.bias_correction, evaluation=bool(originals),
-        jtv_settings=jtv_settings if method == "jtv" else None)
+        jtv_settings=jtv_settings if method == "jtv" else None, unpaired=method == "unpaired")
     anat_preproc_wf = init_anat_preproc_wf(
         images=images, reference=reference, bias_correction=config.workflow.bias_correction,
         skull_strip=config.workflow.skull_strip, space=space, seed=config.inr.seed,
@@ -109,13 +111,14 @@ def init_single_subject_wf(*, config: AppConfig, inputs: SubjectInputs, space: O
         template_file=space.t1w if space.is_template else None,
         truth_files=[originals[p] for p in images] if originals else None,
         ablation=config.workflow.evaluate_ablation, method=method, jtv_settings=jtv_settings,
+        unpaired_settings=unpaired_settings, evaluation_models=evaluation_models,
         mem_gb=estimate_memory_gb(images, space.t1w if space.is_template else None,
                                   resolution))
     ds_superres_wf = init_ds_superres_wf(
         output_dir=output_dir, sources=images, reference=reference, space=space_label,
         resolution=resolution, resolution_text=resolution_text,
         spatial_reference=spatial_reference, source_dir=source_dir,
-        settings=jtv_settings if method == "jtv" else settings,
+        settings={"jtv": jtv_settings, "unpaired": unpaired_settings}.get(method, settings),
         bias_corrected=config.workflow.bias_correction, method=method)
     participant_report = pe.Node(
         ParticipantReport(label=inputs.label, output_dir=output_dir, inputs=images,
@@ -142,6 +145,25 @@ def init_single_subject_wf(*, config: AppConfig, inputs: SubjectInputs, space: O
                                            ("outputnode.fit_info", "fit_info")]),
     ])
     return workflow
+
+
+def unpaired_inputs(config, images: list[str], evaluation: bool) -> tuple[dict, dict]:
+    """The unpaired method's settings (one model file per image, the device) when it is the
+    method, and in the evaluation mode the model files of each unpaired variant found for
+    every image (their rows in the scores)."""
+    folder = models_folder(config)
+    settings = {}
+    if config.workflow.method == "unpaired":
+        settings = {"model_files": model_files_for(images, folder),
+                    "device": config.inr.device}
+    found = {}
+    if evaluation:
+        for variant in MODEL_DESC:
+            try:
+                found[variant] = model_files_for(images, folder, variant)
+            except ValueError:
+                continue
+    return settings, found
 
 
 def set_crash_folder(workflow: Workflow, folder: str) -> None:

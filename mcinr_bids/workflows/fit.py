@@ -1,4 +1,5 @@
-"""The INR fit of one subject (and, in the evaluation mode, its scores against the truth)."""
+"""One subject's reconstruction (the INR fit, JTV or the unpaired models) and, in the
+evaluation mode, its scores against the truth."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from nipype.pipeline import engine as pe
 from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
 from ..interfaces.evaluation import EvaluateSuperresolution
-from ..interfaces.inr import FitINR, ReconstructJTV
+from ..interfaces.inr import FitINR, ReconstructJTV, ReconstructUnpaired
 
 INPUT_FIELDS = ["images", "to_reference", "reference_to_output", "brain_mask"]
 
@@ -17,10 +18,14 @@ def init_superres_wf(*, names: list[str], reference: int, settings: dict, resolu
                      template_file: str | None = None,
                      truth_files: list[str] | None = None, ablation: bool = False,
                      method: str = "inr", jtv_settings: dict | None = None,
+                     unpaired_settings: dict | None = None,
+                     evaluation_models: dict | None = None,
                      name: str = "superres_wf") -> Workflow:
     """Fit one INR to all images of a subject and predict every contrast on the output grid
     (``method="inr"``), or reconstruct them all by joint total variation (``"jtv"``: node
-    ``reconstruct``, no model file).
+    ``reconstruct``, no model file), or pass each through its contrast's cohort-trained model
+    (``"unpaired"``: node ``reconstruct``, ``unpaired_settings`` = ``model_files`` and
+    ``device``).
 
     Workflow Graph
         .. workflow::
@@ -42,6 +47,9 @@ def init_superres_wf(*, names: list[str], reference: int, settings: dict, resolu
     jtv_settings : dict or None
         The ``[jtv]`` table: the settings of ``method="jtv"``; in the evaluation mode also a
         ``jtv`` row beside the INR's.
+    evaluation_models : dict or None
+        Evaluation mode: unpaired variant (``unpaired``, ``unpaired-nocontrast``) -> one model
+        file per image, scored as rows of their own.
     use_gpu : bool
         The INR fit is a GPU job: it asks MultiProc for one GPU slot and one processor slot
         (nipype charges ``min(n_procs, n_gpu_procs)`` GPU slots per job, so ``--n-gpu-procs N``
@@ -84,6 +92,8 @@ def init_superres_wf(*, names: list[str], reference: int, settings: dict, resolu
 
     if method == "jtv":
         fit = fit_node("reconstruct", dict(jtv_settings or {}), ReconstructJTV)
+    elif method == "unpaired":
+        fit = fit_node("reconstruct", dict(unpaired_settings or {}), ReconstructUnpaired)
     else:
         fit = fit_node("fit", settings)
         workflow.connect(fit, "out_checkpoint", outputnode, "checkpoint")
@@ -97,7 +107,7 @@ def init_superres_wf(*, names: list[str], reference: int, settings: dict, resolu
     gpu_evaluation = use_gpu and method == "inr"
     evaluate = pe.Node(EvaluateSuperresolution(
         truth_files=truth_files, names=names, model=settings["model"],
-        jtv_settings=dict(jtv_settings or {}),
+        jtv_settings=dict(jtv_settings or {}), unpaired_models=dict(evaluation_models or {}),
         **({"use_gpu": True, "device": settings.get("device", "auto")} if gpu_evaluation
            else {})),
         name="evaluate", n_procs=1 if gpu_evaluation else omp_nthreads, mem_gb=mem_gb)

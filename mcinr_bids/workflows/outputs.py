@@ -6,6 +6,7 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
+from ..config import OUTPUT_DESC
 from ..interfaces.anatomical import ExportTransform
 from ..interfaces.bids import DerivativesDataSink, SidecarMetadata
 from ..utils.bids import bids_suffix, resolution_label
@@ -13,8 +14,6 @@ from ..utils.descriptions import METRICS_DICTIONARY
 
 #: source entities that subject-level outputs (mask, model, metrics) do not carry
 SUBJECT_LEVEL_DISMISS = ("acquisition", "ceagent", "reconstruction", "run", "direction", "echo")
-#: the ``desc-`` label of each method's outputs
-OUTPUT_DESC = {"inr": "superres", "jtv": "jtv"}
 INPUT_FIELDS = ["images", "mask", "checkpoint", "history", "metrics", "to_reference",
                 "reference_to_output", "skull_stripped", "mask_method", "fit_info"]
 
