@@ -41,9 +41,15 @@ def test_every_setting_lives_in_one_table():
     from itertools import combinations
 
     from mcinr_bids.jtv import JTVSettings
+    from mcinr_bids.unpaired.settings import UnpairedSettings
 
     names = [{f.name for f in dataclasses.fields(c)}
              for c in (ExecutionSettings, WorkflowSettings, INRSettings, JTVSettings)]
+    # [unpaired] shares only the names of a training run ([inr]) and of the slice profile
+    # ([jtv]), each method's own value of the same thing
+    unpaired = {f.name for f in dataclasses.fields(UnpairedSettings)}
+    assert unpaired & set().union(*names) == {"learning_rate", "seed", "device", "threads",
+                                              "profile"}
     assert all(not (a & b) for a, b in combinations(names, 2))
 
 
@@ -131,6 +137,8 @@ def test_mcinr_evaluate_precedence(single_file):
     ("[workflow]\npreset = 'slow'\n", "unknown preset 'slow'"),
     ("[jtv]\nprofile = 'gauss'\n", "[jtv] profile must be one of box, point"),
     ("[workflow]\nmethod = 'unires'\n", "unknown method 'unires'"),
+    ("[unpaired]\nsteps = 0\n", "[unpaired] steps must be >= 1"),
+    ("[unpaired]\nwidth = 3\n", "unknown [unpaired] settings: width"),
 ])
 def test_bad_config_files_name_the_file(tmp_path, capsys, text, message):
     path = tmp_path / "bad.toml"
@@ -142,7 +150,8 @@ def test_bad_config_files_name_the_file(tmp_path, capsys, text, message):
     assert code == 2
     error = capsys.readouterr().err
     assert message in error and (str(path) in error or "preset" in message
-                                 or "jtv" in message or "method" in message)
+                                 or "jtv" in message or "method" in message
+                                 or "[unpaired] steps" in message)
     assert not (tmp_path / "out").exists()
 
 
@@ -165,6 +174,17 @@ def test_jtv_table_of_the_config_file_reaches_the_reconstruction(tmp_path):
     node = workflow.get_node("reconstruct")
     assert node.inputs.settings["regularisation"] == 3.0
     assert node.inputs.settings["iterations"] == 40
+
+
+def test_unpaired_table_of_the_config_file_is_used(tmp_path):
+    path = tmp_path / "settings.toml"
+    path.write_text("[unpaired]\nsteps = 300\nweight_contrastive = 0.5\n")
+    config = app(tmp_path, "--config-file", str(path), "--sloppy")
+    # the file beats --sloppy's steps; the rest of --sloppy's tiny network stays
+    assert (config.unpaired.steps, config.unpaired.weight_contrastive,
+            config.unpaired.channels) == (300, 0.5, 8)
+    assert "[unpaired]" in config.to_toml() and "steps = 300" in config.to_toml()
+    assert app(tmp_path).unpaired.steps == 1000
 
 
 def test_resolve_config_layers():

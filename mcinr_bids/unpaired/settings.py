@@ -14,13 +14,13 @@ class UnpairedSettings:
     """Every parameter of one training run (the ``[unpaired]`` table of a settings file)."""
 
     #: feature channels of the encoder and decoder, residual blocks in each
-    channels: int = 24
-    blocks: int = 3
+    channels: int = 16
+    blocks: int = 2
     #: HR patch side in pixels (a multiple of the slice-thickness factor); LR patches are
     #: patch / factor rows by patch columns
-    patch: int = 48
+    patch: int = 40
     batch: int = 8
-    steps: int = 2000
+    steps: int = 1000
     learning_rate: float = 1e-3
     #: loss weights: cycle through the acquisition model (D(G(y)) vs y), the HR domain's own
     #: simulated acquisition (G(D(x)) vs x), adversarial on images and on features, InfoNCE
