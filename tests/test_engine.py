@@ -299,3 +299,35 @@ def test_consistency_step_corrects_the_point_model_on_thick_slices(phantom):
         gain = (metrics.psnr(corrected[index], truth, mask > 0, "strict")
                 - metrics.psnr(raw[index], truth, mask > 0, "strict"))
         assert gain > 0.2, (index, gain)
+
+
+def test_the_training_step_reads_nothing_back_from_the_device(low_resolution, monkeypatch):
+    """No host sync per step (issue 13, item 3): every way of reading a tensor's value on the
+    host is counted during train_epoch; the count does not grow with the number of steps (on
+    a GPU each of these would wait for the device)."""
+    from mcinr_bids.inr.fit import make_optimiser, prepare_fit, train_epoch
+
+    reads = {"n": 0}
+    for name in ("item", "tolist", "numpy", "__int__", "__float__", "__bool__", "__index__",
+                 "cpu"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, **kwargs):
+            reads["n"] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+
+    counts = {}
+    for steps in (4, 16):
+        settings = settings_for_preset("fast", epochs=1, min_steps_per_epoch=steps,
+                                       diffusion_every=2)
+        fitted, data = prepare_fit(low_resolution_volumes(low_resolution), settings, None, None)
+        optimiser, scheduler = make_optimiser(fitted.model, settings, data.n_samples,
+                                              torch.device("cpu"))
+        order = torch.randperm(data.n_samples)
+        reads["n"] = 0
+        sums, seen = train_epoch(fitted, data, optimiser, scheduler, order, None, False)
+        counts[steps] = reads["n"]
+        assert float(seen.sum()) == data.n_samples  # every sample seen once (read after)
+    assert counts[4] == counts[16], counts
