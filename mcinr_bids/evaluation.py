@@ -14,6 +14,7 @@ from .inr.data import Volume, automatic_foreground_mask
 from .inr.fit import fit_inr
 from .inr.predict import predict_on_grid
 from .inr.settings import INRSettings
+from .superres import blend_jtv
 
 BASELINES = ("cubic", "cubic-clamped", "jtv")
 INR_MODELS = ("split", "vanilla", "single")
@@ -135,7 +136,8 @@ def run_inr(settings: INRSettings, simulation: Simulation, progress: bool = Fals
             epoch_callback=None):
     """Fit on the LR images and predict on the isotropic grid, then the data-consistency step
     (``consistency_steps``) with the simulation's slice profile (``point`` for decimation,
-    ``box`` for thick slices, as for JTV); returns (predictions, fitted)."""
+    ``box`` for thick slices, as for JTV) and the JTV blend (``jtv_blend``); returns
+    (predictions, fitted)."""
     profile = "point" if simulation.offset is not None else "box"
     settings = INRSettings.from_dict({**settings.to_dict(), "consistency_profile": profile})
     fitted = fit_inr(simulation.low_resolution, settings, progress=progress,
@@ -144,6 +146,8 @@ def run_inr(settings: INRSettings, simulation: Simulation, progress: bool = Fals
     predictions, foreground = predict_on_grid(fitted, *grid)
     predictions = consistent(settings, predictions, grid, simulation.low_resolution,
                              fitted.masks, fitted.transforms, foreground)
+    predictions = blend_jtv(predictions, settings, simulation.low_resolution, grid,
+                            fitted.masks, fitted.transforms, foreground=foreground)
     return predictions, fitted
 
 
@@ -352,9 +356,15 @@ def evaluate_subject(truth_files: list[str], low_resolution_files: list[str],
                                            transform=transforms[index])
             # the truth's grid as the output grid: the LR image's world is the truth's, so the
             # consistency step maps the LR image through no transform
-            predictions[method].append(consistent(
-                model.settings, [predicted[index]], (shape, affine), [low_volume],
-                [model.masks[index]], [None])[0])
+            output = consistent(model.settings, [predicted[index]], (shape, affine),
+                                [low_volume], [model.masks[index]], [None])[0]
+            if model.settings.jtv_blend:
+                if "jtv" not in predictions:
+                    raise ValueError(f"{method}: a model with jtv_blend needs the jtv "
+                                     "reconstruction of the same inputs (extra['jtv'])")
+                weight = model.settings.jtv_blend
+                output = (1 - weight) * output + weight * predictions["jtv"][index]
+            predictions[method].append(output)
         predictions["cubic-clamped"].append(cubic_on_grid(
             np.asanyarray(low.dataobj, dtype=np.float32), low.affine, shape, affine, clamp=True))
         acquisition = acquisition_on_grid(low.affine, affine)

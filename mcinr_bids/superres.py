@@ -149,9 +149,11 @@ def progress_reporter(say, every_seconds: float = 30.0):
 def superresolve(volumes: list, settings: INRSettings, output_dir: str, *,
                  masks: list | None = None, transforms: list | None = None,
                  grid: tuple | None = None, resolution: float = 1.0,
-                 progress: bool = False, say=None) -> dict:
+                 progress: bool = False, say=None, jtv_settings=None) -> dict:
     """Fit one INR to ``volumes`` and write every output into ``output_dir``: the one subject
-    pipeline of ``mcinr-fit`` and of the BIDS App's fit node.
+    pipeline of ``mcinr-fit`` and of the BIDS App's fit node (with ``jtv_blend`` > 0 the JTV
+    reconstruction of ``jtv_settings``, default: the consistency step's profile, is averaged
+    in).
 
     Parameters
     ----------
@@ -188,6 +190,8 @@ def superresolve(volumes: list, settings: INRSettings, output_dir: str, *,
                                steps=settings.consistency_steps,
                                dilation_mm=settings.foreground_dilation_mm,
                                foreground=foreground)
+    predictions = blend_jtv(predictions, settings, volumes, (shape, affine), fitted.masks,
+                            fitted.transforms, jtv_settings, foreground, say)
     brain = output_foreground(grid_coordinates(shape, affine), fitted.masks, fitted.affines,
                               fitted.transforms).reshape(shape)
     predict_seconds = time.perf_counter() - predict_started
@@ -202,6 +206,26 @@ def superresolve(volumes: list, settings: INRSettings, output_dir: str, *,
     outputs.update(fitted.summary(), method="inr", predict_seconds=round(predict_seconds, 2),
                    total_seconds=round(time.perf_counter() - started, 2))
     return outputs
+
+
+def blend_jtv(predictions: list, settings: INRSettings, volumes: list, grid: tuple,
+              masks: list, transforms: list, jtv_settings=None, foreground=None,
+              say=None) -> list:
+    """``(1 - w) * INR + w * JTV`` inside ``foreground`` with ``w = settings.jtv_blend`` (the
+    predictions unchanged when it is 0); JTV reconstructs the same inputs on ``grid``."""
+    weight = settings.jtv_blend
+    if not weight:
+        return predictions
+    from .jtv import JTVSettings, reconstruct_jtv
+
+    jtv_settings = jtv_settings or JTVSettings(profile=settings.consistency_profile)
+    if say:
+        say(f"JTV reconstruction for the blend (weight {weight:g})")
+    images, _ = reconstruct_jtv(volumes, tuple(grid[0]), grid[1], jtv_settings, masks=masks,
+                                transforms=transforms)
+    inside = np.ones(tuple(grid[0]), bool) if foreground is None else foreground
+    return [np.where(inside, (1 - weight) * p + weight * j, p).astype(np.float32)
+            for p, j in zip(predictions, images)]
 
 
 def write_subject_outputs(output_dir: str, desc: str, volumes: list, predictions: list,

@@ -102,3 +102,40 @@ def test_back_projection_makes_a_blurred_reconstruction_consistent_with_thick_sl
                               foreground=half)
     np.testing.assert_array_equal(partial[~half], start[~half])
     np.testing.assert_allclose(partial[half], one[half], rtol=1e-6, atol=1e-6)
+
+
+def test_the_inr_output_can_be_blended_with_jtv(phantom):
+    """[inr] jtv_blend: (1 - w) INR + w JTV inside the foreground, the INR outside; 0 leaves
+    the output alone; the workflow gives the fit node the [jtv] table for it."""
+    from mcinr_bids.inr.settings import INRSettings
+    from mcinr_bids.superres import blend_jtv
+    from mcinr_bids.workflows.fit import init_superres_wf
+
+    t1, flair, mask, affine = phantom
+    volumes, starts = [], []
+    for data, letter, name in ((t1, "S", "t1"), (flair, "R", "flair")):
+        low, low_affine = simulate.thick_slices(data, affine, geometry.voxel_axis(affine, letter),
+                                                4)
+        volumes.append(Volume(low.astype(np.float32), low_affine, name=name))
+        starts.append(cubic_on_grid(low, low_affine, t1.shape, affine))
+    masks = [np.ones(v.shape, bool) for v in volumes]
+    grid = (t1.shape, affine)
+    settings = JTVSettings(iterations=20)
+    assert blend_jtv(starts, INRSettings(), volumes, grid, masks, [None, None]) is starts
+    inside = mask > 0
+    blended = blend_jtv(starts, INRSettings(jtv_blend=0.5), volumes, grid, masks, [None, None],
+                        settings, inside)
+    jtv, _ = reconstruct_jtv(volumes, t1.shape, affine, settings, masks=masks)
+    for output, start, reconstruction in zip(blended, starts, jtv):
+        np.testing.assert_allclose(output[inside], (start[inside] + reconstruction[inside]) / 2,
+                                   rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(output[~inside], start[~inside])
+    with pytest.raises(ValueError, match="jtv_blend must be between 0 and 1"):
+        INRSettings(jtv_blend=1.5).validate()
+    workflow = init_superres_wf(names=["a_T1w", "a_FLAIR"], reference=0,
+                                settings=INRSettings(jtv_blend=0.5).to_dict(), resolution=1.0,
+                                omp_nthreads=1, use_gpu=False,
+                                jtv_settings={"regularisation": 3.0})
+    node = workflow.get_node("fit")
+    assert node.inputs.settings["jtv_blend"] == 0.5
+    assert node.inputs.jtv_settings == {"regularisation": 3.0}

@@ -33,6 +33,7 @@ class _FitINRInputSpec(BaseInterfaceInputSpec):
     label = traits.Str("", usedefault=True, desc="subject/session, for the progress log")
     use_gpu = traits.Bool(False, usedefault=True,
                           desc="a GPU job for MultiProc's n_gpu_procs scheduling (one slot)")
+    jtv_settings = traits.Dict(desc="the [jtv] table, for the INR's jtv_blend")
 
 
 class _ReconstructionOutputSpec(TraitedSpec):
@@ -98,6 +99,7 @@ class FitINR(SimpleInterface):
         import torch
 
         from ..inr.settings import INRSettings
+        from ..jtv import JTVSettings
         from ..superres import superresolve
 
         settings = INRSettings.from_dict(dict(self.inputs.settings))
@@ -108,7 +110,9 @@ class FitINR(SimpleInterface):
             outputs = superresolve(volumes, settings, runtime.cwd, masks=masks,
                                    transforms=transforms, grid=grid,
                                    resolution=self.inputs.resolution,
-                                   say=progress_log(self.inputs.label))
+                                   say=progress_log(self.inputs.label),
+                                   jtv_settings=JTVSettings(**dict(self.inputs.jtv_settings))
+                                   if self.inputs.jtv_settings else None)
         finally:
             if torch.cuda.is_available():  # the next fit in this worker gets the memory
                 torch.cuda.empty_cache()

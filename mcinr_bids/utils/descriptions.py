@@ -160,6 +160,15 @@ UNPAIRED_WORDS = ("each image passed through its contrast's unpaired contrastive
                   "averaged, then cubic-spline resampled)")
 
 
+def blend_words(weight: float) -> str:
+    """The INR's blend with the JTV reconstruction, in words ('' when off)."""
+    if not weight:
+        return ""
+    return (f"; the output is the weighted mean of that prediction ({1 - weight:g}) and the "
+            f"joint-total-variation reconstruction of the same images ({weight:g}; UniRes' "
+            "method, Brudfors et al.)")
+
+
 def methods_text(*, n_images: int, reference: str, space: str, resolution: float,
                  settings, bias_correction: bool, evaluation: bool,
                  jtv_settings: dict | None = None, unpaired: bool = False) -> str:
@@ -184,7 +193,7 @@ def methods_text(*, n_images: int, reference: str, space: str, resolution: float
                  f"{forward_model_words(settings.psf)}, and predicted on an isotropic grid "
                  f"({resolution:g} mm) in {space} space"
                  f"{consistency_words(settings.consistency_steps, settings.consistency_profile)}"
-                 ".")
+                 f"{blend_words(settings.jtv_blend)}.")
     if evaluation:
         text += (" Evaluation mode: the inputs were thick-slice acquisitions simulated from "
                  "isotropic images, and the outputs were scored against those originals.")
@@ -241,7 +250,8 @@ def sidecars(sources: list[str], bids_dir: str, skull_stripped: bool, mask_metho
                + ", ".join(bids_stem(s) for s in sources) + "), "
                f"{forward_model_words(bool(settings.get('psf')))}"
                + consistency_words(settings.get("consistency_steps", 0),
-                                   settings.get("consistency_profile", "box")))
+                                   settings.get("consistency_profile", "box"))
+               + blend_words(settings.get("jtv_blend", 0.0)))
     record = {"jtv": "JTV", "unpaired": "Unpaired"}.get(method, "INR")
     images = []
     for index, uri in enumerate(uris):

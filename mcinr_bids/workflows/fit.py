@@ -96,6 +96,8 @@ def init_superres_wf(*, names: list[str], reference: int, settings: dict, resolu
         fit = fit_node("reconstruct", dict(unpaired_settings or {}), ReconstructUnpaired)
     else:
         fit = fit_node("fit", settings)
+        if jtv_settings:  # the INR's jtv_blend reconstructs with the [jtv] table
+            fit.inputs.jtv_settings = dict(jtv_settings)
         workflow.connect(fit, "out_checkpoint", outputnode, "checkpoint")
     workflow.connect([(fit, outputnode, [
         ("out_files", "images"), ("out_mask", "mask"), ("out_history", "history"),
