@@ -358,11 +358,11 @@ def evaluate_subject(truth_files: list[str], low_resolution_files: list[str],
             # consistency step maps the LR image through no transform
             output = consistent(model.settings, [predicted[index]], (shape, affine),
                                 [low_volume], [model.masks[index]], [None])[0]
-            if model.settings.jtv_blend:
+            if model.settings.blend_weight:
                 if "jtv" not in predictions:
                     raise ValueError(f"{method}: a model with jtv_blend needs the jtv "
                                      "reconstruction of the same inputs (extra['jtv'])")
-                weight = model.settings.jtv_blend
+                weight = model.settings.blend_weight
                 output = (1 - weight) * output + weight * predictions["jtv"][index]
             predictions[method].append(output)
         predictions["cubic-clamped"].append(cubic_on_grid(

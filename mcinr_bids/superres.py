@@ -151,7 +151,7 @@ def superresolve(volumes: list, settings: INRSettings, output_dir: str, *,
                  grid: tuple | None = None, resolution: float = 1.0,
                  progress: bool = False, say=None, jtv_settings=None) -> dict:
     """Fit one INR to ``volumes`` and write every output into ``output_dir``: the one subject
-    pipeline of ``mcinr-fit`` and of the BIDS App's fit node (with ``jtv_blend`` > 0 the JTV
+    pipeline of ``mcinr-fit`` and of the BIDS App's fit node (with a JTV blend weight > 0 the JTV
     reconstruction of ``jtv_settings``, default: the consistency step's profile, is averaged
     in).
 
@@ -211,9 +211,9 @@ def superresolve(volumes: list, settings: INRSettings, output_dir: str, *,
 def blend_jtv(predictions: list, settings: INRSettings, volumes: list, grid: tuple,
               masks: list, transforms: list, jtv_settings=None, foreground=None,
               say=None) -> list:
-    """``(1 - w) * INR + w * JTV`` inside ``foreground`` with ``w = settings.jtv_blend`` (the
-    predictions unchanged when it is 0); JTV reconstructs the same inputs on ``grid``."""
-    weight = settings.jtv_blend
+    """``(1 - w) * INR + w * JTV`` inside ``foreground`` with ``w = settings.blend_weight``
+    (the predictions unchanged when it is 0); JTV reconstructs the same inputs on ``grid``."""
+    weight = settings.blend_weight
     if not weight:
         return predictions
     from .jtv import JTVSettings, reconstruct_jtv

@@ -106,7 +106,8 @@ def test_back_projection_makes_a_blurred_reconstruction_consistent_with_thick_sl
 
 def test_the_inr_output_can_be_blended_with_jtv(phantom):
     """[inr] jtv_blend: (1 - w) INR + w JTV inside the foreground, the INR outside; 0 leaves
-    the output alone; the workflow gives the fit node the [jtv] table for it."""
+    the output alone, unset follows the slice profile; the workflow gives the fit node the
+    [jtv] table for it."""
     from mcinr_bids.inr.settings import INRSettings
     from mcinr_bids.superres import blend_jtv
     from mcinr_bids.workflows.fit import init_superres_wf
@@ -121,7 +122,11 @@ def test_the_inr_output_can_be_blended_with_jtv(phantom):
     masks = [np.ones(v.shape, bool) for v in volumes]
     grid = (t1.shape, affine)
     settings = JTVSettings(iterations=20)
-    assert blend_jtv(starts, INRSettings(), volumes, grid, masks, [None, None]) is starts
+    off = INRSettings(jtv_blend=0.0)
+    assert blend_jtv(starts, off, volumes, grid, masks, [None, None]) is starts
+    # unset: the INR/JTV mean on thick slices (box profile), the INR alone on decimated data
+    assert INRSettings().blend_weight == 0.5
+    assert INRSettings(consistency_profile="point").blend_weight == 0.0
     inside = mask > 0
     blended = blend_jtv(starts, INRSettings(jtv_blend=0.5), volumes, grid, masks, [None, None],
                         settings, inside)

@@ -70,9 +70,17 @@ class INRSettings:
     #: ``box`` (thick 2D slices, real acquisitions) or ``point`` (decimated data)
     consistency_profile: str = "box"
     #: weight of the joint-total-variation reconstruction (mcinr_bids.jtv, the [jtv] table)
-    #: averaged into the output: 0 = the INR alone; 0.5 = the INR/JTV mean, the best measured
-    #: on thick slices (benchmarks/RESULTS.md), at the cost of a JTV run
-    jtv_blend: float = 0.0
+    #: averaged into the output: 0 = the INR alone; 0.5 = the INR/JTV mean; unset (None) =
+    #: 0.5 for thick slices (``consistency_profile`` box: the best measured there,
+    #: benchmarks/RESULTS.md) and 0 for decimated data (where JTV loses to cubic)
+    jtv_blend: float | None = None
+
+    @property
+    def blend_weight(self) -> float:
+        """The JTV weight in the output (``jtv_blend``, or its automatic value)."""
+        if self.jtv_blend is not None:
+            return float(self.jtv_blend)
+        return 0.5 if self.consistency_profile == "box" else 0.0
     # Early stopping on mutual information between predicted contrasts
     early_stopping: bool = True
     mi_bins: int = 32
@@ -107,7 +115,7 @@ class INRSettings:
         if self.consistency_profile not in SLICE_PROFILES:
             raise ValueError(f"consistency_profile must be one of {SLICE_PROFILES}, got "
                              f"{self.consistency_profile!r}")
-        if not 0.0 <= self.jtv_blend <= 1.0:
+        if self.jtv_blend is not None and not 0.0 <= self.jtv_blend <= 1.0:
             raise ValueError(f"jtv_blend must be between 0 and 1, got {self.jtv_blend}")
         if self.consistency_steps < 0:
             raise ValueError(f"consistency_steps must be >= 0, got {self.consistency_steps}")

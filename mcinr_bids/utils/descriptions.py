@@ -160,6 +160,16 @@ UNPAIRED_WORDS = ("each image passed through its contrast's unpaired contrastive
                   "averaged, then cubic-spline resampled)")
 
 
+def inr_settings_of(values: dict):
+    """The INRSettings of a (possibly partial) settings dict; unknown keys are ignored."""
+    import dataclasses
+
+    from ..inr.settings import INRSettings
+
+    known = {f.name for f in dataclasses.fields(INRSettings)}
+    return INRSettings.from_dict({k: v for k, v in values.items() if k in known})
+
+
 def blend_words(weight: float) -> str:
     """The INR's blend with the JTV reconstruction, in words ('' when off)."""
     if not weight:
@@ -193,7 +203,7 @@ def methods_text(*, n_images: int, reference: str, space: str, resolution: float
                  f"{forward_model_words(settings.psf)}, and predicted on an isotropic grid "
                  f"({resolution:g} mm) in {space} space"
                  f"{consistency_words(settings.consistency_steps, settings.consistency_profile)}"
-                 f"{blend_words(settings.jtv_blend)}.")
+                 f"{blend_words(settings.blend_weight)}.")
     if evaluation:
         text += (" Evaluation mode: the inputs were thick-slice acquisitions simulated from "
                  "isotropic images, and the outputs were scored against those originals.")
@@ -251,7 +261,7 @@ def sidecars(sources: list[str], bids_dir: str, skull_stripped: bool, mask_metho
                f"{forward_model_words(bool(settings.get('psf')))}"
                + consistency_words(settings.get("consistency_steps", 0),
                                    settings.get("consistency_profile", "box"))
-               + blend_words(settings.get("jtv_blend", 0.0)))
+               + blend_words(inr_settings_of(settings).blend_weight))
     record = {"jtv": "JTV", "unpaired": "Unpaired"}.get(method, "INR")
     images = []
     for index, uri in enumerate(uris):
