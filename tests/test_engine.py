@@ -238,8 +238,8 @@ def test_unbiased_slab_loss_is_the_squared_error_of_the_mean():
 
 
 def test_device_prediction_matches_the_host_computation(fits, phantom):
-    """predict_on_grid / predict_at_voxels compute coordinates, foreground and intensities on
-    the model's device (issue 13, item 5); they agree with the float64 host path
+    """DevicePredictor computes coordinates, foreground and intensities on the model's device
+    (issue 13, item 5; not used by predict_on_grid yet); it agrees with the float64 host path
     (world coordinates, then FittedINR.predict and .foreground) on an oblique, shifted grid
     through a transform."""
     from mcinr_bids.geometry import apply_transform, grid_coordinates
@@ -253,8 +253,14 @@ def test_device_prediction_matches_the_host_computation(fits, phantom):
     affine = phantom[3] @ np.diag([0.9, 1.1, 1.0, 1.0])
     affine[:3, 3] += [0.25, -0.5, 0.3]
     shape = (30, 26, 28)
-    predictions, foreground = predict_on_grid(fitted, shape, affine, chunk=5000,
-                                              transform=rotation)
+    from mcinr_bids.inr.predict import DevicePredictor
+
+    predictor = DevicePredictor(fitted, affine, rotation)
+    voxel_grid = torch.from_numpy(np.indices(shape).reshape(3, -1).T.astype(np.float32))
+    with torch.no_grad():
+        device_values = predictor(voxel_grid).numpy()
+        foreground = predictor.foreground(voxel_grid).numpy()
+    predictions = [device_values[:, i].reshape(shape) for i in range(fitted.n_images)]
     world = apply_transform(rotation, grid_coordinates(shape, affine))
     host = fitted.predict(world)
     host_inside = fitted.foreground(world)
