@@ -239,9 +239,11 @@ def test_unbiased_slab_loss_is_the_squared_error_of_the_mean():
 
 def test_device_prediction_matches_the_host_computation(fits, phantom):
     """DevicePredictor computes coordinates, foreground and intensities on the model's device
-    (issue 13, item 5; not used by predict_on_grid yet); it agrees with the float64 host path
-    (world coordinates, then FittedINR.predict and .foreground) on an oblique, shifted grid
-    through a transform."""
+    (issue 13, item 5; predict_on_grid and predict_at_voxels use it); it agrees with the float64
+    host path (world coordinates, then FittedINR.predict and .foreground) on an oblique, shifted
+    grid through a transform, and on the phantom's own grid, whose voxels halfway between the
+    thick slices sit exactly on the mask's 0.5 level (float32 rounding there once dropped 1 %
+    of the foreground: -2 dB)."""
     from mcinr_bids.geometry import apply_transform, grid_coordinates
     from mcinr_bids.inr.predict import predict_at_voxels
 
@@ -265,13 +267,21 @@ def test_device_prediction_matches_the_host_computation(fits, phantom):
     host = fitted.predict(world)
     host_inside = fitted.foreground(world)
     assert 0.05 < host_inside.mean() < 0.95  # the grid crosses the foreground's edge
-    # float32 coordinates on the device: a point within ~1e-5 voxel of the mask's 0.5 level
-    # may flip; none does here
+    # float32 coordinates on the device: a point within ~1e-7 of FOREGROUND_LEVEL may flip;
+    # none does here
     np.testing.assert_array_equal(foreground.ravel(), host_inside)
     for index, scale in enumerate(fitted.scales):
         expected = np.where(host_inside, host[:, index], scale.background)
         np.testing.assert_allclose(predictions[index].ravel(), expected, rtol=1e-4,
                                    atol=1e-4 * float(np.abs(host[:, index]).max()))
+    _, _, _, phantom_affine = phantom
+    aligned, aligned_inside = predict_on_grid(fitted, phantom[0].shape, phantom_affine)
+    world = grid_coordinates(phantom[0].shape, phantom_affine)
+    host_aligned_inside = fitted.foreground(world)
+    np.testing.assert_array_equal(aligned_inside.ravel(), host_aligned_inside)
+    np.testing.assert_allclose(aligned[0].ravel()[host_aligned_inside],
+                               fitted.predict(world)[host_aligned_inside, 0], rtol=1e-4,
+                               atol=1e-4 * float(np.abs(aligned[0]).max()))
     voxels = np.argwhere(np.ones(shape, bool))[::7]
     at_voxels = predict_at_voxels(fitted, voxels, affine, rotation, chunk=999)
     np.testing.assert_allclose(at_voxels, host[::7], rtol=1e-4,

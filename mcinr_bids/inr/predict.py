@@ -8,7 +8,7 @@ import torch
 
 from ..geometry import bounding_box, isotropic_grid
 from ..io import atomic_write, write_tsv
-from .data import CoordinateNormaliser, IntensityScale
+from .data import FOREGROUND_LEVEL, CoordinateNormaliser, IntensityScale
 from .fit import FittedINR, select_device
 from .model import build_model
 from .settings import INRSettings
@@ -43,9 +43,9 @@ def voxel_to_normalised(fitted: FittedINR, affine: np.ndarray,
 
 class DevicePredictor:
     """Evaluates a fitted model at voxels of a grid on the model's device: coordinates,
-    foreground (each image's dilated mask, linear interpolation, >= 0.5 where it covers the
-    point, as :func:`output_foreground`) and intensities in the images' units are computed
-    there in float32 and copied to the host once per chunk.
+    foreground (each image's dilated mask, linear interpolation, >= ``FOREGROUND_LEVEL`` where
+    it covers the point, as :func:`output_foreground`) and intensities in the images' units
+    are computed there in float32 and copied to the host once per chunk.
 
     Parameters
     ----------
@@ -96,7 +96,7 @@ class DevicePredictor:
                 mask[None, None], normalised.flip(1).view(1, -1, 1, 1, 3), mode="bilinear",
                 padding_mode="border", align_corners=True).view(-1)
             covered |= known
-            inside &= ~known | (values >= 0.5)
+            inside &= ~known | (values >= FOREGROUND_LEVEL)
         return inside & covered
 
     def __call__(self, voxels: torch.Tensor, fill_background: bool = True) -> torch.Tensor:
@@ -119,42 +119,50 @@ def predict_on_grid(fitted: FittedINR, shape: tuple[int, int, int], affine: np.n
                     chunk: int | None = None, fill_background: bool = True,
                     transform: np.ndarray | None = None
                     ) -> tuple[list[np.ndarray], np.ndarray]:
-    """Predict every contrast on a grid (shape, affine), chunk by chunk (bounded memory).
+    """Predict every contrast on a grid (shape, affine), chunk by chunk on the model's device
+    (bounded memory; :class:`DevicePredictor`: one copy to the host per chunk).
 
     Returns one float32 array of ``shape`` per image, in that image's intensity units, and the
     boolean output foreground.  Outside the foreground each image gets its own background value
     when ``fill_background``.  ``transform`` maps the grid's world to the model's common space.
     """
-    from ..geometry import apply_transform, world_coordinates
-
     chunk = chunk or fitted.settings.prediction_chunk
+    predictor = DevicePredictor(fitted, affine, transform)
     total = int(np.prod(shape))
-    outputs = [np.empty(total, dtype=np.float32) for _ in range(fitted.n_images)]
+    outputs = np.empty((total, fitted.n_images), dtype=np.float32)
     foreground = np.empty(total, dtype=bool)
-    for start in range(0, total, chunk):
-        flat = np.arange(start, min(total, start + chunk))
-        world = apply_transform(transform, world_coordinates(
-            affine, np.stack(np.unravel_index(flat, shape), axis=1)))
-        values = fitted.predict(world, chunk)
-        inside = fitted.foreground(world)
-        foreground[flat] = inside
-        for index, scale in enumerate(fitted.scales):
-            column = values[:, index]
+    fitted.model.eval()
+    with torch.no_grad():
+        for start in range(0, total, chunk):
+            stop = min(total, start + chunk)
+            voxels = _unravel(torch.arange(start, stop, device=predictor.device), shape)
+            inside = predictor.foreground(voxels)
+            values = predictor(voxels, fill_background=False)
             if fill_background:
-                column = np.where(inside, column, scale.background)
-            outputs[index][flat] = column
-    return [o.reshape(shape) for o in outputs], foreground.reshape(shape)
+                values = torch.where(inside[:, None], values, predictor.background)
+            outputs[start:stop] = values.cpu().numpy()
+            foreground[start:stop] = inside.cpu().numpy()
+    fitted.model.train()
+    return [outputs[:, i].reshape(shape) for i in range(fitted.n_images)], \
+        foreground.reshape(shape)
 
 
 def predict_at_voxels(fitted: FittedINR, voxels: np.ndarray, affine: np.ndarray,
                       transform: np.ndarray | None = None, chunk: int | None = None
                       ) -> np.ndarray:
     """Every contrast (M, N) in its units at voxel indices (M, 3) of a grid ``affine`` (e.g.
-    an input's own voxels, for its re-simulation), no background."""
-    from ..geometry import apply_transform, world_coordinates
-
-    world = apply_transform(transform, world_coordinates(affine, np.asarray(voxels)))
-    return fitted.predict(world, chunk)
+    an input's own voxels, for its re-simulation), on the model's device, no background."""
+    chunk = chunk or fitted.settings.prediction_chunk
+    predictor = DevicePredictor(fitted, affine, transform)
+    outputs = np.empty((len(voxels), fitted.n_images), dtype=np.float32)
+    fitted.model.eval()
+    with torch.no_grad():
+        for start in range(0, len(voxels), chunk):
+            batch = torch.as_tensor(np.asarray(voxels[start:start + chunk], dtype=np.float32),
+                                    device=predictor.device)
+            outputs[start:start + len(batch)] = predictor(batch, False).cpu().numpy()
+    fitted.model.train()
+    return outputs
 
 
 def _pack_mask(mask: np.ndarray) -> torch.Tensor:
