@@ -18,7 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 from .baselines import cubic_on_grid
-from .inr.data import Volume, dilate_mask_mm
+from .holdout import fill_slices
+from .inr.data import Volume, observed_region
 
 
 def back_project(images: list[np.ndarray], grid: tuple, volumes: list[Volume], *,
@@ -55,7 +56,7 @@ def back_project(images: list[np.ndarray], grid: tuple, volumes: list[Volume], *
         if steps < 1:
             corrected.append(image)
             continue
-        region = dilate_mask_mm(np.asarray(mask, dtype=bool), volume.affine, dilation_mm)
+        region = observed_region(volume, mask, dilation_mm)
         voxels = np.argwhere(region).astype(np.float64)
         observed = volume.data[region].astype(np.float64)
         low, high = float(volume.data.min()), float(volume.data.max())
@@ -63,6 +64,8 @@ def back_project(images: list[np.ndarray], grid: tuple, volumes: list[Volume], *
             residual = np.zeros(volume.shape, dtype=np.float64)
             residual[region] = observed - forward_project(image, affine, volume, voxels,
                                                           profile, transform)
+            if volume.held_out is not None:  # --qc-holdout: interpolate across those slices
+                residual = fill_slices(residual, *volume.held_out)
             correction = cubic_on_grid(residual, volume.affine, shape, affine, clamp=False,
                                        transform=transform)
             if foreground is not None:

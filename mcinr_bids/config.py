@@ -109,6 +109,9 @@ class WorkflowSettings:
     simulate_factor: int = 4
     simulate_protocol: str = "decimate"
     evaluate_ablation: bool = False
+    #: ground-truth-free check: every K-th acquired slice of each image left out of a second
+    #: reconstruction and scored (0: off; inr and jtv methods)
+    qc_holdout: int = 0
     # the unpaired (cohort) method
     #: group level: train one unpaired model per contrast on the selected participants
     train_unpaired: bool = False
@@ -203,6 +206,9 @@ def resolve_config(file_tables: dict[str, dict] | None = None,
     inr.update(layered("inr"))
     if workflow.method not in METHODS:
         raise ValueError(f"unknown method {workflow.method!r}; choose from {', '.join(METHODS)}")
+    if workflow.qc_holdout and (workflow.qc_holdout < 2 or workflow.method == "unpaired"):
+        raise ValueError(f"[workflow] qc_holdout must be 0 (off) or >= 2 with the inr or jtv "
+                         f"method, got {workflow.qc_holdout} with {workflow.method}")
     jtv = {**(SLOPPY_JTV if execution.sloppy else {}), **layered("jtv")}
     unpaired = {**(SLOPPY_UNPAIRED if execution.sloppy else {}), **layered("unpaired")}
     config = AppConfig(execution=execution, workflow=workflow, inr=INRSettings.from_dict(inr),

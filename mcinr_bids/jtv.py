@@ -26,7 +26,7 @@ import numpy as np
 
 from .baselines import cubic_on_grid
 from .geometry import apply_transform, thick_axis, voxel_sizes, world_coordinates
-from .inr.data import IntensityScale, Volume, automatic_foreground_mask, dilate_mask_mm
+from .inr.data import IntensityScale, Volume, automatic_foreground_mask, observed_region
 from .inr.settings import SLICE_PROFILES as PROFILES
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -176,7 +176,7 @@ def reconstruct_jtv(volumes: list[Volume], shape: tuple[int, int, int], affine: 
     scales = [IntensityScale.from_image(v.data, m) for v, m in zip(volumes, masks)]
     grids, targets, weights, sigmas = [], [], [], []
     for volume, mask, transform, scale in zip(volumes, masks, transforms, scales):
-        region = dilate_mask_mm(mask, volume.affine, 2.0)
+        region = observed_region(volume, mask, 2.0)
         voxels = np.argwhere(region).astype(np.float64)
         offsets = profile_offsets(volume, settings.profile, resolution)
         grids.append(sampling_grid(volume, voxels, offsets, transform, shape, affine))

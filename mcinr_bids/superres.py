@@ -223,9 +223,17 @@ def blend_jtv(predictions: list, settings: INRSettings, volumes: list, grid: tup
         say(f"JTV reconstruction for the blend (weight {weight:g})")
     images, _ = reconstruct_jtv(volumes, tuple(grid[0]), grid[1], jtv_settings, masks=masks,
                                 transforms=transforms)
-    inside = np.ones(tuple(grid[0]), bool) if foreground is None else foreground
-    return [np.where(inside, (1 - weight) * p + weight * j, p).astype(np.float32)
-            for p, j in zip(predictions, images)]
+    return blend(predictions, images, weight, foreground)
+
+
+def blend(predictions: list, others: list | None, weight: float, foreground=None) -> list:
+    """``(1 - weight) * prediction + weight * other`` inside ``foreground`` (everywhere when
+    None); the predictions unchanged when ``weight`` is 0."""
+    if not weight:
+        return predictions
+    return [np.where(True if foreground is None else foreground,
+                     (1 - weight) * p + weight * o, p).astype(np.float32)
+            for p, o in zip(predictions, others)]
 
 
 def write_subject_outputs(output_dir: str, desc: str, volumes: list, predictions: list,

@@ -107,9 +107,12 @@ def test_bad_simulation_spec(tmp_path, capsys, spec):
 
 def test_jtv_method_through_the_app(tmp_path, monkeypatch):
     """``--method jtv`` on simulated thick slices: desc-jtv outputs (no model), sidecars and
-    report saying what ran, scores above clamped cubic, the group table's method column."""
+    report saying what ran, scores above clamped cubic, the group table's method column; with
+    ``--qc-holdout 3`` the ground-truth-free check's rows, report section and group columns
+    (JTV beats cubic on the left-out slices too)."""
     bids, output, code = run_evaluation_mode(tmp_path, monkeypatch, "--method", "jtv",
-                                             "--simulate-protocol", "thick")
+                                             "--simulate-protocol", "thick",
+                                             "--qc-holdout", "3")
     assert code == 0
     anat = output / "sub-01" / "anat"
     names = sorted(p.name for p in anat.iterdir())
@@ -125,12 +128,24 @@ def test_jtv_method_through_the_app(tmp_path, monkeypatch):
     # the re-simulation of each input by the JTV forward model is close to the input
     resimulated = table[table["measure"] == "resimulation_psnr"]["value"]
     assert len(resimulated) == 2 and (resimulated > 25).all(), table
+    held_out = table[table["measure"].str.startswith("holdout_")]
+    assert set(held_out["measure"]) == {"holdout_psnr_jtv", "holdout_rmse_jtv",
+                                        "holdout_psnr_cubic", "holdout_rmse_cubic",
+                                        "holdout_gain"}, table
+    gains = held_out[held_out["measure"] == "holdout_gain"]["value"]
+    assert len(gains) == 2 and (gains > 0).all(), held_out
     sidecar = json.loads((anat / "sub-01_space-T1w_res-3_desc-jtv_T1w.json").read_text())
     assert "joint-total-variation" in sidecar["Description"]
     assert sidecar["JTV"]["Parameters"]["profile"] == "box"
     assert len(sidecar["JTV"]["NoiseSigma"]) == 2 and "INR" not in sidecar
     report = (output / "sub-01.html").read_text()
     assert "Joint-total-variation reconstruction" in report and "UniRes" in report
+    assert "Ground-truth-free check: left-out slices" in report
+    assert "The output beats interpolation on 2 of 2 images" in report
     assert main([str(bids), str(output), "group"]) == 0
     group = pd.read_csv(output / "group_desc-superres_metrics.tsv", sep="\t")
     assert set(group["method"]) == {"jtv"} and len(group) == 2
+    assert (group["holdout_gain"] > 0).all() and (group["holdout_psnr_jtv"] > 0).all()
+    assert "holdout_psnr_inr" not in group  # no INR ran
+    assert "beats clamped cubic interpolation on 2 of 2 images" in (
+        output / "group_report.html").read_text()

@@ -139,6 +139,8 @@ def test_mcinr_evaluate_precedence(single_file):
     ("[workflow]\nmethod = 'unires'\n", "unknown method 'unires'"),
     ("[unpaired]\nsteps = 0\n", "[unpaired] steps must be >= 1"),
     ("[unpaired]\nwidth = 3\n", "unknown [unpaired] settings: width"),
+    ("[workflow]\nqc_holdout = 1\n", "qc_holdout must be 0 (off) or >= 2"),
+    ("[workflow]\nqc_holdout = 4\nmethod = 'unpaired'\n", "with the inr or jtv method"),
 ])
 def test_bad_config_files_name_the_file(tmp_path, capsys, text, message):
     path = tmp_path / "bad.toml"
@@ -151,7 +153,8 @@ def test_bad_config_files_name_the_file(tmp_path, capsys, text, message):
     error = capsys.readouterr().err
     assert message in error and (str(path) in error or "preset" in message
                                  or "jtv" in message or "method" in message
-                                 or "[unpaired] steps" in message)
+                                 or "[unpaired] steps" in message or "qc_holdout" in message
+                                 or "inr or jtv" in message)
     assert not (tmp_path / "out").exists()
 
 

@@ -53,6 +53,28 @@ def test_evaluation_adds_the_scoring_and_the_ablation(user_folder):
     assert {"evaluate", "fit_single"} <= set(workflow.list_node_names())
 
 
+@pytest.mark.parametrize("method, gpu", [("inr", True), ("jtv", False)])
+def test_qc_holdout_adds_its_node_between_the_fit_and_the_outputs(user_folder, method, gpu):
+    """``--qc-holdout 4``: a ``qc_holdout`` node with K, the method and the [jtv] table, fed the
+    fit's metrics and feeding the outputs; a GPU job where the INR fit is one."""
+    settings = settings_for_preset("fast").to_dict()
+    workflow = fit.init_superres_wf(names=["a", "b"], reference=0, settings=settings,
+                                    resolution=1.0, omp_nthreads=2, use_gpu=True,
+                                    method=method, jtv_settings={"iterations": 7},
+                                    qc_holdout=4)
+    node = workflow.get_node("qc_holdout")
+    assert node.inputs.every == 4 and node.inputs.method == method
+    assert node.inputs.jtv_settings == {"iterations": 7}
+    assert node.inputs.use_gpu is gpu and node.n_procs == (1 if gpu else 2)
+    edges = {(u.name, v.name) for u, v in workflow._graph.edges()}
+    fitted = "fit" if method == "inr" else "reconstruct"
+    assert {(fitted, "qc_holdout"), ("qc_holdout", "outputnode")} <= edges
+    assert (fitted, "outputnode") in edges  # images etc. still come from the fit
+    without = fit.init_superres_wf(names=["a", "b"], reference=0, settings=settings,
+                                   resolution=1.0, omp_nthreads=1, use_gpu=False)
+    assert "qc_holdout" not in without.list_node_names()
+
+
 def test_methods_text_says_what_was_run():
     split = methods_text(n_images=2, reference="sub-01_T1w", space="MNI", resolution=1.0,
                          settings=settings_for_preset("fast"), bias_correction=True,

@@ -81,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
                                "trunk, N outputs; single: one model per image")
     workflow.add_argument("--psf", action="store_true",
                           help="model each LR voxel as the mean over its slice profile")
+    workflow.add_argument("--qc-holdout", type=int, default=0, metavar="K",
+                          help="ground-truth-free quality check: leave every K-th acquired "
+                               "slice of each image out of a second reconstruction (doubles "
+                               "the time) and score the method, jtv and clamped cubic on those "
+                               "slices (report, metrics, group table); 0: off")
     workflow.add_argument("--sloppy", action="store_true",
                           help="a tiny fit and half-resolution registrations for testing the "
                                "pipeline; not for results")

@@ -37,7 +37,7 @@ APP_OPTIONS: OptionMap = {
     **{key: ("workflow", key) for key in (
         "contrasts", "method", "output_space", "output_resolution", "skull_strip", "preset",
         "simulate_lowres", "simulate_factor", "simulate_protocol", "evaluate_ablation",
-        "train_unpaired")},
+        "train_unpaired", "qc_holdout")},
     "unpaired_models": ("workflow", "unpaired_models", absolute),
     "model": ("inr", "model"),
     "psf": ("inr", "psf"),

@@ -37,6 +37,9 @@ class Volume:
     affine: np.ndarray
     name: str = "image"
     path: str | None = None
+    #: slices kept out of every fit (``--qc-holdout``): (voxel axis, boolean per slice); their
+    #: ``data`` hold an interpolation from the other slices, never the acquired values
+    held_out: tuple[int, np.ndarray] | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -177,6 +180,18 @@ def dilate_mask_mm(mask: np.ndarray, affine: np.ndarray, distance_mm: float) -> 
     return ndimage.binary_dilation(mask, structure=structure)
 
 
+def observed_region(volume: Volume, mask: np.ndarray, dilation_mm: float) -> np.ndarray:
+    """The voxels of ``volume`` that a reconstruction's data term uses: its foreground ``mask``
+    dilated by ``dilation_mm``, less any held-out slices (:attr:`Volume.held_out`)."""
+    region = dilate_mask_mm(np.asarray(mask, dtype=bool), volume.affine, dilation_mm)
+    if volume.held_out is not None:
+        axis, held = volume.held_out
+        shape = [1, 1, 1]
+        shape[axis] = len(held)
+        region = region & ~np.asarray(held, dtype=bool).reshape(shape)
+    return region
+
+
 def field_of_view(volumes: list[Volume], transforms: list | None = None) -> np.ndarray:
     """Union of the world bounding boxes of all voxel centres; shape (2, 3): low, high corners."""
     return bounding_box([(v.shape, v.affine) for v in volumes], transforms)
@@ -314,7 +329,7 @@ def training_samples(volumes, masks, transforms, normaliser, scales, dilation_mm
     coordinates, values, index = [], [], []
     for number, (volume, mask, transform, scale) in enumerate(
             zip(volumes, masks, transforms, scales)):
-        region = dilate_mask_mm(mask, volume.affine, dilation_mm)
+        region = observed_region(volume, mask, dilation_mm)
         voxels = np.argwhere(region)
         world = apply_transform(transform, world_coordinates(volume.affine, voxels))
         coordinates.append(normaliser.normalise(world))

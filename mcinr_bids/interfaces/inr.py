@@ -165,3 +165,50 @@ class ReconstructUnpaired(SimpleInterface):
             device=settings.get("device", "auto"))
         self._results.update(reconstruction_results(outputs, self.inputs.omp_nthreads))
         return runtime
+
+
+class _QCHoldoutInputSpec(_FitINRInputSpec):
+    every = traits.Int(mandatory=True, desc="leave every K-th acquired slice out (K >= 2)")
+    method = traits.Enum("inr", "jtv", usedefault=True, desc="the subject's method")
+    metrics = File(exists=True, mandatory=True, desc="the reconstruction's metrics table")
+
+
+class _QCHoldoutOutputSpec(TraitedSpec):
+    out_metrics = File(exists=True, desc="the metrics table with the hold-out rows added")
+
+
+class QCHoldout(SimpleInterface):
+    """The ground-truth-free check (:func:`mcinr_bids.holdout.holdout_check`): the subject's
+    method, JTV and clamped cubic reconstructed again without every K-th slice and scored on
+    those slices (``settings``: the INR's; ``jtv_settings``: the ``[jtv]`` table)."""
+
+    input_spec = _QCHoldoutInputSpec
+    output_spec = _QCHoldoutOutputSpec
+
+    def _run_interface(self, runtime):
+        import os
+
+        import torch
+
+        from ..holdout import holdout_check
+        from ..inr.settings import INRSettings
+        from ..jtv import JTVSettings
+        from ..superres import append_metrics
+
+        settings = INRSettings.from_dict(dict(self.inputs.settings))
+        settings.threads = self.inputs.omp_nthreads
+        torch.set_num_threads(max(1, self.inputs.omp_nthreads))
+        volumes, masks, transforms, _ = load_inputs(self.inputs)
+        jtv = dict(self.inputs.jtv_settings) if self.inputs.jtv_settings else {}
+        methods = ("inr", "jtv", "cubic") if self.inputs.method == "inr" else ("jtv", "cubic")
+        try:
+            rows = holdout_check(volumes, self.inputs.every, masks=masks, transforms=transforms,
+                                 resolution=self.inputs.resolution, settings=settings,
+                                 jtv_settings=JTVSettings(**jtv) if jtv else None,
+                                 methods=methods, say=progress_log(self.inputs.label))
+        finally:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        self._results["out_metrics"] = append_metrics(
+            self.inputs.metrics, rows, os.path.join(runtime.cwd, "metrics.tsv"))
+        return runtime

@@ -24,6 +24,8 @@ from ..config import OUTPUT_DESC  # noqa: E402
 from .participant import STYLE  # noqa: E402
 
 MEASURES = ("resimulation_rmse", "resimulation_psnr", "mutual_information")
+#: the --qc-holdout columns, where a participant ran the check
+HOLDOUT_MEASURES = ("holdout_psnr_inr", "holdout_psnr_jtv", "holdout_psnr_cubic", "holdout_gain")
 OUTLIER_MEASURES = ("resimulation_psnr", "mutual_information")
 OUTLIER_Z = 3.0
 
@@ -42,6 +44,16 @@ GROUP_DICTIONARY = {
     "mutual_information": {"Description": "Mean mutual information (32-bin histogram) between "
                                           "this predicted contrast and each other one, inside "
                                           "the output brain mask.", "Units": "nats"},
+    **{f"holdout_psnr_{method}": {
+        "Description": f"--qc-holdout: PSNR of {text} made without every K-th acquired slice, "
+                       "re-simulated at those slices, against the acquired slices (inside the "
+                       "brain mask; n/a without the check).", "Units": "dB"}
+       for method, text in (("inr", "the INR output (consistency step and JTV blend)"),
+                            ("jtv", "the JTV reconstruction"),
+                            ("cubic", "clamped cubic interpolation"))},
+    "holdout_gain": {"Description": "--qc-holdout: the method's hold-out PSNR minus clamped "
+                                    "cubic's (> 0: better than interpolation on this subject's "
+                                    "own slices).", "Units": "dB"},
 }
 
 
@@ -119,7 +131,8 @@ def aggregate_metrics(output_dir: str | Path, participants: list[str] | None = N
     group = pd.concat([read_participant_table(f).assign(
         method=methods[f.name.split("_")[-2]]) for f in files], ignore_index=True)
     evaluation = evaluation_summary(files)
-    group = group[["participant_id", "session_id", "image", "contrast", "method", *MEASURES]]
+    group = group[["participant_id", "session_id", "image", "contrast", "method", *MEASURES,
+                   *[m for m in HOLDOUT_MEASURES if m in group]]]
     target = output / "group_desc-superres_metrics.tsv"
     temporary = target.with_suffix(".tmp")
     group.to_csv(temporary, sep="\t", index=False, na_rep="n/a", float_format="%.6g")
@@ -211,8 +224,16 @@ def write_group_report(group: pd.DataFrame, output: Path,
     outlier_html = (outliers_shown.to_html(index=False, escape=False, na_rep="n/a")
                     if len(outliers) else "<p>No outliers.</p>")
     evaluation_html = ""
+    if "holdout_gain" in group and group["holdout_gain"].notna().any():
+        gains = group["holdout_gain"].dropna()
+        evaluation_html += (
+            "<h2>Ground-truth-free check (--qc-holdout)</h2>"
+            f"<p>On the acquired slices left out of a second reconstruction, the output beats "
+            f"clamped cubic interpolation on {int((gains > 0).sum())} of {len(gains)} images "
+            f"(gain {gains.mean():+.2f} &plusmn; {gains.std(ddof=1) if len(gains) > 1 else 0:.2f}"
+            " dB); per image in the table below (holdout_* columns).</p>")
     if evaluation is not None:
-        evaluation_html = (
+        evaluation_html += (
             "<h2>Evaluation against the isotropic originals (Table 1 of the paper)</h2>"
             "<p>Mean and standard deviation over subjects/sessions; the difference of each INR "
             "against clamped cubic splines is paired per subject. Strict convention: both "

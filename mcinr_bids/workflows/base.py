@@ -112,6 +112,7 @@ def init_single_subject_wf(*, config: AppConfig, inputs: SubjectInputs, space: O
         truth_files=[originals[p] for p in images] if originals else None,
         ablation=config.workflow.evaluate_ablation, method=method, jtv_settings=jtv_settings,
         unpaired_settings=unpaired_settings, evaluation_models=evaluation_models,
+        qc_holdout=config.workflow.qc_holdout,
         mem_gb=estimate_memory_gb(images, space.t1w if space.is_template else None,
                                   resolution))
     ds_superres_wf = init_ds_superres_wf(

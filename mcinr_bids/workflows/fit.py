@@ -8,7 +8,7 @@ from nipype.pipeline import engine as pe
 from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
 from ..interfaces.evaluation import EvaluateSuperresolution
-from ..interfaces.inr import FitINR, ReconstructJTV, ReconstructUnpaired
+from ..interfaces.inr import FitINR, QCHoldout, ReconstructJTV, ReconstructUnpaired
 
 INPUT_FIELDS = ["images", "to_reference", "reference_to_output", "brain_mask"]
 
@@ -19,7 +19,7 @@ def init_superres_wf(*, names: list[str], reference: int, settings: dict, resolu
                      truth_files: list[str] | None = None, ablation: bool = False,
                      method: str = "inr", jtv_settings: dict | None = None,
                      unpaired_settings: dict | None = None,
-                     evaluation_models: dict | None = None,
+                     evaluation_models: dict | None = None, qc_holdout: int = 0,
                      name: str = "superres_wf") -> Workflow:
     """Fit one INR to all images of a subject and predict every contrast on the output grid
     (``method="inr"``), or reconstruct them all by joint total variation (``"jtv"``: node
@@ -50,6 +50,10 @@ def init_superres_wf(*, names: list[str], reference: int, settings: dict, resolu
     evaluation_models : dict or None
         Evaluation mode: unpaired variant (``unpaired``, ``unpaired-nocontrast``) -> one model
         file per image, scored as rows of their own.
+    qc_holdout : int
+        ``K`` >= 2 adds ``qc_holdout`` (the ground-truth-free check: every K-th slice of each
+        image left out of a second reconstruction by the method, JTV and clamped cubic, scored
+        on those slices; rows added to the metrics table); 0: none.
     use_gpu : bool
         The INR fit is a GPU job: it asks MultiProc for one GPU slot and one processor slot
         (nipype charges ``min(n_procs, n_gpu_procs)`` GPU slots per job, so ``--n-gpu-procs N``
@@ -77,11 +81,11 @@ def init_superres_wf(*, names: list[str], reference: int, settings: dict, resolu
         "images", "mask", "checkpoint", "history", "metrics", "residuals", "fit_info"]),
         name="outputnode")
 
-    def fit_node(node_name: str, node_settings: dict, interface=FitINR) -> pe.Node:
-        gpu = use_gpu and interface is FitINR
+    def fit_node(node_name: str, node_settings: dict, interface=FitINR, **inputs) -> pe.Node:
+        gpu = use_gpu and (interface is FitINR or (interface is QCHoldout and method == "inr"))
         node = pe.Node(interface(names=names, reference_index=reference, settings=node_settings,
                                  resolution=resolution, omp_nthreads=omp_nthreads, label=label,
-                                 **({"use_gpu": True} if gpu else {})),
+                                 **({"use_gpu": True} if gpu else {}), **inputs),
                        name=node_name, n_procs=1 if gpu else omp_nthreads, mem_gb=mem_gb)
         if template_file:
             node.inputs.template_file = template_file
@@ -102,8 +106,14 @@ def init_superres_wf(*, names: list[str], reference: int, settings: dict, resolu
     workflow.connect([(fit, outputnode, [
         ("out_files", "images"), ("out_mask", "mask"), ("out_history", "history"),
         ("out_residuals", "residuals"), ("fit_info", "fit_info")])])
+    metrics_source = fit
+    if qc_holdout:
+        qc_holdout_node = fit_node("qc_holdout", settings, QCHoldout, every=qc_holdout,
+                                   method=method, jtv_settings=dict(jtv_settings or {}))
+        workflow.connect(fit, "out_metrics", qc_holdout_node, "metrics")
+        metrics_source = qc_holdout_node
     if not truth_files:
-        workflow.connect(fit, "out_metrics", outputnode, "metrics")
+        workflow.connect(metrics_source, "out_metrics", outputnode, "metrics")
         return workflow
     # the models are evaluated on the fit's device (a GPU job like the fit)
     gpu_evaluation = use_gpu and method == "inr"
@@ -118,7 +128,7 @@ def init_superres_wf(*, names: list[str], reference: int, settings: dict, resolu
                                ("to_reference", "to_reference"),
                                ("reference_to_output", "reference_to_output"),
                                ("brain_mask", "brain_mask")]),
-        (fit, evaluate, [("out_metrics", "metrics")]),
+        (metrics_source, evaluate, [("out_metrics", "metrics")]),
         (evaluate, outputnode, [("out_metrics", "metrics")]),
     ])
     if method == "inr":
