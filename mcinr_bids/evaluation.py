@@ -14,7 +14,7 @@ from .inr.data import Volume, automatic_foreground_mask
 from .inr.fit import fit_inr
 from .inr.predict import predict_on_grid
 from .inr.settings import INRSettings
-from .superres import blend_jtv
+from .superres import inr_output
 
 BASELINES = ("cubic", "cubic-clamped", "jtv")
 INR_MODELS = ("split", "vanilla", "single")
@@ -143,12 +143,7 @@ def run_inr(settings: INRSettings, simulation: Simulation, progress: bool = Fals
     fitted = fit_inr(simulation.low_resolution, settings, progress=progress,
                      epoch_callback=epoch_callback)
     grid = (simulation.truths[0].shape, simulation.affine)
-    predictions, foreground = predict_on_grid(fitted, *grid)
-    predictions = consistent(settings, predictions, grid, simulation.low_resolution,
-                             fitted.masks, fitted.transforms, foreground)
-    predictions = blend_jtv(predictions, settings, simulation.low_resolution, grid,
-                            fitted.masks, fitted.transforms, foreground=foreground)
-    return predictions, fitted
+    return inr_output(fitted, grid, simulation.low_resolution)[0], fitted
 
 
 def consistent(settings: INRSettings, predictions: list[np.ndarray], grid: tuple,

@@ -118,12 +118,11 @@ def holdout_check(volumes: list[Volume], every: int, grid: tuple | None = None, 
     ``cubic``: clamped cubic interpolation) on ``grid`` = (shape, affine) (default: an
     isotropic ``resolution`` mm grid over the masks), and score each on the held-out slices
     (:func:`holdout_scores`).  Costs one more run of each method."""
-    from .backprojection import back_project
     from .baselines import cubic_on_grid
-    from .inr import fit_inr, predict_on_grid
+    from .inr import fit_inr
     from .inr.data import prepare_masks
     from .jtv import JTVSettings, reconstruct_jtv
-    from .superres import blend
+    from .superres import inr_output
 
     held = [hold_out(v, every) for v in volumes]
     masks = prepare_masks(held, masks)
@@ -146,13 +145,7 @@ def holdout_check(volumes: list[Volume], every: int, grid: tuple | None = None, 
                                  transforms=transforms)
     if "inr" in methods:
         fitted = fit_inr(held, settings, masks=masks, transforms=transforms)
-        images, foreground = predict_on_grid(fitted, shape, affine)
-        images = back_project(images, (shape, affine), held, masks=masks,
-                              transforms=transforms, profile=settings.consistency_profile,
-                              steps=settings.consistency_steps,
-                              dilation_mm=settings.foreground_dilation_mm,
-                              foreground=foreground)
-        reconstructions["inr"] = blend(images, jtv, settings.blend_weight, foreground)
+        reconstructions["inr"], _ = inr_output(fitted, (shape, affine), held, jtv_images=jtv)
     if "jtv" in methods:
         reconstructions["jtv"] = jtv
     reconstructions["cubic"] = [cubic_on_grid(v.data, v.affine, shape, affine, clamp=True,

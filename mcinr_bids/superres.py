@@ -183,15 +183,8 @@ def superresolve(volumes: list, settings: INRSettings, output_dir: str, *,
 
     predict_started = time.perf_counter()
     shape, affine = grid if grid is not None else union_grid(fitted, resolution)
-    predictions, foreground = predict_on_grid(fitted, shape, affine)
-    predictions = back_project(predictions, (shape, affine), volumes, masks=fitted.masks,
-                               transforms=fitted.transforms,
-                               profile=settings.consistency_profile,
-                               steps=settings.consistency_steps,
-                               dilation_mm=settings.foreground_dilation_mm,
-                               foreground=foreground)
-    predictions = blend_jtv(predictions, settings, volumes, (shape, affine), fitted.masks,
-                            fitted.transforms, jtv_settings, foreground, say)
+    predictions, _ = inr_output(fitted, (shape, affine), volumes, jtv_settings=jtv_settings,
+                                say=say)
     brain = output_foreground(grid_coordinates(shape, affine), fitted.masks, fitted.affines,
                               fitted.transforms).reshape(shape)
     predict_seconds = time.perf_counter() - predict_started
@@ -206,6 +199,27 @@ def superresolve(volumes: list, settings: INRSettings, output_dir: str, *,
     outputs.update(fitted.summary(), method="inr", predict_seconds=round(predict_seconds, 2),
                    total_seconds=round(time.perf_counter() - started, 2))
     return outputs
+
+
+def inr_output(fitted, grid: tuple, volumes: list, *, jtv_settings=None, jtv_images=None,
+               say=None) -> tuple[list, np.ndarray]:
+    """The INR method's output on ``grid`` = (shape, affine), as the fit node delivers it: the
+    model's prediction, the data-consistency step and the JTV blend of ``fitted.settings``
+    (JTV of ``jtv_settings`` reconstructed here unless ``jtv_images`` are given).  Returns
+    the images and the prediction's foreground."""
+    settings = fitted.settings
+    shape, affine = tuple(grid[0]), grid[1]
+    predictions, foreground = predict_on_grid(fitted, shape, affine)
+    predictions = back_project(predictions, (shape, affine), volumes, masks=fitted.masks,
+                               transforms=fitted.transforms,
+                               profile=settings.consistency_profile,
+                               steps=settings.consistency_steps,
+                               dilation_mm=settings.foreground_dilation_mm,
+                               foreground=foreground)
+    if jtv_images is not None:
+        return blend(predictions, jtv_images, settings.blend_weight, foreground), foreground
+    return blend_jtv(predictions, settings, volumes, (shape, affine), fitted.masks,
+                     fitted.transforms, jtv_settings, foreground, say), foreground
 
 
 def blend_jtv(predictions: list, settings: INRSettings, volumes: list, grid: tuple,

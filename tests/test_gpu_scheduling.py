@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mcinr_bids.inr.fit import select_device
+from mcinr_bids.inr.device import select_device
 from mcinr_bids.inr.settings import INRSettings
 from mcinr_bids.superres import estimate_memory_gb
 from mcinr_bids.workflows.fit import init_superres_wf

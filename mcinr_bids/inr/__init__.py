@@ -9,7 +9,7 @@ from importlib import import_module
 
 _HOMES = {
     "InputError": "data", "Volume": "data", "load_mask": "data", "load_volume": "data",
-    "FittedINR": "fit", "fit_inr": "fit", "select_device": "fit",
+    "FittedINR": "fit", "fit_inr": "fit", "select_device": "device",
     "load_checkpoint": "predict", "predict_on_grid": "predict", "reference_grid": "predict",
     "save_checkpoint": "predict", "union_grid": "predict",
     "INRSettings": "settings", "PRESETS": "settings", "settings_for_preset": "settings",

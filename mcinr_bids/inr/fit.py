@@ -23,7 +23,6 @@ from torch import nn
 from . import resume
 from .data import (
     CoordinateNormaliser,
-    InputError,
     IntensityScale,
     Volume,
     dilate_mask_mm,
@@ -33,6 +32,7 @@ from .data import (
     training_samples,
     validate_inputs,
 )
+from .device import select_device
 from .encodings import diffuse_features
 from .model import build_model
 from .settings import INRSettings
@@ -41,33 +41,6 @@ from .stopping import (
     mutual_information_rule,
     pairwise_mutual_information,
 )
-
-
-def least_loaded_cuda() -> torch.device:
-    """The visible CUDA device with the most free memory (``cuda:0`` when there is one): fits
-    that MultiProc runs at once (``--n-gpu-procs``) spread over several GPUs."""
-    count = torch.cuda.device_count()
-    if count <= 1:
-        return torch.device("cuda", 0)
-    free = [torch.cuda.mem_get_info(index)[0] for index in range(count)]
-    return torch.device("cuda", int(np.argmax(free)))
-
-
-def select_device(requested: str = "auto") -> torch.device:
-    """``cuda`` (the least-loaded GPU), then ``mps``, then ``cpu`` for ``auto``; otherwise the
-    device asked for."""
-    if requested == "auto":
-        if torch.cuda.is_available():
-            return least_loaded_cuda()
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda was asked for, but PyTorch sees no CUDA GPU here; "
-                         "use --device auto or cpu.")
-    if requested == "cuda":
-        return least_loaded_cuda()
-    return torch.device(requested)
 
 
 @dataclass

@@ -9,7 +9,8 @@ import torch
 from ..geometry import bounding_box, isotropic_grid
 from ..io import atomic_write, write_tsv
 from .data import FOREGROUND_LEVEL, CoordinateNormaliser, IntensityScale
-from .fit import FittedINR, select_device
+from .device import select_device
+from .fit import FittedINR
 from .model import build_model
 from .settings import INRSettings
 

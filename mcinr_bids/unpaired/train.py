@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..inr.data import Volume
-from ..inr.fit import select_device
+from ..inr.device import select_device
 from ..io import atomic_write
 from .data import PlaneBank, degrade, fine_planes, lr_planes, slice_factor
 from .model import (
