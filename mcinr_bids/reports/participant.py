@@ -220,15 +220,17 @@ def holdout_section(metrics: pd.DataFrame) -> str:
     table = rows.assign(method=rows["measure"].str.removeprefix("holdout_psnr_")).pivot_table(
         index="image", columns="method", values="value", sort=False)
     gains = metrics[metrics["measure"] == "holdout_gain"].set_index("image")["value"]
+    table = table.rename(columns=lambda method: f"PSNR {method} (dB)")
+    table.columns.name = None
     table["gain over cubic (dB)"] = gains.reindex(table.index)
     better = int((gains > 0).sum())
     return ("<h3>Ground-truth-free check: left-out slices</h3>"
-            '<p class="note">Every K-th acquired slice of each input was left out of a second '
-            "reconstruction; each method's result, re-simulated through the slice profile, is "
-            "compared with what the scanner recorded there (PSNR, dB). With two slices missing "
-            "at those places the check is harder than the real task: read the gain over cubic "
-            f"interpolation, not the level. The output beats interpolation on {better} of "
-            f"{len(gains)} images.</p>"
+            '<p class="note">Every K-th acquired slice of each input (--qc-holdout K) was left '
+            "out of a second reconstruction; each method's result, re-simulated through the "
+            "slice profile, is compared with what the scanner recorded there (PSNR, dB). With "
+            "two slices missing at those places the check is harder than the real task: read "
+            "the gain over cubic interpolation, not the level. The output beats interpolation "
+            f"on {better} of {len(gains)} images.</p>"
             + table.reset_index().to_html(index=False, na_rep="n/a",
                                           float_format=lambda v: f"{v:.2f}"))
 
