@@ -8,7 +8,10 @@ model is applied to the held-out case's acquisition and scored against its truth
 clamped cubic (strict PSNR / SSIM, banding), with the contrastive ablation.
 
     python benchmarks/unpaired_cases.py [--held-out C ...] [--steps N] [--protocol thick]
-        [--threads 2] [--no-ablation]
+        [--threads 2] [--no-ablation] [--save DIR]
+
+``--save DIR`` writes each held-out case's reconstructions (and its truth and clamped cubic)
+as NIfTI files, to look at them beside each other.
 """
 
 from __future__ import annotations
@@ -47,6 +50,18 @@ def mni_t1():
     return Volume(np.asanyarray(image.dataobj, dtype=np.float32), image.affine, name="mni152")
 
 
+def save(folder: str | None, case: str, method: str, images: list, affine) -> None:
+    """``<folder>/<case>_<method>_<t1|flair>.nii.gz`` (nothing without a folder)."""
+    if not folder:
+        return
+    import nibabel as nib
+
+    os.makedirs(folder, exist_ok=True)
+    for name, image in zip(("t1", "flair"), images):
+        nib.save(nib.Nifti1Image(image, affine), os.path.join(folder,
+                                                              f"{case}_{method}_{name}.nii.gz"))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--held-out", nargs="+", choices=sorted(CASES), default=sorted(CASES))
@@ -55,6 +70,7 @@ def main() -> int:
     parser.add_argument("--protocol", choices=("decimate", "thick"), default="thick")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-ablation", action="store_true")
+    parser.add_argument("--save", type=str, default=None, metavar="DIR")
     args = parser.parse_args()
     import dataclasses
 
@@ -92,6 +108,8 @@ def main() -> int:
         simulation = simulations[held_out][0]
         cubic, _ = run_baseline("cubic-clamped", simulation)
         rows = [("cubic-clamped", score(cubic, simulation), "", "")]
+        save(args.save, held_out, "truth", simulation.truths, simulation.affine)
+        save(args.save, held_out, "cubic-clamped", cubic, simulation.affine)
         others = [c for c in CASES if c != held_out]
         for variant, variant_settings in variants.items():
             predictions, train_seconds, apply_seconds = [], 0.0, 0.0
@@ -109,6 +127,7 @@ def main() -> int:
                     trained, simulation.low_resolution[index], simulation.truths[0].shape,
                     simulation.affine))
                 apply_seconds += time.perf_counter() - start
+            save(args.save, held_out, variant, predictions, simulation.affine)
             rows.append((variant, score(predictions, simulation), f"{train_seconds:.0f}",
                          f"{apply_seconds / 2:.1f}"))
         for method, row, train_s, apply_s in rows:
