@@ -137,7 +137,7 @@ def holdout_check(volumes: list[Volume], every: int, grid: tuple | None = None, 
                else jtv_settings.profile)
     jtv_settings = jtv_settings or JTVSettings(profile=profile)
     say = say or (lambda message: None)
-    say(f"QC hold-out: every {every}th slice of each image kept out of a second "
+    say(f"QC hold-out: every {every}-th slice of each image kept out of a second "
         f"reconstruction by {', '.join(methods)}")
     reconstructions, jtv = {}, None
     if "jtv" in methods or ("inr" in methods and settings.blend_weight):

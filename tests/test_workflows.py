@@ -87,6 +87,11 @@ def test_methods_text_says_what_was_run():
     assert "no N4" in single and "independent" in single and "head" not in single
     assert "slice profile" in single and "Evaluation mode" in single
     assert re.search(r"\bN4 \(antspyx\)", single) is None
+    assert "ground-truth-free" not in split
+    checked = methods_text(n_images=2, reference="sub-01_T1w", space="MNI", resolution=1.0,
+                           settings=settings_for_preset("fast"), bias_correction=True,
+                           evaluation=False, qc_holdout=3)
+    assert "every 3rd acquired slice of each image was left out" in checked
 
 
 def test_sidecar_description_follows_the_model(tmp_path):

@@ -181,7 +181,8 @@ def blend_words(weight: float) -> str:
 
 def methods_text(*, n_images: int, reference: str, space: str, resolution: float,
                  settings, bias_correction: bool, evaluation: bool,
-                 jtv_settings: dict | None = None, unpaired: bool = False) -> str:
+                 jtv_settings: dict | None = None, unpaired: bool = False,
+                 qc_holdout: int = 0) -> str:
     """The boilerplate of one subject's processing, saying what was run (``settings``: the
     INRSettings of the fit; ``jtv_settings``: the ``[jtv]`` table when the method is JTV)."""
     preprocessing = ("corrected for intensity non-uniformity (N4, antspyx) and rigidly "
@@ -204,6 +205,12 @@ def methods_text(*, n_images: int, reference: str, space: str, resolution: float
                  f"({resolution:g} mm) in {space} space"
                  f"{consistency_words(settings.consistency_steps, settings.consistency_profile)}"
                  f"{blend_words(settings.blend_weight)}.")
+    if qc_holdout:
+        ordinal = f"{qc_holdout}" + ("th" if qc_holdout % 100 in (11, 12, 13) else
+                                     {1: "st", 2: "nd", 3: "rd"}.get(qc_holdout % 10, "th"))
+        text += (f" As a ground-truth-free check, every {ordinal} acquired slice of each "
+                 "image was left out of a second reconstruction, by this method, JTV and clamped "
+                 "cubic interpolation, each scored on the left-out slices.")
     if evaluation:
         text += (" Evaluation mode: the inputs were thick-slice acquisitions simulated from "
                  "isotropic images, and the outputs were scored against those originals.")

@@ -100,7 +100,8 @@ def init_single_subject_wf(*, config: AppConfig, inputs: SubjectInputs, space: O
         n_images=len(images), reference=bids_stem(images[reference]), space=space_label,
         resolution=resolution, settings=config.inr,
         bias_correction=config.workflow.bias_correction, evaluation=bool(originals),
-        jtv_settings=jtv_settings if method == "jtv" else None, unpaired=method == "unpaired")
+        jtv_settings=jtv_settings if method == "jtv" else None, unpaired=method == "unpaired",
+        qc_holdout=config.workflow.qc_holdout)
     anat_preproc_wf = init_anat_preproc_wf(
         images=images, reference=reference, bias_correction=config.workflow.bias_correction,
         skull_strip=config.workflow.skull_strip, space=space, seed=config.inr.seed,
