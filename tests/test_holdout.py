@@ -97,18 +97,22 @@ def test_the_check_ranks_the_truth_above_interpolation(phantom):
 
 
 def test_mcinr_fit_reports_the_check(tmp_path, low_resolution_files, capsys):
-    """``mcinr-fit --qc-holdout 4``: holdout rows for the INR, JTV and cubic in metrics.tsv;
+    """``mcinr-fit`` with ``qc_holdout = 4`` in its settings file: holdout rows for the INR,
+    JTV and cubic in metrics.tsv;
     on the phantom the INR beats cubic on the held-out slices of both images; a K below 2 is
     refused before any fit."""
     from mcinr_bids.cli.fit import main
 
     assert main([*low_resolution_files, "-o", str(tmp_path / "bad"), "--qc-holdout", "1",
                  "--quiet"]) == 2
-    assert "--qc-holdout must be 0 (off) or >= 2" in capsys.readouterr().err
+    assert "qc_holdout must be 0 (off) or >= 2" in capsys.readouterr().err
     assert not (tmp_path / "bad" / "metrics.tsv").exists()
     out = tmp_path / "out"
-    assert main([*low_resolution_files, "-o", str(out), "--qc-holdout", "4", "--quiet",
-                 "--epochs", "12", "--no-early-stopping"]) == 0
+    # K from a settings file's [workflow] table reaches the check
+    config = tmp_path / "settings.toml"
+    config.write_text("[workflow]\nqc_holdout = 4\n[inr]\nepochs = 12\n")
+    assert main([*low_resolution_files, "-o", str(out), "--config-file", str(config),
+                 "--quiet", "--no-early-stopping"]) == 0
     table = pd.read_csv(out / "metrics.tsv", sep="\t", na_values="n/a")
     psnr = table[table["measure"].str.startswith("holdout_psnr_")]
     assert set(psnr["measure"]) == {"holdout_psnr_inr", "holdout_psnr_jtv",

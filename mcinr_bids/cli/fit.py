@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--qc-holdout", type=int, default=0, metavar="K",
                        help="ground-truth-free check: leave every K-th slice of each image out "
                             "of a second fit and score the INR, JTV and clamped cubic on those "
-                            "slices (rows holdout_* in metrics.tsv; doubles the time); 0: off")
+                            "slices (rows holdout_* in metrics.tsv; doubles the time); 0: off "
+                            "([workflow] qc_holdout of a --config-file)")
     execution = parser.add_argument_group("execution")
     execution.add_argument("--device", choices=DEVICES, default="auto",
                            help="auto picks cuda, then mps, then cpu")
@@ -87,15 +88,21 @@ FIT_OPTIONS: OptionMap = {
     "device": ("inr", "device"),
     "threads": ("inr", "threads"),
     "seed": ("inr", "seed"),
+    "qc_holdout": ("workflow", "qc_holdout"),
 }
 
 
-def inr_settings(given: dict, option_map: OptionMap = FIT_OPTIONS):
-    """The INR settings of a command line: preset, then --config-file's [workflow] preset and
-    [inr] table, then the options given (:func:`mcinr_bids.config.resolve_config`)."""
+def fit_config(given: dict, option_map: OptionMap = FIT_OPTIONS):
+    """The settings of a command line: preset, then --config-file's [workflow] and [inr]
+    tables, then the options given (:func:`mcinr_bids.config.resolve_config`)."""
     file_tables = read_config_file(given["config_file"]) if given.get("config_file") else {}
     file_tables = {k: v for k, v in file_tables.items() if k in ("workflow", "inr")}
-    return resolve_config(file_tables, to_tables(given, option_map)).inr
+    return resolve_config(file_tables, to_tables(given, option_map))
+
+
+def inr_settings(given: dict, option_map: OptionMap = FIT_OPTIONS):
+    """The INR settings of a command line (:func:`fit_config`)."""
+    return fit_config(given, option_map).inr
 
 
 def check_output_dir(path: str) -> None:
@@ -146,21 +153,22 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
         raise InputError(f"{len(args.transform)} transforms for {len(volumes)} images: give one "
                          "--transform per image, in the same order.")
     transforms = [load_transform(t) for t in args.transform] if args.transform else None
-    settings = inr_settings(given_options(build_parser, argv))
+    config = fit_config(given_options(build_parser, argv))
+    settings, every = config.inr, config.workflow.qc_holdout
     grid = reference_grid(args.reference) if args.reference else None
-    if args.qc_holdout:  # a bad K or too few slices: say so before the first fit
+    if every:  # too few slices: say so before the first fit
         from ..holdout import hold_out
 
         for volume in volumes:
-            hold_out(volume, args.qc_holdout)
+            hold_out(volume, every)
     outputs = superresolve(volumes, settings, args.output_dir, masks=masks,
                            transforms=transforms, grid=grid, resolution=args.resolution,
                            progress=not args.quiet)
-    if args.qc_holdout:
+    if every:
         from ..holdout import holdout_check
         from ..superres import append_metrics
 
-        outputs["holdout"] = holdout_check(volumes, args.qc_holdout, masks=masks,
+        outputs["holdout"] = holdout_check(volumes, every, masks=masks,
                                            transforms=transforms, resolution=args.resolution,
                                            settings=settings)
         append_metrics(outputs["metrics"], outputs["holdout"], outputs["metrics"])
