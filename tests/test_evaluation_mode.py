@@ -5,7 +5,9 @@ Also the group level over three generated participants' derivatives.
 
 from __future__ import annotations
 
+import gzip
 import json
+import pickle
 
 import numpy as np
 import pandas as pd
@@ -50,6 +52,17 @@ def test_evaluation_mode_beats_clamped_cubic(tmp_path, monkeypatch):
     assert "Table 1" in (output / "group_report.html").read_text()
     sidecar = json.loads(next(output.rglob("*desc-superres_T1w.json")).read_text())
     assert sidecar["Sources"] == ["bids::sub-01/anat/sub-01_T1w.nii.gz"]
+    # the registrations ran on the co-registered originals, not on the thick simulations
+    # (which they misplace by ~0.3 mm): the FLAIR lands within 0.2 mm of the identity
+    node = next((tmp_path / "work").rglob("anat_preproc_wf/register_to_reference"))
+    with gzip.open(node / "_inputs.pklz") as handle:
+        moving = pickle.load(handle)["moving_file"]
+    assert moving == [str(bids / "sub-01" / "anat" / f"sub-01_{c}.nii.gz")
+                      for c in ("T1w", "FLAIR")], moving
+    matrix = np.loadtxt(next(node.rglob("sub-01_FLAIR_rigid.txt")))
+    corners = np.array([[x, y, z, 1.0] for x in (-80, 80) for y in (-100, 100)
+                        for z in (-60, 60)])
+    assert np.abs(corners @ (matrix - np.eye(4)).T).max() < 0.2, matrix
 
 
 def fake_participant(output, subject, psnr_shift=0.0, mi=0.9):

@@ -45,6 +45,28 @@ def test_graph_docstrings_build(factory, nodes, user_folder):
     workflow._create_flat_graph()  # every connection names existing fields
 
 
+def test_registrations_can_run_on_other_images_of_the_same_frames(user_folder):
+    """The evaluation mode registers the isotropic originals, not their thick simulations: the
+    registration nodes get the originals and no edge from the (bias-corrected) inputs."""
+    from mcinr_bids.utils.templates import OutputSpace
+
+    kwargs = dict(images=["sub-01_T1w.nii.gz", "sub-01_FLAIR.nii.gz"], reference=0,
+                  bias_correction=False, skull_strip="auto", space=OutputSpace(name="native"),
+                  seed=0, quick=False)
+    workflow = anatomical.init_anat_preproc_wf(**kwargs, registration_images=["a.nii.gz",
+                                                                              "b.nii.gz"])
+    node = workflow.get_node("register_to_reference")
+    assert node.inputs.moving_file == ["a.nii.gz", "b.nii.gz"]
+    assert node.inputs.fixed_file == "a.nii.gz"
+    edges = {(u.name, v.name) for u, v in workflow._graph.edges()}
+    assert not {(u, v) for u, v in edges if v == "register_to_reference"}
+    assert ("select_reference", "brain_mask") in edges  # the mask stays the input's
+    default = anatomical.init_anat_preproc_wf(**kwargs)
+    edges = {(u.name, v.name) for u, v in default._graph.edges()}
+    assert {("bias_correction", "register_to_reference"),
+            ("select_reference", "register_to_reference")} <= edges
+
+
 def test_evaluation_adds_the_scoring_and_the_ablation(user_folder):
     settings = settings_for_preset("fast").to_dict()
     workflow = fit.init_superres_wf(names=["a", "b"], reference=0, settings=settings,

@@ -105,7 +105,8 @@ def init_single_subject_wf(*, config: AppConfig, inputs: SubjectInputs, space: O
     anat_preproc_wf = init_anat_preproc_wf(
         images=images, reference=reference, bias_correction=config.workflow.bias_correction,
         skull_strip=config.workflow.skull_strip, space=space, seed=config.inr.seed,
-        quick=config.execution.sloppy, omp_nthreads=omp_nthreads, use_gpu=use_gpu)
+        quick=config.execution.sloppy, omp_nthreads=omp_nthreads, use_gpu=use_gpu,
+        registration_images=[originals[p] for p in images] if originals else None)
     superres_wf = init_superres_wf(
         names=[bids_stem(p) for p in images], reference=reference, settings=settings,
         resolution=resolution, omp_nthreads=omp_nthreads, use_gpu=use_gpu, label=inputs.label,
