@@ -1,12 +1,15 @@
 """The evaluation mode on the three shared real cases laid out as one BIDS dataset.
 
 sub-gli00001 (t1c, t2f), sub-pat0005 and sub-pat0006 (T1c, FLAIR) become T1w and FLAIR images;
-``mcinr-bids ... participant --simulate-lowres T1w:S FLAIR:A --evaluate-ablation`` simulates the
-paper's protocol (x4 decimation: T1w along S, FLAIR along A, each contrast's weakest axis per
-shared/data/README.md), runs the pipeline (native space, 1 mm) and scores against the
-originals; the group level then writes the Table-1 summary, printed here as Markdown.
+``mcinr-bids ... participant --simulate-lowres T1w:S FLAIR:R`` simulates x4 acquisitions (issue
+12's protocol: T1w along S, FLAIR along R, axes along which both truths have detail;
+``--axes S A`` gives the first sessions' protocol), runs the pipeline (native space, 1 mm) and
+scores against the originals; the group level then writes the Table-1 summary, printed here as
+Markdown.
 
-    python benchmarks/evaluation_real.py [--keep DIR] [--nprocs 2] [--protocol decimate]
+    python benchmarks/evaluation_real.py [--keep DIR] [--nprocs 2] [--threads 1]
+        [--protocol decimate|thick] [--axes S R] [--cases gli00001 ...] [--seed 0]
+        [--ablation]
 """
 
 from __future__ import annotations
@@ -55,6 +58,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", type=Path)
     parser.add_argument("--nprocs", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="--omp-nthreads")
+    parser.add_argument("--axes", nargs=2, default=["S", "R"], metavar=("T1W_AXIS", "FLAIR_AXIS"))
+    parser.add_argument("--cases", nargs="+", choices=sorted(CASES), default=sorted(CASES))
+    parser.add_argument("--seed", type=int, default=0, help="--random-seed")
+    parser.add_argument("--ablation", action="store_true", help="--evaluate-ablation")
     parser.add_argument("--protocol", default="decimate", choices=("decimate", "thick"))
     parser.add_argument("--markdown", type=Path)
     parser.add_argument("--summary-only", action="store_true",
@@ -65,10 +73,12 @@ def main() -> int:
     output, work = root / "out", root / "work"
     started = time.perf_counter()
     participant = [sys.executable, "-m", "mcinr_bids.cli.run", str(bids), str(output),
-                   "participant", "-w", str(work), "--simulate-lowres", "T1w:S", "FLAIR:A",
-                   "--simulate-protocol", args.protocol, "--evaluate-ablation",
-                   "--output-space", "native", "--nprocs", str(args.nprocs),
-                   "--omp-nthreads", "1", "--skip-bids-validation"]
+                   "participant", "-w", str(work), "--simulate-lowres",
+                   f"T1w:{args.axes[0]}", f"FLAIR:{args.axes[1]}",
+                   "--simulate-protocol", args.protocol, "--participant-label", *args.cases,
+                   "--random-seed", str(args.seed), "--output-space", "native",
+                   "--nprocs", str(args.nprocs), "--omp-nthreads", str(args.threads),
+                   "--skip-bids-validation", *(["--evaluate-ablation"] if args.ablation else [])]
     code = 0 if args.summary_only else subprocess.run(participant, check=False).returncode
     wall = time.perf_counter() - started
     subprocess.run([sys.executable, "-m", "mcinr_bids.cli.run", str(bids), str(output),
@@ -81,8 +91,9 @@ def main() -> int:
         for row in strict.itertuples():
             per_subject.append({"subject": path.name.split("_")[0], "image": row.image,
                                 "method": row.method, "psnr_strict": row.value})
-    lines = [f"Evaluation mode on {len(CASES)} real cases ({args.protocol}, x4: T1w along S, "
-             f"FLAIR along A), fast preset, native space 1 mm, {args.nprocs} processes: "
+    lines = [f"Evaluation mode on {len(args.cases)} real cases ({args.protocol}, x4: T1w along "
+             f"{args.axes[0]}, FLAIR along {args.axes[1]}), seed {args.seed}, native space "
+             f"1 mm, {args.nprocs} processes x {args.threads} threads: "
              f"participant exit code {code}, wall {wall / 60:.1f} min", "",
              summary.to_markdown(index=False, floatfmt=".3f"), "",
              pd.DataFrame(per_subject).pivot_table(index=["subject", "image"],
