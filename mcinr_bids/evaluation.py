@@ -194,27 +194,6 @@ def evaluate(simulation: Simulation, methods: list[str], settings: INRSettings,
     return rows
 
 
-def format_table(rows: list[dict], names: list[str]) -> str:
-    """A Markdown Table-1-style table: PSNR/SSIM per image in both conventions, MI error, time."""
-    header = ["method"]
-    for convention in metrics.CONVENTIONS:
-        for name in names:
-            header += [f"PSNR {convention} {name}", f"SSIM {convention} {name}"]
-    header += [f"banding {name}" for name in names] + ["eps_MI joint", "fit s"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in rows:
-        cells = [row["method"]]
-        for convention in metrics.CONVENTIONS:
-            for name in names:
-                cells += [f"{row[f'psnr_{convention}_{name}']:.2f}",
-                          f"{row[f'ssim_{convention}_{name}']:.3f}"]
-        cells += [f"{row.get(f'banding_{name}', float('nan')):.2f}" for name in names]
-        cells += [f"{row.get('epsilon_mi_joint', float('nan')):.3f}",
-                  f"{row['fit_seconds']:.0f}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 #: a truth whose detail ratio along the removed axis is below this fraction of its best axis's
 #: was probably acquired thick along it (the shared BraTS FLAIRs along A: 0.71-0.81; axes with
 #: real 1 mm detail: 0.94-1.0)
@@ -278,27 +257,58 @@ def slice_rows(method: str, name: str, prediction: np.ndarray, truth: np.ndarray
 
 
 def jtv_on_truth_grid(volumes: list[Volume], masks: list, transforms: list, truth_file: str,
-                      settings) -> list[np.ndarray]:
+                      settings, start: list[np.ndarray] | None = None) -> list[np.ndarray]:
     """The JTV reconstruction of every contrast on the grid of the first image's isotropic
     original (``truth_file``), expressed in the output world through the first image's
     transform, from the same inputs as the app's reconstruction (LR volumes, masks on their own
-    grids, world -> output transforms)."""
+    grids, world -> output transforms), from cubic splines or from ``start``."""
     import nibabel as nib
 
     from .jtv import reconstruct_jtv
 
     truth = nib.load(truth_file)
-    grid_affine = np.asarray(transforms[0]) @ truth.affine
+    first = transforms[0] if transforms[0] is not None else np.eye(4)
+    grid_affine = np.asarray(first) @ truth.affine
     images, _ = reconstruct_jtv(volumes, tuple(truth.shape[:3]), grid_affine, settings,
-                                masks=masks, transforms=transforms)
+                                masks=masks, transforms=transforms, start=start)
     return images
+
+
+def model_outputs(model, truths: list, volumes: list[Volume], first_truth: str,
+                  jtv_settings=None) -> list[np.ndarray]:
+    """A fitted model's output as the app delivers it (prediction, consistency step, JTV
+    blend) on each truth's grid, through the transform each image was fitted with."""
+    from .superres import blend
+
+    outputs = []
+    for index, truth in enumerate(truths):
+        shape, affine = truth.shape[:3], truth.affine
+        predicted, _ = predict_on_grid(model, shape, affine, fill_background=False,
+                                       transform=model.transforms[index])
+        # the truth's grid as the output grid: the LR image's world is the truth's, so the
+        # consistency step maps the LR image through no transform
+        outputs += consistent(model.settings, [predicted[index]], (shape, affine),
+                              [volumes[index]], [model.masks[index]], [None])
+    if model.settings.blend_weight:
+        from .jtv import JTVSettings
+
+        if any(t.shape != truths[0].shape or not np.allclose(t.affine, truths[0].affine,
+                                                             atol=1e-3) for t in truths):
+            raise ValueError("a model with a JTV blend is scored on truths on one grid")
+
+        jtv = jtv_on_truth_grid(volumes, model.masks, model.transforms, first_truth,
+                                jtv_settings or JTVSettings(
+                                    profile=model.settings.consistency_profile),
+                                start=outputs)
+        outputs = blend(outputs, jtv, model.settings.blend_weight)
+    return outputs
 
 
 def evaluate_subject(truth_files: list[str], low_resolution_files: list[str],
                      checkpoints: dict[str, str], names: list[str], *,
                      transforms: list | None = None, masks: list | None = None,
                      extra: dict[str, list[np.ndarray]] | None = None,
-                     warn=None, device: str = "cpu") -> list[dict]:
+                     warn=None, device: str = "cpu", jtv_settings=None) -> list[dict]:
     """Score fitted models, other reconstructions and the clamped cubic baseline against
     isotropic originals.
 
@@ -306,7 +316,8 @@ def evaluate_subject(truth_files: list[str], low_resolution_files: list[str],
     from (same world space).  Each model in ``checkpoints`` (method -> checkpoint path) is
     predicted at the voxel centres of each truth through the transform it was fitted with, so
     the truth is never resampled; ``extra`` (method -> one array per truth, on the truth's
-    grid, e.g. :func:`jtv_on_truth_grid`) are scored as given.  The evaluation mask is the
+    grid, e.g. :func:`jtv_on_truth_grid`) are scored as given; a model's JTV blend uses
+    ``jtv_settings`` (default: its consistency step's profile).  The evaluation mask is the
     truth's foreground inside the output foreground (the first model's, else that of
     ``masks``, each LR image's mask on its own grid, through ``transforms``).  Returns long
     rows ``{"method", "measure", "image", "value"}``: PSNR and SSIM in both conventions per
@@ -333,8 +344,13 @@ def evaluate_subject(truth_files: list[str], low_resolution_files: list[str],
         def foreground(world):
             return output_foreground(world, dilated, [low.affine for low in lows], transforms)
     truths = [nib.load(path) for path in truth_files]
+    low_volumes = [Volume(np.asanyarray(low.dataobj, dtype=np.float32), low.affine)
+                   for low in lows]
     rows: list[dict] = []
-    predictions: dict[str, list[np.ndarray]] = {m: [] for m in [*fitted, "cubic-clamped"]}
+    predictions: dict[str, list[np.ndarray]] = {"cubic-clamped": []}
+    for method, model in fitted.items():
+        predictions[method] = model_outputs(model, truths, low_volumes, truth_files[0],
+                                            jtv_settings)
     predictions.update({method: list(arrays) for method, arrays in (extra or {}).items()})
     masks_out = []
     for index, truth_image in enumerate(truths):
@@ -345,21 +361,6 @@ def evaluate_subject(truth_files: list[str], low_resolution_files: list[str],
         mask = automatic_foreground_mask(truth) & foreground(output_world).reshape(shape)
         masks_out.append(mask)
         low = lows[index]
-        low_volume = Volume(np.asanyarray(low.dataobj, dtype=np.float32), low.affine)
-        for method, model in fitted.items():
-            predicted, _ = predict_on_grid(model, shape, affine, fill_background=False,
-                                           transform=transforms[index])
-            # the truth's grid as the output grid: the LR image's world is the truth's, so the
-            # consistency step maps the LR image through no transform
-            output = consistent(model.settings, [predicted[index]], (shape, affine),
-                                [low_volume], [model.masks[index]], [None])[0]
-            if model.settings.blend_weight:
-                if "jtv" not in predictions:
-                    raise ValueError(f"{method}: a model with jtv_blend needs the jtv "
-                                     "reconstruction of the same inputs (extra['jtv'])")
-                weight = model.settings.blend_weight
-                output = (1 - weight) * output + weight * predictions["jtv"][index]
-            predictions[method].append(output)
         predictions["cubic-clamped"].append(cubic_on_grid(
             np.asanyarray(low.dataobj, dtype=np.float32), low.affine, shape, affine, clamp=True))
         acquisition = acquisition_on_grid(low.affine, affine)

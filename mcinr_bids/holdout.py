@@ -139,15 +139,14 @@ def holdout_check(volumes: list[Volume], every: int, grid: tuple | None = None, 
     say = say or (lambda message: None)
     say(f"QC hold-out: every {every}-th slice of each image kept out of a second "
         f"reconstruction by {', '.join(methods)}")
-    reconstructions, jtv = {}, None
-    if "jtv" in methods or ("inr" in methods and settings.blend_weight):
-        jtv, _ = reconstruct_jtv(held, shape, affine, jtv_settings, masks=masks,
-                                 transforms=transforms)
+    reconstructions = {}
     if "inr" in methods:
         fitted = fit_inr(held, settings, masks=masks, transforms=transforms)
-        reconstructions["inr"], _ = inr_output(fitted, (shape, affine), held, jtv_images=jtv)
+        reconstructions["inr"], _ = inr_output(fitted, (shape, affine), held,
+                                               jtv_settings=jtv_settings)
     if "jtv" in methods:
-        reconstructions["jtv"] = jtv
+        reconstructions["jtv"], _ = reconstruct_jtv(held, shape, affine, jtv_settings,
+                                                    masks=masks, transforms=transforms)
     reconstructions["cubic"] = [cubic_on_grid(v.data, v.affine, shape, affine, clamp=True,
                                               transform=t) for v, t in zip(held, transforms)]
     return holdout_scores(volumes, held, reconstructions, (shape, affine), masks, transforms,

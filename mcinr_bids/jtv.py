@@ -143,8 +143,8 @@ def forward_project(image: np.ndarray, affine: np.ndarray, volume: Volume, voxel
 
 def reconstruct_jtv(volumes: list[Volume], shape: tuple[int, int, int], affine: np.ndarray,
                     settings: JTVSettings | None = None, masks: list | None = None,
-                    transforms: list | None = None, progress=None
-                    ) -> tuple[list[np.ndarray], dict]:
+                    transforms: list | None = None, progress=None,
+                    start: list[np.ndarray] | None = None) -> tuple[list[np.ndarray], dict]:
     """JTV reconstruction of every contrast on the grid (shape, affine).
 
     Parameters
@@ -156,6 +156,9 @@ def reconstruct_jtv(volumes: list[Volume], shape: tuple[int, int, int], affine: 
         rigid transform (default: identity).
     progress : callable or None
         ``progress(iteration, history_row)`` after each iteration.
+    start : list of ndarray or None
+        The images the iterations start from (one per volume on the grid, its intensity
+        units); default: each image's cubic interpolation.
 
     Returns
     -------
@@ -184,9 +187,11 @@ def reconstruct_jtv(volumes: list[Volume], shape: tuple[int, int, int], affine: 
         sigma = noise_sigma(volume.data, mask, thick_axis(volume.affine)) / scale.scale
         sigmas.append(sigma)
         weights.append(1.0 / (2.0 * sigma**2))
-    start = np.stack([scale.normalise(cubic_on_grid(v.data, v.affine, shape, affine,
-                                                    transform=t))
-                      for v, t, scale in zip(volumes, transforms, scales)])
+    if start is None:
+        start = [cubic_on_grid(v.data, v.affine, shape, affine, transform=t)
+                 for v, t in zip(volumes, transforms)]
+    start = np.stack([scale.normalise(np.asarray(image, dtype=np.float32))
+                      for image, scale in zip(start, scales)])
     images = torch.nn.Parameter(torch.from_numpy(start))
     optimiser = torch.optim.Adam([images], lr=settings.step_size)
     counts = [len(g.view(-1, 3)) // len(t) for g, t in zip(grids, targets)]

@@ -347,3 +347,38 @@ def test_the_training_step_reads_nothing_back_from_the_device(low_resolution, mo
         counts[steps] = reads["n"]
         assert float(seen.sum()) == data.n_samples  # every sample seen once (read after)
     assert counts[4] == counts[16], counts
+
+
+def test_the_evaluation_blends_jtv_started_from_the_models_output(tmp_path, fits, phantom,
+                                                                  low_resolution):
+    """The evaluation mode scores the output as delivered: with a JTV blend, JTV on the truth's
+    grid started from the model's consistent prediction (not from cubic splines)."""
+    import dataclasses
+
+    import nibabel as nib
+
+    from mcinr_bids.evaluation import consistent, jtv_on_truth_grid, model_outputs
+    from mcinr_bids.jtv import JTVSettings
+
+    fitted, _ = fits["split"]
+    t1, flair, _, affine = phantom
+    truth_files = [str(tmp_path / f"{n}.nii.gz") for n in ("t1", "flair")]
+    for data, path in zip((t1, flair), truth_files):
+        nib.save(nib.Nifti1Image(data.astype(np.float32), affine), path)
+    truths = [nib.load(p) for p in truth_files]
+    volumes = low_resolution_volumes(low_resolution)
+    model = dataclasses.replace(fitted, settings=dataclasses.replace(
+        fitted.settings, consistency_profile="point", jtv_blend=0.5))
+    settings = JTVSettings(profile="point", iterations=5)
+    blended = model_outputs(model, truths, volumes, truth_files[0], settings)
+    alone = [consistent(model.settings, [predict_on_grid(model, t1.shape, affine,
+                                                         fill_background=False)[0][i]],
+                        (t1.shape, affine), [v], [model.masks[i]], [None])[0]
+             for i, v in enumerate(volumes)]
+    jtv = jtv_on_truth_grid(volumes, model.masks, model.transforms, truth_files[0], settings,
+                            start=alone)
+    from_cubic = jtv_on_truth_grid(volumes, model.masks, model.transforms, truth_files[0],
+                                   settings)
+    for output, prediction, refined, other in zip(blended, alone, jtv, from_cubic):
+        np.testing.assert_allclose(output, (prediction + refined) / 2, rtol=1e-5, atol=1e-4)
+        assert np.abs(refined - other).max() > 1e-2  # the start matters after 5 iterations

@@ -105,9 +105,9 @@ def test_back_projection_makes_a_blurred_reconstruction_consistent_with_thick_sl
 
 
 def test_the_inr_output_can_be_blended_with_jtv(phantom):
-    """[inr] jtv_blend: (1 - w) INR + w JTV inside the foreground, the INR outside; 0 leaves
-    the output alone, unset follows the slice profile; the workflow gives the fit node the
-    [jtv] table for it."""
+    """[inr] jtv_blend: (1 - w) INR + w JTV inside the foreground, the INR outside, JTV started
+    from the INR's output; 0 leaves the output alone, unset follows the slice profile; the
+    workflow gives the fit node the [jtv] table for it."""
     from mcinr_bids.inr.settings import INRSettings
     from mcinr_bids.superres import blend_jtv
     from mcinr_bids.workflows.fit import init_superres_wf
@@ -118,7 +118,7 @@ def test_the_inr_output_can_be_blended_with_jtv(phantom):
         low, low_affine = simulate.thick_slices(data, affine, geometry.voxel_axis(affine, letter),
                                                 4)
         volumes.append(Volume(low.astype(np.float32), low_affine, name=name))
-        starts.append(cubic_on_grid(low, low_affine, t1.shape, affine))
+        starts.append(data.astype(np.float32))  # a perfect INR
     masks = [np.ones(v.shape, bool) for v in volumes]
     grid = (t1.shape, affine)
     settings = JTVSettings(iterations=20)
@@ -130,11 +130,15 @@ def test_the_inr_output_can_be_blended_with_jtv(phantom):
     inside = mask > 0
     blended = blend_jtv(starts, INRSettings(jtv_blend=0.5), volumes, grid, masks, [None, None],
                         settings, inside)
-    jtv, _ = reconstruct_jtv(volumes, t1.shape, affine, settings, masks=masks)
-    for output, start, reconstruction in zip(blended, starts, jtv):
+    jtv, _ = reconstruct_jtv(volumes, t1.shape, affine, settings, masks=masks, start=starts)
+    from_cubic, _ = reconstruct_jtv(volumes, t1.shape, affine, settings, masks=masks)
+    for output, start, reconstruction, cubic_start in zip(blended, starts, jtv, from_cubic):
         np.testing.assert_allclose(output[inside], (start[inside] + reconstruction[inside]) / 2,
                                    rtol=1e-5, atol=1e-5)
         np.testing.assert_array_equal(output[~inside], start[~inside])
+        # started from the truth, JTV keeps much of it; from cubic splines it cannot
+        assert (metrics.psnr(reconstruction, start, inside, "strict")
+                > metrics.psnr(cubic_start, start, inside, "strict") + 3)
     with pytest.raises(ValueError, match="jtv_blend must be between 0 and 1"):
         INRSettings(jtv_blend=1.5).validate()
     workflow = init_superres_wf(names=["a_T1w", "a_FLAIR"], reference=0,

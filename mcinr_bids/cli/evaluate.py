@@ -8,13 +8,34 @@ import sys
 
 import numpy as np
 
-from .. import __version__
-from ..evaluation import BASELINES, INR_MODELS, evaluate, format_table, simulate_acquisitions
+from .. import __version__, metrics
+from ..evaluation import BASELINES, INR_MODELS, evaluate, simulate_acquisitions
 from ..inr import InputError, load_mask, load_volume
 from ..inr.settings import DEVICES, PRESETS
 from ..io import write_text, write_tsv
 from .fit import check_output_dir, inr_settings
 from .options import given_options
+
+
+def format_table(rows: list[dict], names: list[str]) -> str:
+    """A Markdown Table-1-style table: PSNR/SSIM per image in both conventions, MI error, time."""
+    header = ["method"]
+    for convention in metrics.CONVENTIONS:
+        for name in names:
+            header += [f"PSNR {convention} {name}", f"SSIM {convention} {name}"]
+    header += [f"banding {name}" for name in names] + ["eps_MI joint", "fit s"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [row["method"]]
+        for convention in metrics.CONVENTIONS:
+            for name in names:
+                cells += [f"{row[f'psnr_{convention}_{name}']:.2f}",
+                          f"{row[f'ssim_{convention}_{name}']:.3f}"]
+        cells += [f"{row.get(f'banding_{name}', float('nan')):.2f}" for name in names]
+        cells += [f"{row.get('epsilon_mi_joint', float('nan')):.3f}",
+                  f"{row['fit_seconds']:.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -74,13 +74,14 @@ class EvaluateSuperresolution(SimpleInterface):
             self.inputs.brain_mask or None)
         masks = prepare_masks(volumes, masks)
         extra = {}
+        jtv_settings = (JTVSettings(**dict(self.inputs.jtv_settings))
+                        if self.inputs.jtv_settings else None)
         truths = [nib.load(p) for p in self.inputs.truth_files]
         one_grid = all(t.shape == truths[0].shape and np.allclose(t.affine, truths[0].affine,
                                                                   atol=1e-3) for t in truths)
         if self.inputs.jtv_settings and one_grid:
             extra["jtv"] = jtv_on_truth_grid(volumes, masks, transforms,
-                                             self.inputs.truth_files[0],
-                                             JTVSettings(**dict(self.inputs.jtv_settings)))
+                                             self.inputs.truth_files[0], jtv_settings)
         if self.inputs.unpaired_models:
             from ..unpaired.apply import predict_images
 
@@ -93,8 +94,8 @@ class EvaluateSuperresolution(SimpleInterface):
         rows = evaluate_subject(list(self.inputs.truth_files),
                                 list(self.inputs.low_resolution_files), checkpoints,
                                 list(self.inputs.names), transforms=transforms, masks=masks,
-                                extra=extra, warn=_warn,
-                                device=self.inputs.device)
+                                extra=extra, warn=_warn, device=self.inputs.device,
+                                jtv_settings=jtv_settings)
         self._results["out_metrics"] = append_metrics(
             self.inputs.metrics, rows, os.path.join(runtime.cwd, "metrics.tsv"))
         return runtime
