@@ -175,8 +175,8 @@ def blend_words(weight: float) -> str:
     if not weight:
         return ""
     return (f"; the output is the weighted mean of that prediction ({1 - weight:g}) and the "
-            f"joint-total-variation reconstruction of the same images ({weight:g}; UniRes' "
-            "method, Brudfors et al.)")
+            f"joint-total-variation reconstruction of the same images started from it "
+            f"({weight:g}; UniRes' method, Brudfors et al.)")
 
 
 def methods_text(*, n_images: int, reference: str, space: str, resolution: float,
