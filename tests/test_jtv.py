@@ -21,16 +21,60 @@ from mcinr_bids.jtv import (
 
 def test_joint_total_variation_couples_the_contrasts():
     flat = torch.zeros(2, 4, 4, 4)
-    assert float(joint_total_variation(flat, 1e-3)) == pytest.approx(64 * 1e-3)
+    assert float(joint_total_variation(flat, 1e-3)[0]) == pytest.approx(64 * 1e-3)
     edge = torch.zeros(2, 4, 4, 4)
     edge[:, 2:] = 1.0
-    same_place = float(joint_total_variation(edge, 0.0))
+    same_place = float(joint_total_variation(edge, 0.0)[0])
     apart = edge.clone()
     apart[1] = 0.0
     apart[1, :, 2:] = 1.0  # the second contrast's edge along another axis
     # one shared edge costs sqrt(2) per voxel, two separate ones 1 + 1 (sqrt(2) where they cross)
     assert same_place == pytest.approx(16 * np.sqrt(2.0))
-    assert float(joint_total_variation(apart, 0.0)) == pytest.approx(32 - 4 * (2 - np.sqrt(2)))
+    assert float(joint_total_variation(apart, 0.0)[0]) == pytest.approx(32 - 4 * (2 - np.sqrt(2)))
+
+
+def test_joint_total_variation_gradient_is_the_derivative():
+    """The hand-written gradient equals autograd's derivative of the same sum."""
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(2, 5, 6, 7, dtype=torch.float64, generator=generator)
+    images[:, :, :2] = 0.5  # flat patches, where only epsilon keeps the norm above 0
+    value, gradient = joint_total_variation(images, 1e-2)
+    variable = images.clone().requires_grad_(True)
+    squared = torch.zeros_like(variable[0])
+    for axis in range(1, 4):
+        difference = torch.nn.functional.pad(torch.diff(variable, dim=axis),
+                                             [0, 0] * (3 - axis) + [0, 1])
+        squared = squared + difference.pow(2).sum(0)
+    expected = torch.sqrt(squared + 1e-4).sum()
+    expected.backward()
+    assert float(value) == pytest.approx(float(expected.detach()), rel=1e-12)
+    torch.testing.assert_close(gradient, variable.grad, rtol=1e-9, atol=1e-12)
+
+
+def test_projection_matrix_is_the_forward_model():
+    """JTV's sparse forward model gives forward_project's numbers (grid_sample, border
+    padding), box and point profiles, a rotated image and points beyond the grid."""
+    from mcinr_bids.jtv import forward_project, profile_indices, projection_matrix
+
+    rng = np.random.default_rng(0)
+    shape, affine = (9, 10, 11), np.diag([1.0, 1.0, 1.0, 1.0])
+    image = rng.random(shape).astype(np.float32)
+    low_affine = np.diag([1.0, 1.0, 4.0, 1.0])
+    low_affine[:3, 3] = [-1.5, 0.3, -0.2]  # some points fall outside the grid
+    volume = Volume(np.zeros((9, 10, 3), np.float32), low_affine)
+    voxels = np.argwhere(np.ones(volume.shape, bool)).astype(np.float64)
+    angle = np.deg2rad(5.0)
+    rotation = np.eye(4)
+    rotation[:2, :2] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
+    for profile in ("box", "point"):
+        for transform in (None, rotation):
+            offsets = profile_offsets(volume, profile, 1.0)
+            matrix = projection_matrix(profile_indices(volume, voxels, offsets, transform,
+                                                       affine), shape, len(offsets))
+            expected = forward_project(image, affine, volume, voxels, profile, transform)
+            np.testing.assert_allclose(matrix @ image.ravel(), expected, rtol=1e-5,
+                                       atol=1e-6)
+            assert matrix.shape == (len(voxels), image.size)
 
 
 def test_profile_points_span_the_slice():
