@@ -18,11 +18,12 @@ from .. import geometry, metrics, simulate
 from ..baselines import cubic_on_grid
 from ..phantom import make_phantom
 from . import fit as fit_cli
+from .options import HelpFormatter
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mcinr-demo", description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("output_dir", nargs="?", default="demo_output")
     parser.add_argument("--epochs", type=int, default=None, help="(preset's default)")
     args = parser.parse_args(argv)

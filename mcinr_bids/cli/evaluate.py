@@ -14,7 +14,7 @@ from ..inr import InputError, load_mask, load_volume
 from ..inr.settings import DEVICES, PRESETS
 from ..io import write_text, write_tsv
 from .fit import check_output_dir, inr_settings
-from .options import given_options
+from .options import HelpFormatter, given_options
 
 
 def format_table(rows: list[dict], names: list[str]) -> str:
@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Simulate anisotropic acquisitions from co-registered isotropic images, "
                     "super-resolve them with INR variants and cubic splines, and score the "
                     "results against the originals (PSNR, SSIM, MI errors).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     parser.add_argument("images", nargs="+", metavar="HR", help="isotropic images on one grid")
     parser.add_argument("--axes", nargs="+", required=True, metavar="AXIS",
                         help="world axis (R, A or S) to make thick for each image, in order")

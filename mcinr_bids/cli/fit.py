@@ -21,7 +21,7 @@ from ..inr import (
 from ..inr.settings import DEVICES, MODELS, PRESETS
 from ..io import write_json
 from ..superres import superresolve
-from .options import OptionMap, given_options, to_tables
+from .options import HelpFormatter, OptionMap, given_options, to_tables
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mcinr-fit",
         description="Fit one implicit neural representation to all anisotropic images of a "
                     "subject at once and write an isotropic volume of every contrast.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     parser.add_argument("images", nargs="+", metavar="IMAGE",
                         help="3D NIfTI images of one subject (any grids, any orientations)")
     parser.add_argument("-o", "--output-dir", required=True, help="folder for the outputs")

@@ -38,3 +38,14 @@ def to_tables(given: dict, option_map: OptionMap) -> dict[str, dict]:
         table, key, *convert = option_map[dest]
         tables.setdefault(table, {})[key] = convert[0](value) if convert else value
     return tables
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults in the help (fMRIPrep's convention), except where there is none to show (``None``)
+    or the help already says what happens by default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default is None or "(default" in text:
+            return text
+        return super()._get_help_string(action)

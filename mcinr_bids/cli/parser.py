@@ -8,6 +8,7 @@ from pathlib import Path
 from .. import __version__
 from ..config import DEFAULT_CONTRASTS, METHODS, OUTPUT_SPACES, SKULL_STRIP
 from ..inr.settings import DEVICES, MODELS, PRESETS
+from .options import HelpFormatter
 
 
 def _positive_float(value: str) -> float:
@@ -31,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Super-resolve every anisotropic anatomical MRI of a subject to isotropic "
                     "voxels with one subject-specific multi-contrast implicit neural "
                     "representation (McGinnis, Shit et al., MICCAI 2023).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     parser.add_argument("bids_dir", type=Path, help="root of the input BIDS dataset")
     parser.add_argument("output_dir", type=Path,
                         help="output folder (a BIDS-Derivatives dataset), outside bids_dir")
