@@ -97,7 +97,9 @@ def run_case(folder: str, t1_name: str, flair_name: str, mask_name: str | None,
                     + (f" seed {seed}" if len(seeds) > 1 else ""))
             start = time.perf_counter()
             overrides = ({"psf": True, "psf_profile": psf[0], "psf_samples": int(psf[1]),
-                          "psf_unbiased": "unbiased" in psf[2:]} if psf else {})
+                          "psf_unbiased": "unbiased" in psf[2:],
+                          "psf_sampling": "stratified" if "stratified" in psf[2:] else "random"}
+                         if psf else {})
             predictions, fitted = run_inr(
                 settings_for_preset("fast", epochs=epochs, model=model, seed=seed, **overrides),
                 simulation)
@@ -128,10 +130,10 @@ def main() -> int:
     parser.add_argument("--cases", nargs="+", choices=sorted(CASES), default=sorted(CASES))
     parser.add_argument("--axes", nargs=2, default=["S", "A"], metavar=("T1C_AXIS", "FLAIR_AXIS"),
                         help="axis along which each contrast is decimated x4")
-    parser.add_argument("--psf", nargs="+", metavar="PROFILE SAMPLES [unbiased]",
+    parser.add_argument("--psf", nargs="+", metavar="PROFILE SAMPLES [unbiased|stratified]",
                         help="INR with a slice-profile forward model: gaussian|box, the "
                              "points per LR voxel and step, and 'unbiased' for the pairwise "
-                             "loss")
+                             "loss or 'stratified' for fixed midpoints across the slab")
     parser.add_argument("--jtv", nargs="*", type=float, default=[], metavar="LAMBDA",
                         help="also the joint-total-variation reconstruction, one row per "
                              "regularisation weight")

@@ -192,6 +192,36 @@ def test_psf_model_explains_thick_slices_through_its_slice_profile(phantom):
     assert np.mean((blurred - truth) ** 2) < np.mean((point - truth) ** 2)
 
 
+def test_stratified_box_profile_is_a_fixed_quadrature_of_the_slab():
+    """psf_sampling 'stratified': each LR voxel's value is the mean of the model at the K
+    midpoints of equal parts of its slab (the same points every step, JTV's forward model),
+    not at random points; it needs the box profile."""
+    from mcinr_bids.inr.fit import TrainingData, predict_samples
+    from mcinr_bids.inr.model import build_model
+
+    settings = settings_for_preset("fast", psf=True, psf_profile="box", psf_samples=4,
+                                   psf_sampling="stratified")
+    model = build_model(1, settings, np.array([40.0, 40.0, 40.0]), seed=0)
+    coordinates = torch.rand(5, 3) * 1.6 - 0.8
+    thickness = 0.2  # normalised units along the third axis
+    data = TrainingData(coordinates=coordinates, values=torch.zeros(5),
+                        image_index=torch.zeros(5, dtype=torch.int64),
+                        image_weight=torch.ones(1),
+                        profile=torch.diag(torch.tensor([0.0, 0.0, thickness]))[None])
+    batch = torch.arange(5)
+    with torch.no_grad():
+        first = predict_samples(model, data, batch, settings, use_bf16=False)
+        second = predict_samples(model, data, batch, settings, use_bf16=False)
+        points = [coordinates + torch.tensor([0.0, 0.0, thickness * z])
+                  for z in (-0.375, -0.125, 0.125, 0.375)]
+        expected = torch.stack([model(p)[:, 0] for p in points])
+    assert first.shape == (4, 5)
+    torch.testing.assert_close(first, second)
+    torch.testing.assert_close(first, expected)
+    with pytest.raises(ValueError, match="stratified"):
+        settings_for_preset("fast", psf=True, psf_sampling="stratified")
+
+
 def test_device_selection():
     assert select_device("auto").type in ("cuda", "mps", "cpu")
     assert select_device("cpu").type == "cpu"

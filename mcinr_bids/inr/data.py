@@ -227,8 +227,23 @@ class CoordinateNormaliser:
 
     @classmethod
     def from_volumes(cls, volumes: list[Volume], transforms: list | None = None,
-                     padding_mm: float | None = None) -> CoordinateNormaliser:
-        box = field_of_view(volumes, transforms)
+                     padding_mm: float | None = None, masks: list | None = None,
+                     dilation_mm: float = 0.0) -> CoordinateNormaliser:
+        """The box over every image's field of view or, with ``masks``, over the voxels the fit
+        samples (each mask dilated by ``dilation_mm``: :func:`observed_region`), padded."""
+        if masks is None:
+            box = field_of_view(volumes, transforms)
+        else:
+            grids = []
+            for volume, mask in zip(volumes, masks):
+                voxels = np.argwhere(observed_region(volume, mask, dilation_mm))
+                if len(voxels) == 0:
+                    voxels = np.array([[0, 0, 0], np.asarray(volume.shape) - 1])
+                low = voxels.min(0)
+                corner = np.eye(4)
+                corner[:3, 3] = low
+                grids.append((tuple(voxels.max(0) - low + 1), volume.affine @ corner))
+            box = bounding_box(grids, transforms)
         if padding_mm is None:  # half the largest voxel, so every voxel lies inside the box
             padding_mm = max(float(v.voxel_sizes.max()) for v in volumes) / 2 + 1.0
         return cls(low=box[0] - padding_mm, high=box[1] + padding_mm)

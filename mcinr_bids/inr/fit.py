@@ -160,7 +160,12 @@ def prepare_fit(volumes: list[Volume], settings: INRSettings, masks: list | None
     torch.manual_seed(settings.seed)
     np.random.seed(settings.seed)
 
-    normaliser = CoordinateNormaliser.from_volumes(volumes, transforms)
+    # grid tables span the sampled voxels (~1/2 of the field of view's vertices on a brain:
+    # half the optimiser's and the diffusion's time); Fourier features keep the paper's
+    # coordinates over the field of view
+    normaliser = CoordinateNormaliser.from_volumes(
+        volumes, transforms, masks=masks if settings.encoding == "grid" else None,
+        dilation_mm=settings.foreground_dilation_mm)
     scales = [IntensityScale.from_image(v.data, m, tuple(settings.intensity_percentiles))
               for v, m in zip(volumes, masks)]
     coordinates, values, image_index = training_samples(
@@ -200,9 +205,13 @@ def predict_samples(model: nn.Module, data: TrainingData, batch: torch.Tensor,
     with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=use_bf16):
         if settings.psf:
             shape = (settings.psf_samples, len(batch), 3)
-            noise = (torch.rand(shape, device=coordinates.device) - 0.5
-                     if settings.psf_profile == "box"
-                     else torch.randn(shape, device=coordinates.device))
+            if settings.psf_sampling == "stratified":  # the midpoints of K equal parts
+                noise = ((torch.arange(shape[0], device=coordinates.device) + 0.5) / shape[0]
+                         - 0.5).view(-1, 1, 1).expand(shape)
+            elif settings.psf_profile == "box":
+                noise = torch.rand(shape, device=coordinates.device) - 0.5
+            else:
+                noise = torch.randn(shape, device=coordinates.device)
             offsets = torch.einsum("kbj,bij->kbi", noise, data.profile[image])
             points = (coordinates.unsqueeze(0) + offsets).reshape(-1, 3)
             output = model(points).reshape(settings.psf_samples, len(batch), -1).float()

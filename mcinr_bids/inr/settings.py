@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 ENCODINGS = ("fourier", "grid")
 MODELS = ("split", "vanilla", "single")
 PSF_PROFILES = ("gaussian", "box")
+PSF_SAMPLINGS = ("random", "stratified")
 #: slice profiles of an acquired voxel in the forward models of the data-consistency step and
 #: of JTV: ``box`` (the mean across the slice thickness: thick 2D slices), ``point`` (the
 #: voxel centre: decimated data)
@@ -63,6 +64,10 @@ class INRSettings:
     #: the loss through the profile: False squares the K-point mean (biased by the profile's
     #: variance / K); True averages products of distinct samples (unbiased, K >= 2)
     psf_unbiased: bool = False
+    #: ``random`` (K points drawn from the profile each step) or ``stratified`` (box only: the K
+    #: midpoints of equal parts of the slab, the same every step: the K-point mean is then a
+    #: fixed quadrature of the slab mean, JTV's forward model, with no sampling variance)
+    psf_sampling: str = "random"
     # Data consistency after the fit (mcinr_bids.backprojection): the prediction re-simulated
     # through each input's slice profile, the residual cubic-interpolated back and added
     #: steps of x <- x + cubic(y - A x); 0 turns the step off
@@ -112,6 +117,11 @@ class INRSettings:
         if self.psf_profile not in PSF_PROFILES:
             raise ValueError(f"psf_profile must be one of {PSF_PROFILES}, got "
                              f"{self.psf_profile!r}")
+        if self.psf_sampling not in PSF_SAMPLINGS:
+            raise ValueError(f"psf_sampling must be one of {PSF_SAMPLINGS}, got "
+                             f"{self.psf_sampling!r}")
+        if self.psf_sampling == "stratified" and self.psf_profile != "box":
+            raise ValueError("psf_sampling 'stratified' needs psf_profile 'box'")
         if self.consistency_profile not in SLICE_PROFILES:
             raise ValueError(f"consistency_profile must be one of {SLICE_PROFILES}, got "
                              f"{self.consistency_profile!r}")
