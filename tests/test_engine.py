@@ -239,6 +239,22 @@ def test_normaliser_covers_every_image(low_resolution):
         assert coordinates.min() > -1 and coordinates.max() < 1
 
 
+def test_normaliser_over_the_sampled_voxels(low_resolution):
+    """With masks (the grid encoding's tables) the box spans every voxel the fit samples (each
+    mask dilated) and is smaller than the field of view when the masks are."""
+    from mcinr_bids.inr.data import observed_region, prepare_masks
+
+    volumes = low_resolution_volumes(low_resolution)
+    masks = prepare_masks(volumes, None)
+    whole = CoordinateNormaliser.from_volumes(volumes)
+    sampled = CoordinateNormaliser.from_volumes(volumes, masks=masks, dilation_mm=2.0)
+    for volume, mask in zip(volumes, masks):
+        voxels = np.argwhere(observed_region(volume, mask, 2.0))
+        coordinates = sampled.normalise(world_coordinates(volume.affine, voxels))
+        assert coordinates.min() > -1 and coordinates.max() < 1
+    assert np.prod(sampled.extent_mm) < 0.9 * np.prod(whole.extent_mm)
+
+
 def test_box_slice_profile_spans_the_slab_only():
     from mcinr_bids.inr.data import CoordinateNormaliser, Volume, slice_profile_factors
 
