@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--reference", metavar="REF", help="predict on this image's grid instead")
     model = parser.add_argument_group("model and fit")
     model.add_argument("--preset", choices=sorted(PRESETS), default="fast",
-                       help="'fast' (default, CPU-friendly) or 'paper' (Table 3 of the paper)")
+                       help="'fast' (default, CPU-friendly), 'paper' (Table 3 of the paper) or "
+                            "'thick-slices' (fast + each slab's mean in the fit, ~4x slower)")
     model.add_argument("--model", choices=MODELS, default="split",
                        help="split: shared trunk + one head per contrast; vanilla: one trunk, "
                             "N outputs; single: one model per image")

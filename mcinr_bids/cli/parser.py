@@ -76,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="auto: extract the brain unless the inputs are already "
                                "skull-stripped; force: always; skip: never (head mask)")
     workflow.add_argument("--preset", choices=sorted(PRESETS), default="fast",
-                          help="'fast' (CPU-friendly default) or 'paper' (the paper's network)")
+                          help="'fast' (CPU-friendly default), 'paper' (the paper's network) or "
+                               "'thick-slices' (fast + each slab's mean in the fit, ~4x "
+                               "slower)")
     workflow.add_argument("--model", choices=MODELS, default="split",
                           help="split: shared trunk + one head per contrast; vanilla: one "
                                "trunk, N outputs; single: one model per image")

@@ -167,6 +167,16 @@ PRESETS: dict[str, dict] = {
         "learning_rate": 4e-4,
         "epochs": 50,
     },
+    # fast + the box slice profile in the fit with 4 fixed points across each slab (thick 2D
+    # slices) and no JTV blend: the best measured on the thick gli benchmark (one case, one
+    # seed; ~3.7x the fit's time; benchmarks/RESULTS.md)
+    "thick-slices": {
+        "psf": True,
+        "psf_profile": "box",
+        "psf_sampling": "stratified",
+        "psf_samples": 4,
+        "jtv_blend": 0.0,
+    },
 }
 
 
