@@ -210,8 +210,9 @@ def test_pure_modules_import_with_torch_blocked():
 
 def test_thick_slices_preset_fits_each_slab_mean():
     """--preset thick-slices: fast + the box slice profile with fixed points across each slab
-    in the fit, no JTV blend; the same command-line precedence as the other presets."""
+    in the fit, the model's own output (no consistency step, no JTV blend)."""
     settings = settings_for_preset("thick-slices", seed=2)
     assert (settings.psf, settings.psf_profile, settings.psf_sampling, settings.psf_samples,
-            settings.blend_weight, settings.seed) == (True, "box", "stratified", 4, 0.0, 2)
+            settings.consistency_steps, settings.blend_weight, settings.seed) == (
+        True, "box", "stratified", 4, 0, 0.0, 2)
     assert settings.encoding == INRSettings().encoding

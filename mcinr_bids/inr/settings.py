@@ -168,13 +168,15 @@ PRESETS: dict[str, dict] = {
         "epochs": 50,
     },
     # fast + the box slice profile in the fit with 4 fixed points across each slab (thick 2D
-    # slices) and no JTV blend: the best measured on the thick gli benchmark (one case, one
-    # seed; ~3.7x the fit's time; benchmarks/RESULTS.md)
+    # slices), the model's own output (no consistency step, no JTV blend: the fit already
+    # matches the slab means, and the blend brought JTV's slab steps back): the best measured
+    # on the thick gli benchmark (one case, one seed; ~3.7x the fit's time; RESULTS.md)
     "thick-slices": {
         "psf": True,
         "psf_profile": "box",
         "psf_sampling": "stratified",
         "psf_samples": 4,
+        "consistency_steps": 0,
         "jtv_blend": 0.0,
     },
 }
