@@ -213,6 +213,6 @@ def test_thick_slices_preset_fits_each_slab_mean():
     in the fit, the model's own output (no consistency step, no JTV blend)."""
     settings = settings_for_preset("thick-slices", seed=2)
     assert (settings.psf, settings.psf_profile, settings.psf_sampling, settings.psf_samples,
-            settings.consistency_steps, settings.blend_weight, settings.seed) == (
-        True, "box", "stratified", 4, 0, 0.0, 2)
+            settings.consistency_steps, settings.blend_weight, settings.early_stopping,
+            settings.seed) == (True, "box", "stratified", 4, 0, 0.0, False, 2)
     assert settings.encoding == INRSettings().encoding
