@@ -194,6 +194,7 @@ def forward_project(image: np.ndarray, affine: np.ndarray, volume: Volume, voxel
 def data_box(points: list[np.ndarray], shape, margin: int = 2) -> tuple[slice, slice, slice]:
     """The grid's index box (slices) around every continuous index in ``points`` (each
     (P, 3)), ``margin`` voxels wider on each side, inside the grid."""
+    points = [p for p in points if len(p)] or [np.zeros((1, 3))]  # an image with no data
     low = np.min([p.min(0) for p in points], axis=0)
     high = np.max([p.max(0) for p in points], axis=0)
     low = np.clip(np.floor(low).astype(int) - margin, 0, np.asarray(shape) - 1)
