@@ -222,6 +222,38 @@ def test_stratified_box_profile_is_a_fixed_quadrature_of_the_slab():
         settings_for_preset("fast", psf=True, psf_sampling="stratified")
 
 
+def test_warm_start_fits_the_slab_model_in_the_last_epochs_only(low_resolution):
+    """psf_epochs: the point model first, then the slab model for the last N epochs with the
+    learning rate's cosine restarted at the switch; MI selects only among the slab epochs."""
+    from mcinr_bids.inr.fit import TrainingData, predict_samples
+    from mcinr_bids.inr.model import build_model
+
+    settings = settings_for_preset("fast", psf=True, psf_profile="box", psf_samples=2,
+                                   psf_sampling="stratified", epochs=6, psf_epochs=2,
+                                   min_epochs=2, mi_window=1, mi_tolerance=10.0)
+    assert settings.point_epochs == 4
+    assert [settings.slab_epoch(e) for e in range(1, 7)] == [False] * 4 + [True] * 2
+    fitted = fit_inr(low_resolution_volumes(low_resolution), settings)
+    rates = [row["learning_rate"] for row in fitted.history]
+    # a huge tolerance fires as soon as allowed: epoch 2 without the warm start, here 4 + 2
+    assert len(rates) == fitted.selected_epoch == 6
+    # the rate after each epoch: the point model's cosine near its end after epoch 3, back to
+    # the full rate for the first slab step after epoch 4, annealed again to 0 after epoch 6
+    assert rates[2] < 0.2 * settings.learning_rate
+    assert rates[3] == pytest.approx(settings.learning_rate)
+    assert rates[4] < rates[3] and rates[5] == pytest.approx(0.0, abs=1e-9)
+    model = build_model(1, settings, np.array([40.0, 40.0, 40.0]), seed=0)
+    data = TrainingData(coordinates=torch.zeros(3, 3), values=torch.zeros(3),
+                        image_index=torch.zeros(3, dtype=torch.int64),
+                        image_weight=torch.ones(1), profile=torch.eye(3)[None] * 0.1)
+    with torch.no_grad():
+        assert predict_samples(model, data, torch.arange(3), settings, False, slab=False
+                               ).shape == (1, 3)
+        assert predict_samples(model, data, torch.arange(3), settings, False).shape == (2, 3)
+    with pytest.raises(ValueError, match="psf_epochs"):
+        settings_for_preset("fast", psf_epochs=0)
+
+
 def test_device_selection():
     assert select_device("auto").type in ("cuda", "mps", "cpu")
     assert select_device("cpu").type == "cpu"

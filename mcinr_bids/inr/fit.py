@@ -195,15 +195,16 @@ def batch_layout(n_samples: int, settings: INRSettings) -> tuple[int, int]:
 
 
 def predict_samples(model: nn.Module, data: TrainingData, batch: torch.Tensor,
-                    settings: INRSettings, use_bf16: bool) -> torch.Tensor:
+                    settings: INRSettings, use_bf16: bool, slab: bool | None = None
+                    ) -> torch.Tensor:
     """The model's values for each sample of ``batch`` (indices): at the K points drawn from the
-    slice profile with ``settings.psf`` (shape (K, B)), else at the voxel centre (1, B);
-    float32."""
+    slice profile with ``slab`` (default ``settings.psf``; shape (K, B)), else at the voxel
+    centre (1, B); float32."""
     coordinates = data.coordinates[batch]
     image = data.image_index[batch]
     device_type = coordinates.device.type
     with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=use_bf16):
-        if settings.psf:
+        if settings.psf if slab is None else slab:
             shape = (settings.psf_samples, len(batch), 3)
             if settings.psf_sampling == "stratified":  # the midpoints of K equal parts
                 noise = ((torch.arange(shape[0], device=coordinates.device) + 0.5) / shape[0]
@@ -235,11 +236,12 @@ def slab_loss(residuals: torch.Tensor, unbiased: bool) -> torch.Tensor:
 
 
 def train_epoch(fitted: FittedINR, data: TrainingData, optimiser, scheduler,
-                order: torch.Tensor, deadline: float | None, use_bf16: bool
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One pass over the samples in ``order``; stops early (``fitted.stop_reason``) at the
-    ``deadline`` (a ``time.perf_counter()`` value).  Returns the summed squared error and the
-    number of samples seen per image, on the device (read once per epoch)."""
+                order: torch.Tensor, deadline: float | None, use_bf16: bool,
+                slab: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One pass over the samples in ``order`` (through the slice profile with ``slab``, default
+    ``settings.psf``); stops early (``fitted.stop_reason``) at the ``deadline`` (a
+    ``time.perf_counter()`` value).  Returns the summed squared error and the number of samples
+    seen per image, on the device (read once per epoch)."""
     settings, model = fitted.settings, fitted.model
     batch_size, steps = batch_layout(data.n_samples, settings)
     n_images = fitted.n_images
@@ -254,7 +256,8 @@ def train_epoch(fitted: FittedINR, data: TrainingData, optimiser, scheduler,
             break
         batch = order[step * batch_size:(step + 1) * batch_size]
         image = data.image_index[batch]
-        residuals = predict_samples(model, data, batch, settings, use_bf16) - data.values[batch]
+        residuals = (predict_samples(model, data, batch, settings, use_bf16, slab)
+                     - data.values[batch])
         error = residuals.mean(0) ** 2  # the slab mean's squared error (what is recorded)
         loss = (slab_loss(residuals, settings.psf_unbiased) * data.image_weight[image]).mean()
         optimiser.zero_grad(set_to_none=True)
@@ -271,12 +274,19 @@ def train_epoch(fitted: FittedINR, data: TrainingData, optimiser, scheduler,
 
 def make_optimiser(model: nn.Module, settings: INRSettings, n_samples: int,
                    device: torch.device):
-    """Adam (no weight decay) with cosine annealing of the learning rate over the whole fit."""
+    """Adam (no weight decay) with cosine annealing of the learning rate over the whole fit, or
+    over each phase (point model, then slab model) when ``psf_epochs`` makes two."""
     steps_per_epoch = batch_layout(n_samples, settings)[1]
     optimiser = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate,
                                   weight_decay=0.0, fused=device.type in ("cpu", "cuda"))
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimiser, T_max=settings.epochs * steps_per_epoch)
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR
+    point_steps = settings.point_epochs * steps_per_epoch
+    if not point_steps:
+        return optimiser, cosine(optimiser, T_max=settings.epochs * steps_per_epoch)
+    slab_steps = (settings.epochs - settings.point_epochs) * steps_per_epoch
+    scheduler = torch.optim.lr_scheduler.SequentialLR(
+        optimiser, [cosine(optimiser, T_max=point_steps), cosine(optimiser, T_max=slab_steps)],
+        milestones=[point_steps])
     return optimiser, scheduler
 
 
@@ -367,7 +377,8 @@ def fit_inr(volumes: list[Volume], settings: INRSettings, masks: list | None = N
         epoch_start = time.perf_counter()
         order = torch.randperm(data.n_samples, generator=generator).to(device)
         squared_error_sum, samples_seen = train_epoch(fitted, data, optimiser, scheduler, order,
-                                                      deadline, use_bf16)
+                                                      deadline, use_bf16,
+                                                      settings.slab_epoch(epoch))
         seen = samples_seen.cpu().numpy()  # the epoch's one read from the device
         if not seen.any():
             break

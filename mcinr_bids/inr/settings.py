@@ -68,6 +68,10 @@ class INRSettings:
     #: midpoints of equal parts of the slab, the same every step: the K-point mean is then a
     #: fixed quadrature of the slab mean, JTV's forward model, with no sampling variance)
     psf_sampling: str = "random"
+    #: the slab model in the last N epochs only, after the point model (voxel centres) in the
+    #: others, the learning rate's cosine restarted at the switch: a warm start at a fraction
+    #: of the slab model's cost (K model evaluations per voxel); None = every epoch
+    psf_epochs: int | None = None
     # Data consistency after the fit (mcinr_bids.backprojection): the prediction re-simulated
     # through each input's slice profile, the residual cubic-interpolated back and added
     #: steps of x <- x + cubic(y - A x); 0 turns the step off
@@ -79,6 +83,17 @@ class INRSettings:
     #: 0.5 for thick slices (``consistency_profile`` box: the best measured there,
     #: benchmarks/RESULTS.md) and 0 for decimated data (where JTV loses to cubic)
     jtv_blend: float | None = None
+
+    @property
+    def point_epochs(self) -> int:
+        """Epochs of the point model before the slab model (0 without a warm start)."""
+        if not self.psf or self.psf_epochs is None:
+            return 0
+        return max(0, self.epochs - self.psf_epochs)
+
+    def slab_epoch(self, epoch: int) -> bool:
+        """Whether the 1-based ``epoch`` is fitted through the slice profile."""
+        return self.psf and epoch > self.point_epochs
 
     @property
     def blend_weight(self) -> float:
@@ -122,6 +137,8 @@ class INRSettings:
                              f"{self.psf_sampling!r}")
         if self.psf_sampling == "stratified" and self.psf_profile != "box":
             raise ValueError("psf_sampling 'stratified' needs psf_profile 'box'")
+        if self.psf_epochs is not None and self.psf_epochs < 1:
+            raise ValueError(f"psf_epochs must be >= 1 (or unset), got {self.psf_epochs}")
         if self.consistency_profile not in SLICE_PROFILES:
             raise ValueError(f"consistency_profile must be one of {SLICE_PROFILES}, got "
                              f"{self.consistency_profile!r}")

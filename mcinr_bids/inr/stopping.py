@@ -45,7 +45,8 @@ def mutual_information_rule(fitted, mi_values: list[float], epoch: int) -> bool:
     """Apply the paper's MI plateau rule after ``epoch`` (1-based); return True when it fires
     for the first time (then ``selected_epoch`` is set, and with early stopping the fit stops)."""
     settings = fitted.settings
-    fired = (fitted.n_images > 1 and epoch >= settings.min_epochs
+    # with a warm start (``psf_epochs``) only the slab model's epochs can be selected
+    fired = (fitted.n_images > 1 and epoch >= settings.point_epochs + settings.min_epochs
              and fitted.selected_epoch is None
              and plateau_reached(mi_values, settings.mi_window, settings.mi_tolerance))
     if fired:
