@@ -3,7 +3,9 @@
 Engine only (no BIDS App: no registration, no N4): each case's T1c decimated x4 along S and its
 FLAIR x4 along A (each contrast's weakest axis, shared/data/README.md), fitted jointly, predicted
 on the 1 mm grid and scored inside the case's brain mask (both images > 0 where there is none).
-Prints a Markdown table of strict PSNR / SSIM.
+Prints a Markdown table of strict PSNR / SSIM, with a "band limit" row: each truth low-passed
+at the Nyquist frequency of its slices (what restoring every sampled frequency, and nothing
+above, would score).
 
     python benchmarks/engine_cases.py [--threads 2] [--epochs 40] [--cases C ...]
         [--axes S A] [--protocol decimate|thick] [--models split single] [--seeds 0 1]
@@ -77,6 +79,13 @@ def run_case(folder: str, t1_name: str, flair_name: str, mask_name: str | None,
         print(f"warning: {warning}", file=sys.stderr)
     rows = []
     jtv_predictions = None
+    from mcinr_bids.metrics import band_limited
+
+    # every frequency the slices sample restored, nothing above (an ideal in-band method)
+    rows.append({"method": "band limit (truth low-passed at the slices' Nyquist)",
+                 "seconds": "", "epochs": "", **score(
+                     [band_limited(truth, axis, simulation.factor) for truth, axis in
+                      zip(simulation.truths, simulation.axes)], simulation)})
     cubic, seconds = run_baseline("cubic-clamped", simulation)
     rows.append({"method": "cubic-clamped", "seconds": seconds, "epochs": "",
                  **score(cubic, simulation)})

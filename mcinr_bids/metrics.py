@@ -171,3 +171,19 @@ def detail_ratio(data: np.ndarray, mask: np.ndarray, axis: int, erosion: int = 3
         return float("nan")
     denominator = first[tuple(lower)][inside].mean()
     return float(second[inside].mean() / denominator) if denominator > 0 else float("nan")
+
+
+def band_limited(data: np.ndarray, axis: int, factor: int) -> np.ndarray:
+    """``data`` keeping only the frequencies along voxel ``axis`` that slices ``factor`` voxels
+    apart can carry: an ideal low-pass (FFT) at their Nyquist frequency, 1 / (2 factor) cycles
+    per voxel; same shape, float64.
+
+    Scored against ``data`` it is the reconstruction that restores every frequency the slices
+    sample and nothing above: what interpolation and deconvolution can reach at best; a method
+    above it recovers detail beyond the slices' Nyquist limit (from another contrast, priors).
+    """
+    spectrum = np.fft.rfft(np.asarray(data, dtype=np.float64), axis=axis)
+    keep = np.fft.rfftfreq(data.shape[axis]) <= 1.0 / (2 * factor)
+    shape = [1] * spectrum.ndim
+    shape[axis] = -1
+    return np.fft.irfft(spectrum * keep.reshape(shape), n=data.shape[axis], axis=axis)

@@ -145,3 +145,17 @@ def test_truth_acquired_thick_along_an_axis_is_flagged(phantom):
     assert detail < DETAIL_WARNING
     assert warning.startswith("t1: the isotropic original has little detail along S")
     assert "simulate along R" in warning or "simulate along A" in warning
+
+
+def test_band_limited_keeps_what_slices_factor_apart_can_carry():
+    """A sine of period 16 voxels survives an ideal low-pass for slices 4 apart (Nyquist: period
+    8), one of period 3 is removed, and nothing changes along the other axes."""
+    z = np.arange(48, dtype=np.float64)  # whole periods of both: no leakage in the FFT
+    low, high = np.sin(2 * np.pi * z / 16), np.sin(2 * np.pi * z / 3)
+    data = np.broadcast_to(low + high, (5, 6, 48)) * np.arange(1, 6)[:, None, None]
+    kept = metrics.band_limited(data, axis=2, factor=4)
+    expected = np.broadcast_to(low, (5, 6, 48)) * np.arange(1, 6)[:, None, None]
+    np.testing.assert_allclose(kept, expected, atol=1e-10)
+    assert kept.shape == data.shape
+    np.testing.assert_allclose(metrics.band_limited(expected, axis=2, factor=4), expected,
+                               atol=1e-10)
