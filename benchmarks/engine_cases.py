@@ -62,7 +62,8 @@ def run_case(folder: str, t1_name: str, flair_name: str, mask_name: str | None,
              models: tuple[str, ...] = ("split",), seeds: tuple[int, ...] = (0,),
              post_processing: bool = False, protocol: str = "decimate",
              jtv: tuple[float, ...] = (), psf: tuple | None = None,
-             jtv_epsilon: float = 1e-3, psf_epochs: int | None = None) -> list[dict]:
+             jtv_epsilon: float = 1e-3, psf_epochs: int | None = None,
+             image_weights: list[float] | None = None) -> list[dict]:
     from mcinr_bids.evaluation import run_baseline, run_inr, score, simulate_acquisitions
     from mcinr_bids.inr import load_volume, predict_on_grid
     from mcinr_bids.inr.settings import settings_for_preset
@@ -104,6 +105,7 @@ def run_case(folder: str, t1_name: str, flair_name: str, mask_name: str | None,
         for model in models:
             name = (f"fast-{model}" + (f" psf {' '.join(psf)}" if psf else "")
                     + (f" last {psf_epochs} epochs" if psf and psf_epochs else "")
+                    + (f" weights {image_weights}" if image_weights else "")
                     + (f" seed {seed}" if len(seeds) > 1 else ""))
             start = time.perf_counter()
             overrides = ({"psf": True, "psf_profile": psf[0], "psf_samples": int(psf[1]),
@@ -112,7 +114,8 @@ def run_case(folder: str, t1_name: str, flair_name: str, mask_name: str | None,
                           "psf_epochs": psf_epochs}
                          if psf else {})
             predictions, fitted = run_inr(
-                settings_for_preset("fast", epochs=epochs, model=model, seed=seed, **overrides),
+                settings_for_preset("fast", epochs=epochs, model=model, seed=seed,
+                                    image_weights=image_weights, **overrides),
                 simulation)
             rows.append({"method": name, "seconds": time.perf_counter() - start,
                          "epochs": len(fitted.history), **score(predictions, simulation)})
@@ -147,6 +150,8 @@ def main() -> int:
                              "loss or 'stratified' for fixed midpoints across the slab")
     parser.add_argument("--psf-epochs", type=int,
                         help="the slab model in the last N epochs only (point model before)")
+    parser.add_argument("--image-weights", nargs=2, type=float, metavar=("T1C", "FLAIR"),
+                        help="each image's weight in the INR's loss (default: equal)")
     parser.add_argument("--jtv", nargs="*", type=float, default=[], metavar="LAMBDA",
                         help="also the joint-total-variation reconstruction, one row per "
                              "regularisation weight")
@@ -179,7 +184,8 @@ def main() -> int:
                             axes=tuple(args.axes), models=tuple(args.models),
                             seeds=tuple(args.seeds), post_processing=args.post_processing,
                             protocol=args.protocol, jtv=tuple(args.jtv), psf=args.psf,
-                            jtv_epsilon=args.jtv_epsilon, psf_epochs=args.psf_epochs):
+                            jtv_epsilon=args.jtv_epsilon, psf_epochs=args.psf_epochs,
+                            image_weights=args.image_weights):
             print(f"| {case} | {row['method']} | {row['psnr_strict_t1']:.2f} | "
                   f"{row['psnr_strict_flair']:.2f} | {row['ssim_strict_t1']:.4f} | "
                   f"{row['ssim_strict_flair']:.4f} | {row['banding_t1']:.2f} | "
