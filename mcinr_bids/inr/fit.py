@@ -2,7 +2,8 @@
 
 Training samples are LR voxel centres in world coordinates (never resampled).  The loss is the
 mean squared error inside each image's (dilated) foreground, balanced so that every image weighs
-the same whatever its voxel count, optionally through a Gaussian slice profile (``psf``).  Early
+the same whatever its voxel count, optionally through each voxel's slice profile (``psf``,
+:mod:`.slab`).  Early
 stopping watches the mutual information (MI) between the predicted contrasts on a fixed random set
 of foreground points of the 1 mm output grid.
 """
@@ -36,6 +37,7 @@ from .device import select_device
 from .encodings import diffuse_features
 from .model import build_model
 from .settings import INRSettings
+from .slab import predict_samples, slab_loss
 from .stopping import (
     mutual_information_points,
     mutual_information_rule,
@@ -192,47 +194,6 @@ def batch_layout(n_samples: int, settings: INRSettings) -> tuple[int, int]:
     if settings.min_steps_per_epoch:
         batch_size = min(batch_size, max(256, -(-n_samples // settings.min_steps_per_epoch)))
     return batch_size, max(1, -(-n_samples // batch_size))
-
-
-def predict_samples(model: nn.Module, data: TrainingData, batch: torch.Tensor,
-                    settings: INRSettings, use_bf16: bool, slab: bool | None = None
-                    ) -> torch.Tensor:
-    """The model's values for each sample of ``batch`` (indices): at the K points drawn from the
-    slice profile with ``slab`` (default ``settings.psf``; shape (K, B)), else at the voxel
-    centre (1, B); float32."""
-    coordinates = data.coordinates[batch]
-    image = data.image_index[batch]
-    device_type = coordinates.device.type
-    with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=use_bf16):
-        if settings.psf if slab is None else slab:
-            shape = (settings.psf_samples, len(batch), 3)
-            if settings.psf_sampling == "stratified":  # the midpoints of K equal parts
-                noise = ((torch.arange(shape[0], device=coordinates.device) + 0.5) / shape[0]
-                         - 0.5).view(-1, 1, 1).expand(shape)
-            elif settings.psf_profile == "box":
-                noise = torch.rand(shape, device=coordinates.device) - 0.5
-            else:
-                noise = torch.randn(shape, device=coordinates.device)
-            offsets = torch.einsum("kbj,bij->kbi", noise, data.profile[image])
-            points = (coordinates.unsqueeze(0) + offsets).reshape(-1, 3)
-            output = model(points).reshape(settings.psf_samples, len(batch), -1).float()
-        else:
-            output = model(coordinates).float().unsqueeze(0)
-    return output.gather(2, image.view(1, -1, 1).expand(len(output), -1, 1)).squeeze(2)
-
-
-def slab_loss(residuals: torch.Tensor, unbiased: bool) -> torch.Tensor:
-    """Squared error of each voxel's slab mean from K sampled residuals (K, B).
-
-    The square of the K-point mean is biased: it adds the profile's sampled variance / K, a
-    penalty on any change within the slab.  ``unbiased`` (K >= 2) uses the mean of the products
-    of distinct pairs instead, whose expectation is exactly the squared error of the mean.
-    """
-    count = residuals.shape[0]
-    if not unbiased or count < 2:
-        return residuals.mean(0) ** 2
-    total = residuals.sum(0)
-    return (total**2 - residuals.pow(2).sum(0)) / (count * (count - 1))
 
 
 def train_epoch(fitted: FittedINR, data: TrainingData, optimiser, scheduler,

@@ -1,0 +1,55 @@
+"""The slab (slice-profile) forward model of the fit: the model's value for each LR voxel at its
+centre (point model) or at K points across its slice profile, and the loss of the slab mean."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from .settings import INRSettings
+
+if TYPE_CHECKING:
+    from .fit import TrainingData
+
+
+def predict_samples(model: nn.Module, data: TrainingData, batch: torch.Tensor,
+                    settings: INRSettings, use_bf16: bool, slab: bool | None = None
+                    ) -> torch.Tensor:
+    """The model's values for each sample of ``batch`` (indices): at the K points drawn from the
+    slice profile with ``slab`` (default ``settings.psf``; shape (K, B)), else at the voxel
+    centre (1, B); float32."""
+    coordinates = data.coordinates[batch]
+    image = data.image_index[batch]
+    device_type = coordinates.device.type
+    with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=use_bf16):
+        if settings.psf if slab is None else slab:
+            shape = (settings.psf_samples, len(batch), 3)
+            if settings.psf_sampling == "stratified":  # the midpoints of K equal parts
+                noise = ((torch.arange(shape[0], device=coordinates.device) + 0.5) / shape[0]
+                         - 0.5).view(-1, 1, 1).expand(shape)
+            elif settings.psf_profile == "box":
+                noise = torch.rand(shape, device=coordinates.device) - 0.5
+            else:
+                noise = torch.randn(shape, device=coordinates.device)
+            offsets = torch.einsum("kbj,bij->kbi", noise, data.profile[image])
+            points = (coordinates.unsqueeze(0) + offsets).reshape(-1, 3)
+            output = model(points).reshape(settings.psf_samples, len(batch), -1).float()
+        else:
+            output = model(coordinates).float().unsqueeze(0)
+    return output.gather(2, image.view(1, -1, 1).expand(len(output), -1, 1)).squeeze(2)
+
+
+def slab_loss(residuals: torch.Tensor, unbiased: bool) -> torch.Tensor:
+    """Squared error of each voxel's slab mean from K sampled residuals (K, B).
+
+    The square of the K-point mean is biased: it adds the profile's sampled variance / K, a
+    penalty on any change within the slab.  ``unbiased`` (K >= 2) uses the mean of the products
+    of distinct pairs instead, whose expectation is exactly the squared error of the mean.
+    """
+    count = residuals.shape[0]
+    if not unbiased or count < 2:
+        return residuals.mean(0) ** 2
+    total = residuals.sum(0)
+    return (total**2 - residuals.pow(2).sum(0)) / (count * (count - 1))
