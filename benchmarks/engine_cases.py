@@ -67,6 +67,7 @@ def run_case(folder: str, t1_name: str, flair_name: str, mask_name: str | None,
     from mcinr_bids.evaluation import run_baseline, run_inr, score, simulate_acquisitions
     from mcinr_bids.inr import load_volume, predict_on_grid
     from mcinr_bids.inr.settings import settings_for_preset
+    from mcinr_bids.metrics import band_limited
 
     t1 = load_volume(os.path.join(folder, t1_name))
     flair = load_volume(os.path.join(folder, flair_name))
@@ -80,8 +81,6 @@ def run_case(folder: str, t1_name: str, flair_name: str, mask_name: str | None,
         print(f"warning: {warning}", file=sys.stderr)
     rows = []
     jtv_predictions = None
-    from mcinr_bids.metrics import band_limited
-
     # every frequency the slices sample restored, nothing above (an ideal in-band method)
     rows.append({"method": "band limit (truth low-passed at the slices' Nyquist)",
                  "seconds": "", "epochs": "", **score(

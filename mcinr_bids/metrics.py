@@ -179,8 +179,9 @@ def band_limited(data: np.ndarray, axis: int, factor: int) -> np.ndarray:
     per voxel; same shape, float64.
 
     Scored against ``data`` it is the reconstruction that restores every frequency the slices
-    sample and nothing above: what interpolation and deconvolution can reach at best; a method
-    above it recovers detail beyond the slices' Nyquist limit (from another contrast, priors).
+    sample and nothing above (the closest such volume in L2 over the whole grid): about what
+    interpolation and deconvolution can reach at best; a method above it recovers detail beyond
+    the slices' Nyquist limit (from another contrast, priors).
     """
     spectrum = np.fft.rfft(np.asarray(data, dtype=np.float64), axis=axis)
     keep = np.fft.rfftfreq(data.shape[axis]) <= 1.0 / (2 * factor)

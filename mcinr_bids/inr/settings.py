@@ -186,8 +186,9 @@ PRESETS: dict[str, dict] = {
     },
     # fast + the box slice profile in the fit with 4 fixed points across each slab (thick 2D
     # slices), the model's own output (no consistency step, no JTV blend: the fit already
-    # matches the slab means, and the blend brought JTV's slab steps back): the best measured
-    # on the thick gli benchmark (one case, one seed; ~3.7x the fit's time; RESULTS.md)
+    # matches the slab means, and the blend brought JTV's slab steps back): the best
+    # banding-free reconstruction measured on thick slices (three cases, 3 seeds on one; ~3.7x
+    # the fit's time, hence not the default; RESULTS.md)
     "thick-slices": {
         "psf": True,
         "psf_profile": "box",
