@@ -1,6 +1,5 @@
 """Bad input: one clear error naming the file, exit code != 0, nothing half-written."""
 
-import os
 
 import numpy as np
 import pytest
@@ -77,7 +76,18 @@ def test_missing_file_is_named(tmp_path, capsys, low_resolution_files):
     code, err = run_cli([low_resolution_files[0], str(tmp_path / "missing.nii.gz"), "-o",
                          str(out), "--quiet"], capsys)
     assert code == 2 and "missing.nii.gz: no such file" in err
-    assert os.listdir(out) == []
+    assert not out.exists()  # inputs are checked before the output folder is made
+
+
+def test_bad_setting_in_a_config_file_leaves_no_output_folder(tmp_path, capsys,
+                                                              low_resolution_files):
+    config = tmp_path / "settings.toml"
+    config.write_text("[inr]\npsf_epochs = 0\n")
+    out = tmp_path / "out"
+    code, err = run_cli([*low_resolution_files, "-o", str(out), "--config-file", str(config),
+                         "--quiet"], capsys)
+    assert code == 2 and "psf_epochs must be >= 1" in err
+    assert not out.exists()
 
 
 def test_automatic_mask_keeps_slices_at_the_array_border():

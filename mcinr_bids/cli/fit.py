@@ -142,7 +142,6 @@ def load_transform(path: str) -> np.ndarray:
 
 def run(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
     started = time.perf_counter()
-    check_output_dir(args.output_dir)
     volumes = [load_volume(path) for path in args.images]
     for volume, name in zip(volumes, unique_names([v.name for v in volumes])):
         volume.name = name
@@ -162,6 +161,7 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
 
         for volume in volumes:
             hold_out(volume, every)
+    check_output_dir(args.output_dir)  # after every input check: a bad input leaves no folder
     outputs = superresolve(volumes, settings, args.output_dir, masks=masks,
                            transforms=transforms, grid=grid, resolution=args.resolution,
                            progress=not args.quiet)
