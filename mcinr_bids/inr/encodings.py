@@ -4,7 +4,8 @@
   N(0, scale^2) once and kept as a buffer (so it is part of the saved state).
 - :class:`GridEncoding`: the fast CPU encoding.  Learned feature tables at several cell sizes
   (in mm) read with trilinear interpolation: dense for the coarse levels, hashed for the fine
-  ones (Instant-NGP).
+  ones (Instant-NGP).  Dense tables are feature volumes (F, Z, Y, X) read with
+  ``grid_sample`` (one fused kernel for the interpolation and for its gradient).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -63,6 +65,9 @@ class GridEncoding(nn.Module):
         Features per vertex.
     """
 
+    #: devices whose dense levels are read with grid_sample (MPS has no 3D grid_sample)
+    volume_sampling_devices = ("cpu", "cuda")
+
     def __init__(self, extent_mm, grid_cell_sizes_mm=(), grid_features: int = 2,
                  hash_table_log2: int = 19, generator: torch.Generator | None = None):
         super().__init__()
@@ -75,8 +80,10 @@ class GridEncoding(nn.Module):
         self.level_counts = [tuple(int(n) for n in c) for c in counts]
         for level_counts in counts:
             self.hashed.append(int(np.prod(level_counts)) > table)
-            size = table if self.hashed[-1] else int(np.prod(level_counts))
-            values = (torch.rand(size, grid_features, generator=generator) - 0.5) * 2e-4
+            # hashed: rows (table, F); dense: a volume (F, Z, Y, X), x fastest
+            shape = ((table, grid_features) if self.hashed[-1]
+                     else (grid_features, *(int(n) for n in reversed(level_counts))))
+            values = (torch.rand(shape, generator=generator) - 0.5) * 2e-4
             self.tables.append(nn.Parameter(values))
         self.register_buffer("resolutions", torch.tensor(
             np.array(counts, dtype=np.int64).reshape(-1, 3)))
@@ -90,17 +97,20 @@ class GridEncoding(nn.Module):
 
     def _level_features(self, coordinates: torch.Tensor, level: int) -> torch.Tensor:
         """Trilinearly interpolated features of one level; shape (B, F)."""
-        resolution = self.resolutions[level]
         table = self.tables[level]
+        if not self.hashed[level] and coordinates.device.type in self.volume_sampling_devices:
+            return sample_volume(table, coordinates)
+        resolution = self.resolutions[level]
         position = coordinates @ self.frame_matrices[level].T + self.frame_offsets[level]
         position = torch.minimum(position.clamp(min=0.0), (resolution - 1).to(position.dtype))
         base = torch.minimum(position.floor().long(), resolution - 2)
         fraction = position - base.to(position.dtype)
         if self.hashed[level]:
             strides = HASH_PRIMES
-        else:
+        else:  # MPS (no 3D grid_sample there): the volume's vertices as rows
             nx, ny, _ = self.level_counts[level]
             strides = (1, nx, nx * ny)
+            table = table.view(table.shape[0], -1).T
         terms = [torch.stack([base[:, k], base[:, k] + 1], dim=-1) * strides[k]
                  for k in range(3)]  # each (B, 2)
         weights = [torch.stack([1.0 - fraction[:, k], fraction[:, k]], dim=-1) for k in range(3)]
@@ -115,6 +125,16 @@ class GridEncoding(nn.Module):
         values = table.index_select(0, index.reshape(-1)).view(-1, 8, table.shape[1])
         return (values * weight).sum(1)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Dense tables that earlier versions saved as rows (vertices, F) load as volumes."""
+        for level, table in enumerate(self.tables):
+            key = f"{prefix}tables.{level}"
+            saved = state_dict.get(key)
+            if (saved is not None and not self.hashed[level] and saved.dim() == 2
+                    and tuple(saved.shape) == (table[0].numel(), table.shape[0])):
+                state_dict[key] = saved.T.reshape(table.shape).contiguous()
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     @torch.no_grad()
     def diffuse_(self, rate: float) -> None:
         """One explicit heat-equation step on the dense tables, in place: every vertex moves
@@ -127,9 +147,7 @@ class GridEncoding(nn.Module):
         for level in range(self.n_grid_levels):
             if self.hashed[level]:
                 continue
-            nx, ny, nz = self.level_counts[level]
-            table = self.tables[level]
-            volume = table.view(nz, ny, nx, table.shape[1])
+            volume = self.tables[level]
             volume.add_(neighbour_laplacian(volume), alpha=rate)
 
     def forward(self, coordinates: torch.Tensor) -> torch.Tensor:
@@ -140,14 +158,37 @@ class GridEncoding(nn.Module):
 
 
 def neighbour_laplacian(volume: torch.Tensor) -> torch.Tensor:
-    """Mean of the six face neighbours minus the value, for a (Z, Y, X, F) table; a neighbour
-    beyond a face counts as the value itself (no flux across the faces)."""
+    """Mean of the six face neighbours minus the value, for a (..., Z, Y, X) volume; a
+    neighbour beyond a face counts as the value itself (no flux across the faces)."""
     laplacian = torch.zeros_like(volume)
-    for axis in range(3):
+    for axis in (-3, -2, -1):
+        size = volume.shape[axis]
         difference = volume.diff(dim=axis)
-        laplacian.narrow(axis, 0, volume.shape[axis] - 1).add_(difference)
-        laplacian.narrow(axis, 1, volume.shape[axis] - 1).sub_(difference)
+        laplacian.narrow(axis, 0, size - 1).add_(difference)
+        laplacian.narrow(axis, 1, size - 1).sub_(difference)
     return laplacian.div_(6.0)
+
+
+def sample_volume(volume: torch.Tensor, coordinates: torch.Tensor) -> torch.Tensor:
+    """Trilinear interpolation of a feature volume (F, Z, Y, X) at coordinates (B, 3) in
+    [-1, 1] (x, y, z: -1 and 1 are the first and last vertex, the border value beyond them);
+    shape (B, F).
+
+    On the CPU the points go in one batch per thread: ``grid_sample``'s CPU kernels run the
+    batches of one call in parallel (the volume is shared between them, not copied)."""
+    count = coordinates.shape[0]
+    parts = torch.get_num_threads() if coordinates.device.type == "cpu" else 1
+    parts = max(1, min(parts, count // 4096))
+    per_part = -(-count // parts)
+    padding = per_part * parts - count
+    if padding:
+        coordinates = torch.cat([coordinates, coordinates[:padding]])
+    grid = coordinates.view(parts, 1, 1, per_part, 3)
+    batch = volume.unsqueeze(0).expand(parts, *volume.shape)
+    features = F.grid_sample(batch, grid, mode="bilinear", padding_mode="border",
+                             align_corners=True)  # (parts, F, 1, 1, per_part)
+    features = features.view(parts, volume.shape[0], per_part).transpose(1, 2)
+    return features.reshape(parts * per_part, volume.shape[0])[:count]
 
 
 def diffuse_features(model: nn.Module, rate: float) -> None:

@@ -20,9 +20,10 @@ def fingerprint(volumes, masks, transforms, settings) -> str:
     """A digest of everything the fit depends on (data, masks, transforms, settings); a
     checkpoint of another fit is never resumed."""
     digest = hashlib.blake2b(digest_size=16)
-    # the state's layout: 2 = grid tables over the sampled voxels (tenth session), so a state
-    # left by an earlier version (tables over the field of view) is never loaded
-    digest.update(b"layout 2")
+    # the state's layout: 2 = grid tables over the sampled voxels (tenth session), 3 = dense
+    # tables as volumes (F, Z, Y, X), samples in memory order; a state left by an earlier
+    # version is never loaded
+    digest.update(b"layout 3")
     digest.update(json.dumps(settings.to_dict(), sort_keys=True, default=str).encode())
     for volume, mask, transform in zip(volumes, masks, transforms):
         digest.update(np.ascontiguousarray(volume.data).tobytes())
