@@ -31,6 +31,17 @@ def thick_axis_letter(affine: np.ndarray) -> str:
     return nib.aff2axcodes(affine)[thick_axis(affine)]
 
 
+#: a voxel this many times longer along one axis than along another is a thick slice
+THICK_SLICE_RATIO = 2.0
+
+
+def has_thick_slices(affine: np.ndarray) -> bool:
+    """Whether an image's voxels (4x4 ``affine``) are thick slices: the longest voxel side at
+    least :data:`THICK_SLICE_RATIO` times the shortest (4 mm slices of 1 mm pixels)."""
+    sizes = voxel_sizes(affine)
+    return bool(sizes.max() >= THICK_SLICE_RATIO * sizes.min())
+
+
 def voxel_axis(affine: np.ndarray, letter: str) -> int:
     """The voxel axis that runs along world direction ``letter`` (R/L, A/P or S/I)."""
     letter = letter.upper()

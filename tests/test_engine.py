@@ -36,7 +36,8 @@ def fits(phantom, low_resolution):
     results = {}
     for model in ("split", "single"):
         fitted = fit_inr(low_resolution_volumes(low_resolution),
-                         settings_for_preset("fast", model=model, early_stopping=False))
+                         settings_for_preset("fast", model=model, early_stopping=False,
+                                             consistency_profile="point"))
         results[model] = (fitted, predict_on_grid(fitted, shape, affine)[0])
     return results
 
@@ -140,7 +141,8 @@ def test_oblique_image_is_aligned_within_half_a_voxel(phantom, low_resolution):
     voxels = world_coordinates(np.linalg.inv(affine), world)
     flair_oblique = ndimage.map_coordinates(flair, voxels.T, order=1).reshape(shape)
     volumes = [Volume(*low_resolution[0], "t1"), Volume(flair_oblique, oblique, "flair")]
-    fitted = fit_inr(volumes, settings_for_preset("fast", epochs=15))
+    fitted = fit_inr(volumes, settings_for_preset("fast", epochs=15,
+                                                  consistency_profile="point"))
     predictions, _ = predict_on_grid(fitted, t1.shape, affine)
     shift, _, _ = phase_cross_correlation(np.where(mask, flair, 0),
                                           np.where(mask, predictions[1], 0), upsample_factor=10)
@@ -150,11 +152,13 @@ def test_oblique_image_is_aligned_within_half_a_voxel(phantom, low_resolution):
 def test_early_stopping_fires_on_a_plateau_and_keeps_the_result(low_resolution):
     volumes = low_resolution_volumes(low_resolution)
     stopping = fit_inr(volumes, settings_for_preset("fast", epochs=12, min_epochs=3,
-                                                    mi_window=2, mi_tolerance=10.0))
+                                                    mi_window=2, mi_tolerance=10.0,
+                                                    consistency_profile="point"))
     assert stopping.stopped_early and len(stopping.history) == 3
     assert stopping.selected_epoch == 3 and stopping.last_state is not None
     full = fit_inr(volumes, settings_for_preset("fast", epochs=5, min_epochs=3, mi_window=2,
-                                                mi_tolerance=10.0, early_stopping=False))
+                                                mi_tolerance=10.0, early_stopping=False,
+                                                consistency_profile="point"))
     assert not full.stopped_early and len(full.history) == 5 and full.selected_epoch == 3
     row = full.history[-1]
     assert {"loss_t1", "loss_flair", "mutual_information", "learning_rate", "train_seconds",
@@ -263,7 +267,8 @@ def test_consistency_step_corrects_the_point_model_on_thick_slices(phantom):
     t1, flair, mask, affine = phantom
     simulation = simulate_acquisitions([Volume(t1, affine, "t1"), Volume(flair, affine, "flair")],
                                        ["S", "R"], "thick", 4, mask > 0)
-    settings = settings_for_preset("fast", epochs=15, early_stopping=False, jtv_blend=0.0)
+    settings = settings_for_preset("fast", epochs=15, early_stopping=False, jtv_blend=0.0,
+                                   psf=False)
     assert settings.consistency_steps == 2 and settings.consistency_profile == "box"
     corrected, fitted = run_inr(settings, simulation)
     grid = (t1.shape, affine)

@@ -4,6 +4,7 @@ options given (whatever their value); each setting in one table."""
 import dataclasses
 import sys
 
+import numpy as np
 import pytest
 
 from mcinr_bids.cli import evaluate as evaluate_cli
@@ -216,3 +217,34 @@ def test_thick_slices_preset_fits_each_slab_mean():
             settings.consistency_steps, settings.blend_weight, settings.early_stopping,
             settings.seed) == (True, "box", "stratified", 4, 0, 0.0, False, 2)
     assert settings.encoding == INRSettings().encoding
+
+
+def test_slice_model_rule():
+    """resolve_slice_model: the automatic psf on thick, not point-sampled slices; a jtv_blend
+    given is kept; psf given is never changed.  has_thick_slices: a voxel side >= 2x another."""
+    from mcinr_bids.geometry import has_thick_slices
+    from mcinr_bids.inr.settings import resolve_slice_model
+
+    automatic = INRSettings()
+    slab = resolve_slice_model(automatic, thick_slices=True)
+    assert (slab.psf, slab.psf_samples, slab.consistency_steps, slab.jtv_blend,
+            slab.early_stopping) == (True, 2, 0, 0.0, False)
+    assert resolve_slice_model(INRSettings(jtv_blend=0.3), True).jtv_blend == 0.3
+    assert resolve_slice_model(automatic, thick_slices=False).psf is False
+    assert resolve_slice_model(INRSettings(consistency_profile="point"), True).psf is False
+    given = INRSettings(psf=False)
+    assert resolve_slice_model(given, True) == given
+    rotation = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    assert has_thick_slices(np.diag([1.0, 1.0, 4.0, 1.0]))
+    assert has_thick_slices(np.block([[rotation @ np.diag([0.9, 3.0, 0.9]), np.zeros((3, 1))],
+                                      [np.zeros((1, 3)), np.ones((1, 1))]]))
+    assert not has_thick_slices(np.diag([1.0, 1.0, 1.5, 1.0]))
+
+
+@pytest.mark.parametrize("argv, expected", [([], None), (["--psf"], True),
+                                            (["--no-psf"], False)])
+def test_psf_option_is_automatic_unless_given(argv, expected):
+    assert inr_settings(given_options(build_fit_parser, ["a.nii.gz", "-o", "x", *argv])).psf \
+        is expected
+    app = build_config(["/data", "/out", "participant", *argv])
+    assert app.inr.psf is expected

@@ -22,6 +22,7 @@ def test_psf_model_explains_thick_slices_through_its_slice_profile(phantom):
            simulate.thick_slices(flair, affine, 0, 4, profile="gaussian")]
     volumes = [Volume(d, a, n) for (d, a), n in zip(low, ["t1", "flair"])]
     fitted = fit_inr(volumes, settings_for_preset("fast", epochs=20, psf=True, psf_samples=4,
+                                                  psf_profile="gaussian", psf_sampling="random",
                                                   early_stopping=False, feature_diffusion=0.0))
     data, low_affine = low[0]
     inside = data > 0.2 * data.max()
@@ -61,8 +62,8 @@ def test_stratified_box_profile_is_a_fixed_quadrature_of_the_slab():
     assert first.shape == (4, 5)
     torch.testing.assert_close(first, second)
     torch.testing.assert_close(first, expected)
-    with pytest.raises(ValueError, match="stratified"):
-        settings_for_preset("fast", psf=True, psf_sampling="stratified")
+    with pytest.raises(ValueError, match="stratified.*psf_sampling = 'random'"):
+        settings_for_preset("fast", psf=True, psf_profile="gaussian")
 
 
 def test_warm_start_fits_the_slab_model_in_the_last_epochs_only(low_resolution):
@@ -125,3 +126,30 @@ def test_unbiased_slab_loss_is_the_squared_error_of_the_mean():
     torch.testing.assert_close(biased, mean**2 + 0.5, atol=0.03, rtol=0)
     single = torch.tensor([[0.3, -0.2]])
     torch.testing.assert_close(slab_loss(single, True), single[0] ** 2)
+
+
+def test_the_slab_model_is_automatic_on_thick_slices(phantom):
+    """psf unset: thick slices (4 mm of 1 mm pixels) are fitted through the box profile with 2
+    fixed points and no consistency step or blend, over the whole schedule; decimated data
+    (point samples) and isotropic data with the point model; psf given is kept."""
+    from mcinr_bids import simulate
+
+    t1, flair, mask, affine = phantom
+    low = [simulate.thick_slices(t1, affine, 2, 4), simulate.thick_slices(flair, affine, 0, 4)]
+    volumes = [Volume(d, a, n) for (d, a), n in zip(low, ["t1", "flair"])]
+    settings = settings_for_preset("fast", epochs=2)
+    assert settings.psf is None
+    fitted = fit_inr(volumes, settings)
+    used = fitted.settings
+    assert (used.psf, used.psf_profile, used.psf_sampling, used.psf_samples,
+            used.consistency_steps, used.blend_weight, used.early_stopping) == (
+        True, "box", "stratified", 2, 0, 0.0, False)
+    assert fitted.summary()["psf"] is True
+    decimated = settings_for_preset("fast", epochs=1, consistency_profile="point")
+    assert fit_inr(volumes, decimated).settings.psf is False
+    isotropic = [Volume(t1, affine, "t1"), Volume(flair, affine, "flair")]
+    point = fit_inr(isotropic, settings_for_preset("fast", epochs=1)).settings
+    assert (point.psf, point.consistency_steps, point.blend_weight, point.early_stopping) == (
+        False, 2, 0.5, True)
+    assert fit_inr(volumes, settings_for_preset("fast", epochs=1, psf=False)).settings.psf \
+        is False

@@ -107,7 +107,8 @@ def test_methods_text_says_what_was_run():
                           settings=settings_for_preset("fast", model="single", psf=True),
                           bias_correction=False, evaluation=True)
     assert "no N4" in single and "independent" in single and "head" not in single
-    assert "slice profile" in single and "Evaluation mode" in single
+    assert "across its slice thickness (a box profile, 2 evenly spaced points)" in single
+    assert "Evaluation mode" in single
     assert re.search(r"\bN4 \(antspyx\)", single) is None
     assert "ground-truth-free" not in split
     checked = methods_text(n_images=2, reference="sub-01_T1w", space="MNI", resolution=1.0,

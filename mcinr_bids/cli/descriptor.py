@@ -32,6 +32,12 @@ def _input(action: argparse.Action) -> dict:
     if action.option_strings:
         entry["command-line-flag"] = max(action.option_strings, key=len) \
             if identifier != "verbose_count" else "-v"
+    if isinstance(action, argparse.BooleanOptionalAction):
+        # a Boutiques flag is present or absent: --psf, or nothing (automatic); the --no-
+        # form is for the command line
+        entry["command-line-flag"] = action.option_strings[0]
+        entry["type"] = "Flag"
+        return entry
     if isinstance(action, (argparse._StoreTrueAction, argparse._CountAction)):
         entry["type"] = "Flag"
         return entry

@@ -63,7 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the same for the ablation without the contrastive loss")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="fast")
     parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--psf", action="store_true")
+    parser.add_argument("--psf", action=argparse.BooleanOptionalAction, default=None,
+                        help="compare each LR voxel with the model's mean across its slice "
+                             "(2 points across the slab) instead of its centre (default: "
+                             "automatic: on for thick slices, i.e. an input's voxels 2x "
+                             "longer along one axis, that are not point samples)")
     parser.add_argument("--config-file", metavar="TOML",
                         help="settings file: its [workflow] preset and [inr] table")
     parser.add_argument("--device", choices=DEVICES, default="auto",

@@ -51,9 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--model", choices=MODELS, default="split",
                        help="split: shared trunk + one head per contrast; vanilla: one trunk, "
                             "N outputs; single: one model per image")
-    model.add_argument("--psf", action="store_true",
-                       help="compare each LR voxel with the mean prediction over its "
-                            "slice profile")
+    model.add_argument("--psf", action=argparse.BooleanOptionalAction, default=None,
+                       help="compare each LR voxel with the model's mean across its slice "
+                            "(2 points across the slab) instead of its centre (default: "
+                            "automatic: on for thick slices, i.e. an input's voxels 2x "
+                            "longer along one axis, that are not point samples)")
     model.add_argument("--epochs", type=int, default=None, help="maximum epochs (preset's)")
     model.add_argument("--no-early-stopping", action="store_true",
                        help="train all epochs; the epoch the MI rule picks is still recorded")

@@ -82,8 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     workflow.add_argument("--model", choices=MODELS, default="split",
                           help="split: shared trunk + one head per contrast; vanilla: one "
                                "trunk, N outputs; single: one model per image")
-    workflow.add_argument("--psf", action="store_true",
-                          help="model each LR voxel as the mean over its slice profile")
+    workflow.add_argument("--psf", action=argparse.BooleanOptionalAction, default=None,
+                          help="compare each LR voxel with the model's mean across its slice "
+                               "(2 points across the slab) instead of its centre (default: "
+                               "automatic: on for thick slices, i.e. an input's voxels 2x "
+                               "longer along one axis, that are not point samples)")
     workflow.add_argument("--qc-holdout", type=int, default=0, metavar="K",
                           help="ground-truth-free quality check: leave every K-th acquired "
                                "slice of each image out of a second reconstruction (doubles "

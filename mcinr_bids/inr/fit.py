@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..geometry import has_thick_slices
 from . import resume
 from .data import (
     CoordinateNormaliser,
@@ -36,7 +37,7 @@ from .data import (
 from .device import select_device
 from .encodings import diffuse_features
 from .model import build_model
-from .settings import INRSettings
+from .settings import INRSettings, resolve_slice_model
 from .slab import predict_samples, slab_loss
 from .stopping import (
     mutual_information_points,
@@ -152,6 +153,7 @@ def prepare_fit(volumes: list[Volume], settings: INRSettings, masks: list | None
     move the training samples to the device; the returned FittedINR has no history yet."""
     settings.validate()
     transforms = validate_inputs(volumes, settings, transforms)
+    settings = resolve_slice_model(settings, any(has_thick_slices(v.affine) for v in volumes))
     finest_spacing = min(float(v.voxel_sizes.min()) for v in volumes)
     settings = dataclasses.replace(settings, grid_cell_sizes_mm=informed_cell_sizes(
         settings.grid_cell_sizes_mm, finest_spacing))

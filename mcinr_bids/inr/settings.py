@@ -56,18 +56,25 @@ class INRSettings:
     checkpoint_seconds: float = 60.0
     image_weights: list[float] | None = None
     # Slice profile (point spread function) model
-    psf: bool = False
-    psf_samples: int = 8
-    #: ``gaussian`` (FWHM one voxel along every voxel axis) or ``box`` (uniform across the
-    #: slice thickness, nothing in plane: a 2D acquisition's slab)
-    psf_profile: str = "gaussian"
+    #: compare each LR voxel with the model's mean across its slice profile (the slab model)
+    #: rather than with the model at the voxel's centre (the point model); unset (None) =
+    #: automatic (:func:`mcinr_bids.inr.slab.resolve_slice_model`): the slab model where an
+    #: input has thick slices and the acquisitions are not point samples
+    #: (``consistency_profile`` box), with no consistency step, no JTV blend and the whole
+    #: schedule; true or false chooses, and the other settings then apply as given
+    psf: bool | None = None
+    #: points across each voxel's profile (K model evaluations per voxel and step)
+    psf_samples: int = 2
+    #: ``box`` (uniform across the slice thickness, nothing in plane: a 2D acquisition's
+    #: slab) or ``gaussian`` (FWHM one voxel along every voxel axis)
+    psf_profile: str = "box"
     #: the loss through the profile: False squares the K-point mean (biased by the profile's
     #: variance / K); True averages products of distinct samples (unbiased, K >= 2)
     psf_unbiased: bool = False
-    #: ``random`` (K points drawn from the profile each step) or ``stratified`` (box only: the K
-    #: midpoints of equal parts of the slab, the same every step: the K-point mean is then a
-    #: fixed quadrature of the slab mean, JTV's forward model, with no sampling variance)
-    psf_sampling: str = "random"
+    #: ``stratified`` (box only: the K midpoints of equal parts of the slab, the same every
+    #: step: the K-point mean is then a fixed quadrature of the slab mean, JTV's forward model,
+    #: with no sampling variance) or ``random`` (K points drawn from the profile each step)
+    psf_sampling: str = "stratified"
     #: the slab model in the last N epochs only, after the point model (voxel centres) in the
     #: others, the learning rate's cosine restarted at the switch: a warm start at a fraction
     #: of the slab model's cost (K model evaluations per voxel); None = every epoch
@@ -76,7 +83,8 @@ class INRSettings:
     # through each input's slice profile, the residual cubic-interpolated back and added
     #: steps of x <- x + cubic(y - A x); 0 turns the step off
     consistency_steps: int = 2
-    #: ``box`` (thick 2D slices, real acquisitions) or ``point`` (decimated data)
+    #: the acquisitions' slice profile: ``box`` (thick 2D slices, real acquisitions) or
+    #: ``point`` (decimated data); for the consistency step, and the automatic ``psf``
     consistency_profile: str = "box"
     #: weight of the joint-total-variation reconstruction (mcinr_bids.jtv, the [jtv] table)
     #: averaged into the output: 0 = the INR alone; 0.5 = the INR/JTV mean; unset (None) =
@@ -136,7 +144,8 @@ class INRSettings:
             raise ValueError(f"psf_sampling must be one of {PSF_SAMPLINGS}, got "
                              f"{self.psf_sampling!r}")
         if self.psf_sampling == "stratified" and self.psf_profile != "box":
-            raise ValueError("psf_sampling 'stratified' needs psf_profile 'box'")
+            raise ValueError("psf_sampling 'stratified' needs psf_profile 'box' (set "
+                             "psf_sampling = 'random' for the Gaussian profile)")
         if self.psf_epochs is not None and self.psf_epochs < 1:
             raise ValueError(f"psf_epochs must be >= 1 (or unset), got {self.psf_epochs}")
         if self.consistency_profile not in SLICE_PROFILES:
@@ -165,6 +174,26 @@ class INRSettings:
         return cls(**values)
 
 
+def resolve_slice_model(settings: INRSettings, thick_slices: bool) -> INRSettings:
+    """``settings`` with an automatic ``psf`` (None) decided.
+
+    The slab model (box profile, ``psf_samples`` fixed points across each slab) where the
+    inputs have ``thick_slices`` (:func:`mcinr_bids.geometry.has_thick_slices` of any input)
+    that are not point samples (``consistency_profile`` box), with the model's own output (no
+    consistency step, no JTV blend unless ``jtv_blend`` is set) and the whole schedule (the MI
+    rule stopped it under-trained); the point model otherwise.  Measured in
+    benchmarks/RESULTS.md.
+    """
+    if settings.psf is not None:
+        return settings
+    if not (thick_slices and settings.consistency_profile == "box"):
+        return dataclasses.replace(settings, psf=False)
+    return dataclasses.replace(
+        settings, psf=True, psf_profile="box", psf_sampling="stratified", consistency_steps=0,
+        jtv_blend=0.0 if settings.jtv_blend is None else settings.jtv_blend,
+        early_stopping=False)
+
+
 PRESETS: dict[str, dict] = {
     # Chosen by measurement on 2 CPU cores (benchmarks/RESULTS.md).
     "fast": {},
@@ -185,10 +214,10 @@ PRESETS: dict[str, dict] = {
         "epochs": 50,
     },
     # fast + the box slice profile in the fit with 4 fixed points across each slab (thick 2D
-    # slices), the model's own output (no consistency step, no JTV blend: the fit already
-    # matches the slab means, and the blend brought JTV's slab steps back): the best
-    # banding-free reconstruction measured on thick slices (three cases, 3 seeds on one; ~3.7x
-    # the fit's time, hence not the default; RESULTS.md)
+    # slices; the automatic slab model has 2), the model's own output (no consistency step,
+    # no JTV blend: the fit already matches the slab means, and the blend brought JTV's slab
+    # steps back): the best banding-free reconstruction measured on thick slices (three
+    # cases, 3 seeds on one; ~1.6x the automatic slab model's time; RESULTS.md)
     "thick-slices": {
         "psf": True,
         "psf_profile": "box",

@@ -134,12 +134,21 @@ def jtv_words(settings: dict) -> str:
                             iterations=settings.get("iterations", 150))
 
 
-def forward_model_words(psf: bool) -> str:
-    """How the fit compares the model with an acquired voxel."""
-    if psf:
-        return ("each acquired voxel compared with the model's mean over that voxel's slice "
-                "profile (Gaussian, FWHM one voxel along each axis)")
-    return "each acquired voxel compared with the model at the voxel's centre"
+def forward_model_words(settings) -> str:
+    """How the fit compares the model with an acquired voxel (``settings``: INRSettings)."""
+    if settings.psf is None:
+        return ("each acquired voxel of a thick-slice image compared with the model's mean "
+                "across its slice, any other with the model at the voxel's centre")
+    if not settings.psf:
+        return "each acquired voxel compared with the model at the voxel's centre"
+    if settings.psf_profile == "box":
+        points = (f"{settings.psf_samples} evenly spaced points"
+                  if settings.psf_sampling == "stratified"
+                  else f"{settings.psf_samples} random points each step")
+        return ("each acquired voxel compared with the model's mean across its slice "
+                f"thickness (a box profile, {points})")
+    return ("each acquired voxel compared with the model's mean over that voxel's slice "
+            "profile (Gaussian, FWHM one voxel along each axis)")
 
 
 def consistency_words(steps: int, profile: str) -> str:
@@ -201,7 +210,7 @@ def methods_text(*, n_images: int, reference: str, space: str, resolution: float
     else:
         text += (f"{MODEL_WORDS[settings.model][0].upper()}{MODEL_WORDS[settings.model][1:]} "
                  f"was fitted to the original voxels of the images, in world coordinates, "
-                 f"{forward_model_words(settings.psf)}, and predicted on an isotropic grid "
+                 f"{forward_model_words(settings)}, and predicted on an isotropic grid "
                  f"({resolution:g} mm) in {space} space"
                  f"{consistency_words(settings.consistency_steps, settings.consistency_profile)}"
                  f"{blend_words(settings.blend_weight)}.")
@@ -265,7 +274,7 @@ def sidecars(sources: list[str], bids_dir: str, skull_stripped: bool, mask_metho
     else:
         how = (f"{MODEL_WORDS[settings.get('model', 'split')]} ("
                + ", ".join(bids_stem(s) for s in sources) + "), "
-               f"{forward_model_words(bool(settings.get('psf')))}"
+               f"{forward_model_words(inr_settings_of(settings))}"
                + consistency_words(settings.get("consistency_steps", 0),
                                    settings.get("consistency_profile", "box"))
                + blend_words(inr_settings_of(settings).blend_weight))

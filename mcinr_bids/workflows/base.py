@@ -6,10 +6,13 @@ from __future__ import annotations
 import dataclasses
 import os
 
+import nibabel as nib
 from nipype.pipeline import engine as pe
 from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
 from ..config import AppConfig
+from ..geometry import has_thick_slices
+from ..inr.settings import INRSettings, resolve_slice_model
 from ..interfaces.reports import ParticipantReport
 from ..superres import estimate_memory_gb
 from ..utils.bids import SubjectInputs, bids_stem, bids_suffix, bids_uri, choose_reference
@@ -92,13 +95,18 @@ def init_single_subject_wf(*, config: AppConfig, inputs: SubjectInputs, space: O
         # data-consistency step follow the simulation
         jtv_settings["profile"] = "point"
         settings["consistency_profile"] = "point"
+    # the slice model decided here from the inputs' headers, so that the methods text, the
+    # sidecars and the fit say the same
+    inr_settings = resolve_slice_model(INRSettings.from_dict(settings), any(
+        has_thick_slices(nib.load(path).affine) for path in images))
+    settings = inr_settings.to_dict()
     use_gpu = config.inr.device == "cuda" or (config.inr.device == "auto" and _cuda_available())
     unpaired_settings, evaluation_models = unpaired_inputs(config, images, bool(originals))
 
     workflow = Workflow(name=name)
     workflow.__desc__ = methods_text(
         n_images=len(images), reference=bids_stem(images[reference]), space=space_label,
-        resolution=resolution, settings=config.inr,
+        resolution=resolution, settings=inr_settings,
         bias_correction=config.workflow.bias_correction, evaluation=bool(originals),
         jtv_settings=jtv_settings if method == "jtv" else None, unpaired=method == "unpaired",
         qc_holdout=config.workflow.qc_holdout)
