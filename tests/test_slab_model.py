@@ -144,7 +144,9 @@ def test_the_slab_model_is_automatic_on_thick_slices(phantom):
     assert (used.psf, used.psf_profile, used.psf_sampling, used.psf_samples,
             used.consistency_steps, used.blend_weight, used.early_stopping) == (
         True, "box", "stratified", 2, 0, 0.0, False)
-    assert fitted.summary()["psf"] is True
+    summary = fitted.summary()
+    assert (summary["psf"], summary["slab_points"], summary["consistency_steps"],
+            summary["jtv_blend"]) == (True, 2, 0, 0.0)
     decimated = settings_for_preset("fast", epochs=1, consistency_profile="point")
     assert fit_inr(volumes, decimated).settings.psf is False
     isotropic = [Volume(t1, affine, "t1"), Volume(flair, affine, "flair")]

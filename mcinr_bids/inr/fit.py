@@ -80,6 +80,10 @@ class FittedINR:
                 # the grid levels used (those finer than the data can inform are left out)
                 "grid_cell_sizes_mm": list(self.settings.grid_cell_sizes_mm),
                 "model": self.settings.model, "psf": self.settings.psf,
+                # the slice model used (psf unset in the settings: decided from the inputs)
+                "slab_points": self.settings.psf_samples if self.settings.psf else 1,
+                "consistency_steps": self.settings.consistency_steps,
+                "jtv_blend": self.settings.blend_weight,
                 "seed": self.settings.seed, "resumed_from_epoch": self.resumed_from_epoch}
 
     def predict_normalised(self, world: np.ndarray, chunk: int | None = None) -> np.ndarray:
