@@ -160,6 +160,15 @@ def test_early_stopping_fires_on_a_plateau_and_keeps_the_result(low_resolution):
                                                 mi_tolerance=10.0, early_stopping=False,
                                                 consistency_profile="point"))
     assert not full.stopped_early and len(full.history) == 5 and full.selected_epoch == 3
+    last = fit_inr(volumes, settings_for_preset("fast", epochs=5, min_epochs=3, mi_window=2,
+                                                mi_tolerance=10.0, early_stopping=False,
+                                                consistency_profile="point", selection="last"))
+    assert last.selected_epoch == 5  # the rule fired at 3, the last state is kept
+    points = np.random.default_rng(0).uniform(-15, 15, (200, 3))
+    for fitted, kept_last in ((last, True), (full, False)):
+        kept = fitted.predict(points)
+        fitted.model.load_state_dict(fitted.last_state)
+        assert np.array_equal(fitted.predict(points), kept) is kept_last
     row = full.history[-1]
     assert {"loss_t1", "loss_flair", "mutual_information", "learning_rate", "train_seconds",
             "mi_seconds"} <= set(row)

@@ -215,7 +215,8 @@ def test_thick_slices_preset_fits_each_slab_mean():
     settings = settings_for_preset("thick-slices", seed=2)
     assert (settings.psf, settings.psf_profile, settings.psf_sampling, settings.psf_samples,
             settings.consistency_steps, settings.blend_weight, settings.early_stopping,
-            settings.seed) == (True, "box", "stratified", 4, 0, 0.0, False, 2)
+            settings.selection, settings.seed) == (True, "box", "stratified", 4, 0, 0.0, False,
+                                                   "last", 2)
     assert settings.encoding == INRSettings().encoding
 
 
@@ -228,7 +229,7 @@ def test_slice_model_rule():
     automatic = INRSettings()
     slab = resolve_slice_model(automatic, thick_slices=True)
     assert (slab.psf, slab.psf_samples, slab.consistency_steps, slab.jtv_blend,
-            slab.early_stopping) == (True, 2, 0, 0.0, False)
+            slab.early_stopping, slab.selection) == (True, 2, 0, 0.0, False, "last")
     assert resolve_slice_model(INRSettings(jtv_blend=0.3), True).jtv_blend == 0.3
     assert resolve_slice_model(automatic, thick_slices=False).psf is False
     assert resolve_slice_model(INRSettings(consistency_profile="point"), True).psf is False

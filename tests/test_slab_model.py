@@ -142,8 +142,9 @@ def test_the_slab_model_is_automatic_on_thick_slices(phantom):
     fitted = fit_inr(volumes, settings)
     used = fitted.settings
     assert (used.psf, used.psf_profile, used.psf_sampling, used.psf_samples,
-            used.consistency_steps, used.blend_weight, used.early_stopping) == (
-        True, "box", "stratified", 2, 0, 0.0, False)
+            used.consistency_steps, used.blend_weight, used.early_stopping,
+            used.selection) == (True, "box", "stratified", 2, 0, 0.0, False, "last")
+    assert fitted.selected_epoch == 2
     summary = fitted.summary()
     assert (summary["psf"], summary["slab_points"], summary["consistency_steps"],
             summary["jtv_blend"]) == (True, 2, 0, 0.0)

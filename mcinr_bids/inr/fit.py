@@ -289,7 +289,7 @@ def finish_fit(fitted: FittedINR, selected_state: dict | None, seconds: float,
                          for k, v in fitted.model.state_dict().items()}
     if selected_state is not None:
         fitted.model.load_state_dict(selected_state)
-    if fitted.selected_epoch is None:
+    if fitted.selected_epoch is None or fitted.settings.selection == "last":
         fitted.selected_epoch = len(fitted.history)
     return fitted
 
@@ -360,7 +360,8 @@ def fit_inr(volumes: list[Volume], settings: INRSettings, masks: list | None = N
         row = history_row(fitted, epoch, squared_error_sum.cpu().numpy(), seen, mi_values[-1],
                           scheduler.get_last_lr()[0], train_seconds,
                           time.perf_counter() - mi_start, bar)
-        if mutual_information_rule(fitted, mi_values, epoch) and not settings.early_stopping:
+        if (mutual_information_rule(fitted, mi_values, epoch) and not settings.early_stopping
+                and settings.selection == "mi"):
             selected_state = copy.deepcopy(model.state_dict())
         if epoch_callback is not None:
             row.update(epoch_callback(epoch, fitted) or {})

@@ -18,6 +18,7 @@ PSF_SAMPLINGS = ("random", "stratified")
 #: of JTV: ``box`` (the mean across the slice thickness: thick 2D slices), ``point`` (the
 #: voxel centre: decimated data)
 SLICE_PROFILES = ("box", "point")
+SELECTIONS = ("mi", "last")
 #: ``auto`` picks cuda, then mps, then cpu
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -111,6 +112,10 @@ class INRSettings:
         return 0.5 if self.consistency_profile == "box" else 0.0
     # Early stopping on mutual information between predicted contrasts
     early_stopping: bool = True
+    #: the state the fit keeps: ``mi`` (the epoch the MI rule picks, the paper's; the last one
+    #: when it never fires) or ``last`` (the end of the schedule: the slab model's MI pick can
+    #: come far too early, epoch 11 of 40 on a thick case, 1.7 dB below the last state)
+    selection: str = "mi"
     mi_bins: int = 32
     mi_points: int = 65536
     mi_window: int = 4
@@ -148,6 +153,8 @@ class INRSettings:
                              "psf_sampling = 'random' for the Gaussian profile)")
         if self.psf_epochs is not None and self.psf_epochs < 1:
             raise ValueError(f"psf_epochs must be >= 1 (or unset), got {self.psf_epochs}")
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
         if self.consistency_profile not in SLICE_PROFILES:
             raise ValueError(f"consistency_profile must be one of {SLICE_PROFILES}, got "
                              f"{self.consistency_profile!r}")
@@ -180,9 +187,9 @@ def resolve_slice_model(settings: INRSettings, thick_slices: bool) -> INRSetting
     The slab model (box profile, ``psf_samples`` fixed points across each slab) where the
     inputs have ``thick_slices`` (:func:`mcinr_bids.geometry.has_thick_slices` of any input)
     that are not point samples (``consistency_profile`` box), with the model's own output (no
-    consistency step, no JTV blend unless ``jtv_blend`` is set) and the whole schedule (the MI
-    rule stopped it under-trained); the point model otherwise.  Measured in
-    benchmarks/RESULTS.md.
+    consistency step, no JTV blend unless ``jtv_blend`` is set) and the whole schedule, its last
+    state kept (the MI rule stopped it under-trained, or picked an early epoch); the point
+    model otherwise.  Measured in benchmarks/RESULTS.md.
     """
     if settings.psf is not None:
         return settings
@@ -191,7 +198,7 @@ def resolve_slice_model(settings: INRSettings, thick_slices: bool) -> INRSetting
     return dataclasses.replace(
         settings, psf=True, psf_profile="box", psf_sampling="stratified", consistency_steps=0,
         jtv_blend=0.0 if settings.jtv_blend is None else settings.jtv_blend,
-        early_stopping=False)
+        early_stopping=False, selection="last")
 
 
 PRESETS: dict[str, dict] = {
@@ -225,9 +232,11 @@ PRESETS: dict[str, dict] = {
         "psf_samples": 4,
         "consistency_steps": 0,
         "jtv_blend": 0.0,
-        # the whole schedule: the MI rule stopped an end-to-end run at epoch 16 of 40 (33.27 /
-        # 26.25 dB on gli, below the default), the measured runs went 38-39 epochs
+        # the whole schedule, its last state: the MI rule stopped an end-to-end run at epoch
+        # 16 of 40 (33.27 / 26.25 dB on gli, below the default), and picked epoch 11 of 40 in
+        # a slab fit with 2 points (1.7 dB below its last state)
         "early_stopping": False,
+        "selection": "last",
     },
 }
 
