@@ -229,7 +229,7 @@ def test_slice_model_rule():
     automatic = INRSettings()
     slab = resolve_slice_model(automatic, thick_slices=True)
     assert (slab.psf, slab.psf_samples, slab.consistency_steps, slab.jtv_blend,
-            slab.early_stopping, slab.selection) == (True, 2, 0, 0.0, False, "last")
+            slab.early_stopping, slab.selection) == (True, 2, 2, 0.0, False, "last")
     assert resolve_slice_model(INRSettings(jtv_blend=0.3), True).jtv_blend == 0.3
     assert resolve_slice_model(automatic, thick_slices=False).psf is False
     assert resolve_slice_model(INRSettings(consistency_profile="point"), True).psf is False

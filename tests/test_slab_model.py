@@ -130,7 +130,7 @@ def test_unbiased_slab_loss_is_the_squared_error_of_the_mean():
 
 def test_the_slab_model_is_automatic_on_thick_slices(phantom):
     """psf unset: thick slices (4 mm of 1 mm pixels) are fitted through the box profile with 2
-    fixed points and no consistency step or blend, over the whole schedule; decimated data
+    fixed points, with the consistency step but no blend, over the whole schedule; decimated data
     (point samples) and isotropic data with the point model; psf given is kept."""
     from mcinr_bids import simulate
 
@@ -143,11 +143,11 @@ def test_the_slab_model_is_automatic_on_thick_slices(phantom):
     used = fitted.settings
     assert (used.psf, used.psf_profile, used.psf_sampling, used.psf_samples,
             used.consistency_steps, used.blend_weight, used.early_stopping,
-            used.selection) == (True, "box", "stratified", 2, 0, 0.0, False, "last")
+            used.selection) == (True, "box", "stratified", 2, 2, 0.0, False, "last")
     assert fitted.selected_epoch == 2
     summary = fitted.summary()
     assert (summary["psf"], summary["slab_points"], summary["consistency_steps"],
-            summary["jtv_blend"]) == (True, 2, 0, 0.0)
+            summary["jtv_blend"]) == (True, 2, 2, 0.0)
     decimated = settings_for_preset("fast", epochs=1, consistency_profile="point")
     assert fit_inr(volumes, decimated).settings.psf is False
     isotropic = [Volume(t1, affine, "t1"), Volume(flair, affine, "flair")]

@@ -321,7 +321,8 @@ def fit_inr(volumes: list[Volume], settings: INRSettings, masks: list | None = N
     FittedINR
         With the model in its selected state (the epoch early stopping picked, else the last) and
         the last state kept in ``last_state``.  Its ``settings`` are the ones used: ``settings``
-        without the grid levels finer than the data can inform (:func:`informed_cell_sizes`).
+        without the grid levels finer than the data can inform (:func:`informed_cell_sizes`),
+        an automatic ``psf`` decided from the inputs (:func:`.settings.resolve_slice_model`).
     """
     fitted, data = prepare_fit(volumes, settings, masks, transforms)
     settings, model = fitted.settings, fitted.model

@@ -61,8 +61,8 @@ class INRSettings:
     #: rather than with the model at the voxel's centre (the point model); unset (None) =
     #: automatic (:func:`mcinr_bids.inr.slab.resolve_slice_model`): the slab model where an
     #: input has thick slices and the acquisitions are not point samples
-    #: (``consistency_profile`` box), with no consistency step, no JTV blend and the whole
-    #: schedule; true or false chooses, and the other settings then apply as given
+    #: (``consistency_profile`` box), with no JTV blend and the whole schedule's last state;
+    #: true or false chooses, and the other settings then apply as given
     psf: bool | None = None
     #: points across each voxel's profile (K model evaluations per voxel and step)
     psf_samples: int = 2
@@ -186,17 +186,17 @@ def resolve_slice_model(settings: INRSettings, thick_slices: bool) -> INRSetting
 
     The slab model (box profile, ``psf_samples`` fixed points across each slab) where the
     inputs have ``thick_slices`` (:func:`mcinr_bids.geometry.has_thick_slices` of any input)
-    that are not point samples (``consistency_profile`` box), with the model's own output (no
-    consistency step, no JTV blend unless ``jtv_blend`` is set) and the whole schedule, its last
-    state kept (the MI rule stopped it under-trained, or picked an early epoch); the point
-    model otherwise.  Measured in benchmarks/RESULTS.md.
+    that are not point samples (``consistency_profile`` box), with the consistency step but no
+    JTV blend unless ``jtv_blend`` is set (the blend brought JTV's 4 mm steps back), and the
+    whole schedule, its last state kept (the MI rule stopped it under-trained, or picked an
+    early epoch); the point model otherwise.  Measured in benchmarks/RESULTS.md.
     """
     if settings.psf is not None:
         return settings
     if not (thick_slices and settings.consistency_profile == "box"):
         return dataclasses.replace(settings, psf=False)
     return dataclasses.replace(
-        settings, psf=True, psf_profile="box", psf_sampling="stratified", consistency_steps=0,
+        settings, psf=True, psf_profile="box", psf_sampling="stratified",
         jtv_blend=0.0 if settings.jtv_blend is None else settings.jtv_blend,
         early_stopping=False, selection="last")
 
