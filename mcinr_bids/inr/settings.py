@@ -59,7 +59,7 @@ class INRSettings:
     # Slice profile (point spread function) model
     #: compare each LR voxel with the model's mean across its slice profile (the slab model)
     #: rather than with the model at the voxel's centre (the point model); unset (None) =
-    #: automatic (:func:`mcinr_bids.inr.slab.resolve_slice_model`): the slab model where an
+    #: automatic (:func:`resolve_slice_model`): the slab model where an
     #: input has thick slices and the acquisitions are not point samples
     #: (``consistency_profile`` box), with no JTV blend and the whole schedule's last state;
     #: true or false chooses, and the other settings then apply as given
@@ -89,8 +89,9 @@ class INRSettings:
     consistency_profile: str = "box"
     #: weight of the joint-total-variation reconstruction (mcinr_bids.jtv, the [jtv] table)
     #: averaged into the output: 0 = the INR alone; 0.5 = the INR/JTV mean; unset (None) =
-    #: 0.5 for thick slices (``consistency_profile`` box: the best measured there,
-    #: benchmarks/RESULTS.md) and 0 for decimated data (where JTV loses to cubic)
+    #: 0.5 for the point model on thick slices (``consistency_profile`` box: the best
+    #: measured there, benchmarks/RESULTS.md), 0 for decimated data (where JTV loses to
+    #: cubic) and 0 with the automatic slab model (:func:`resolve_slice_model`)
     jtv_blend: float | None = None
 
     @property
