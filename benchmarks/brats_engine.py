@@ -86,7 +86,11 @@ def run_method(method: str, time_limit: float | None) -> dict:
                         zip(simulation.names, truths, ranges))}
         else:
             model = method.split("-")[1] if method.startswith("fast") else "split"
-            settings = settings_for_preset("fast", model=model, psf=method == "thick-psf")
+            # "thick-psf" is the fifth session's Gaussian profile, 8 random points (RESULTS);
+            # every other row the point model (psf given: the automatic choice is off)
+            psf = ({"psf": True, "psf_profile": "gaussian", "psf_sampling": "random",
+                    "psf_samples": 8} if method == "thick-psf" else {"psf": False})
+            settings = settings_for_preset("fast", model=model, **psf)
             if method.startswith("thick"):
                 settings.epochs = THICK_EPOCHS
         predictions, fitted = run_inr(settings, simulation, epoch_callback=callback)

@@ -52,7 +52,8 @@ def main() -> int:
             flush=True)
 
     started = time.perf_counter()
-    inr, fitted = run_inr(INRSettings(seed=args.seed, jtv_blend=0.0), simulation)
+    # the point model, as measured in the ninth session (thick slices now get the slab model)
+    inr, fitted = run_inr(INRSettings(seed=args.seed, jtv_blend=0.0, psf=False), simulation)
     show(f"INR + consistency ({len(fitted.history)} epochs)", inr, started)
     shape, affine = simulation.truths[0].shape, simulation.affine
     for iterations, start in ((150, "cubic"), (150, "INR"), (50, "INR"), (20, "INR")):

@@ -249,3 +249,16 @@ def test_psf_option_is_automatic_unless_given(argv, expected):
         is expected
     app = build_config(["/data", "/out", "participant", *argv])
     assert app.inr.psf is expected
+
+
+def test_slice_model_settings_from_a_config_file(tmp_path):
+    """[inr] psf = false and selection = "last" in a config file reach the settings; --psf on
+    the command line wins over the file (one precedence rule)."""
+    path = tmp_path / "settings.toml"
+    path.write_text('[inr]\npsf = false\nselection = "last"\n')
+    given = app(tmp_path, "--config-file", str(path)).inr
+    assert (given.psf, given.selection) == (False, "last")
+    assert app(tmp_path, "--config-file", str(path), "--psf").inr.psf is True
+    path.write_text('[inr]\nselection = "best"\n')
+    with pytest.raises(ValueError, match="selection must be one of"):
+        fit_settings("--config-file", str(path))

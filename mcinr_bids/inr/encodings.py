@@ -169,16 +169,24 @@ def neighbour_laplacian(volume: torch.Tensor) -> torch.Tensor:
     return laplacian.div_(6.0)
 
 
+#: batches of one grid_sample call on the CPU: each holds a gradient as large as the volume
+#: (the 1 mm table of a brain: ~35 MB), zeroed and summed every step, so many-core machines
+#: stop here (measured with 2 threads only)
+MAX_CPU_BATCHES = 4
+
+
 def sample_volume(volume: torch.Tensor, coordinates: torch.Tensor) -> torch.Tensor:
     """Trilinear interpolation of a feature volume (F, Z, Y, X) at coordinates (B, 3) in
     [-1, 1] (x, y, z: -1 and 1 are the first and last vertex, the border value beyond them);
     shape (B, F).
 
     On the CPU the points go in one batch per thread: ``grid_sample``'s CPU kernels run the
-    batches of one call in parallel (the volume is shared between them, not copied)."""
+    batches of one call in parallel (the volume is shared between them, not copied; its
+    gradient is not: one volume per batch, summed, hence at most :data:`MAX_CPU_BATCHES`)."""
     count = coordinates.shape[0]
-    parts = torch.get_num_threads() if coordinates.device.type == "cpu" else 1
-    parts = max(1, min(parts, count // 4096))
+    parts = 1
+    if coordinates.device.type == "cpu":
+        parts = max(1, min(torch.get_num_threads(), MAX_CPU_BATCHES, count // 4096))
     per_part = -(-count // parts)
     padding = per_part * parts - count
     if padding:
