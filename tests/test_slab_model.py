@@ -156,3 +156,38 @@ def test_the_slab_model_is_automatic_on_thick_slices(phantom):
         False, 2, 0.5, True)
     assert fit_inr(volumes, settings_for_preset("fast", epochs=1, psf=False)).settings.psf \
         is False
+
+
+def test_an_image_without_thick_slices_is_evaluated_once_per_voxel():
+    """Mixed inputs (a 1 mm 3D image with thick 2D ones) under the slab model: the 3D image has
+    no slab (a zero box profile), so its voxels are evaluated once, at the centre, and repeated
+    K times; the thick image's K points are unchanged; the gradient reaches the model."""
+    from mcinr_bids.inr.data import CoordinateNormaliser, slice_profile_factors
+    from mcinr_bids.inr.fit import TrainingData
+    from mcinr_bids.inr.model import build_model
+    from mcinr_bids.inr.slab import predict_samples
+
+    normaliser = CoordinateNormaliser(low=np.zeros(3), high=np.full(3, 40.0))
+    thick = Volume(np.ones((40, 40, 10), np.float32), np.diag([1.0, 1.0, 4.0, 1.0]))
+    iso = Volume(np.ones((40, 40, 40), np.float32), np.eye(4))
+    profile = torch.from_numpy(slice_profile_factors([thick, iso], [None, None], normaliser,
+                                                     "box"))
+    assert profile[1].abs().max() == 0 and profile[0, 2, 2] == pytest.approx(0.2)
+    settings = settings_for_preset("fast", psf=True, psf_samples=2)
+    model = build_model(2, settings, np.full(3, 40.0), seed=0)
+    coordinates = torch.rand(6, 3) * 1.6 - 0.8
+    image = torch.tensor([1, 0, 1, 1, 0, 0])
+    data = TrainingData(coordinates=coordinates, values=torch.zeros(6), image_index=image,
+                        image_weight=torch.ones(2), profile=profile)
+    evaluated = []
+    model.register_forward_hook(lambda module, args, out: evaluated.append(len(args[0])))
+    output = predict_samples(model, data, torch.arange(6), settings, use_bf16=False)
+    assert evaluated == [2 * 3 + 3] and output.shape == (2, 6)
+    with torch.no_grad():
+        centre = model(coordinates)
+        for k, z in enumerate((-0.25, 0.25)):
+            shifted = model(coordinates + torch.tensor([0.0, 0.0, 0.2 * z]))
+            expected = torch.where(image == 0, shifted[:, 0], centre[:, 1])
+            torch.testing.assert_close(output[k], expected)
+    output.sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())

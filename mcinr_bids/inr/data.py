@@ -19,6 +19,7 @@ from ..geometry import (
     FWHM_TO_SIGMA,
     apply_transform,
     bounding_box,
+    has_thick_slices,
     thick_axis,
     voxel_sizes,
     world_coordinates,
@@ -358,11 +359,14 @@ def slice_profile_factors(volumes, transforms, normaliser, profile: str = "gauss
     """Per image, a 3x3 matrix L with offsets = z @ L.T drawing points from its slice profile,
     in normalised coordinates; shape (N, 3, 3).  ``gaussian`` (z ~ N(0, I)): FWHM one voxel
     along every voxel axis (slice thickness along the thick axis, pixel size in plane);
-    ``box`` (z ~ U(-1/2, 1/2)^3): uniform across the slice thickness, nothing in plane."""
+    ``box`` (z ~ U(-1/2, 1/2)^3): uniform across the slice thickness, nothing in plane; zero
+    for an image without thick slices (:func:`has_thick_slices`: a 3D acquisition's voxels are
+    points, and the fit evaluates them once rather than K times)."""
     factors = []
     for volume, transform in zip(volumes, transforms):
         if profile == "box":
-            linear = volume.affine[:3, :3] * (np.arange(3) == thick_axis(volume.affine))
+            slab = (np.arange(3) == thick_axis(volume.affine)) & has_thick_slices(volume.affine)
+            linear = volume.affine[:3, :3] * slab
         else:
             linear = volume.affine[:3, :3] * FWHM_TO_SIGMA
         if transform is not None:

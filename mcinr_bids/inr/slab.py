@@ -35,11 +35,32 @@ def predict_samples(model: nn.Module, data: TrainingData, batch: torch.Tensor,
             else:
                 noise = torch.randn(shape, device=coordinates.device)
             offsets = torch.einsum("kbj,bij->kbi", noise, data.profile[image])
-            points = (coordinates.unsqueeze(0) + offsets).reshape(-1, 3)
-            output = model(points).reshape(settings.psf_samples, len(batch), -1).float()
+            slab_images = data.profile.flatten(1).any(1)
+            if bool(slab_images.all()):
+                points = (coordinates.unsqueeze(0) + offsets).reshape(-1, 3)
+                output = model(points).reshape(shape[0], len(batch), -1).float()
+            else:
+                output = _mixed_samples(model, coordinates, offsets, slab_images[image])
         else:
             output = model(coordinates).float().unsqueeze(0)
     return output.gather(2, image.view(1, -1, 1).expand(len(output), -1, 1)).squeeze(2)
+
+
+def _mixed_samples(model: nn.Module, coordinates: torch.Tensor, offsets: torch.Tensor,
+                   slab: torch.Tensor) -> torch.Tensor:
+    """The model at the K points (``offsets``, (K, B, 3)) of the samples whose image has a slab
+    (``slab``, (B,) bool) and once at the centre of the others (a 3D image among thick ones),
+    repeated K times: the same (K, B, C) values as K evaluations, at a fraction of the cost."""
+    thick = slab.nonzero().squeeze(1)
+    thin = (~slab).nonzero().squeeze(1)
+    count = offsets.shape[0]
+    points = torch.cat(((coordinates[thick].unsqueeze(0) + offsets[:, thick]).reshape(-1, 3),
+                        coordinates[thin]))
+    values = model(points).float()
+    split = count * len(thick)
+    both = torch.cat((values[:split].reshape(count, len(thick), -1),
+                      values[split:].unsqueeze(0).expand(count, -1, -1)), dim=1)
+    return both[:, torch.argsort(torch.cat((thick, thin)))]
 
 
 def slab_loss(residuals: torch.Tensor, unbiased: bool) -> torch.Tensor:
