@@ -27,8 +27,14 @@ import numpy as np
 
 from .baselines import cubic_on_grid
 from .geometry import apply_transform, thick_axis, voxel_sizes, world_coordinates
-from .inr.data import IntensityScale, Volume, automatic_foreground_mask, observed_region
+from .inr.data import (
+    IntensityScale,
+    Volume,
+    automatic_foreground_mask,
+    observed_region,
+)
 from .inr.settings import SLICE_PROFILES as PROFILES
+from .inr.slices import slab_fraction
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -78,14 +84,16 @@ def noise_sigma(data: np.ndarray, mask: np.ndarray, axis: int) -> float:
 def profile_offsets(volume: Volume, profile: str, resolution: float) -> np.ndarray:
     """Offsets (K, 3) in the LR image's voxel units of the points that represent one voxel:
     its centre (``point``) or K points evenly across the slice thickness (``box``, K = slice
-    thickness / output voxel size)."""
+    thickness / output voxel size; the thickness is the spacing unless the volume gives its own,
+    :func:`~mcinr_bids.inr.data.slab_fraction`)."""
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
     axis = thick_axis(volume.affine)
-    count = 1 if profile == "point" else max(1, round(voxel_sizes(volume.affine)[axis]
-                                                       / resolution))
+    fraction = slab_fraction(volume)
+    count = 1 if profile == "point" else max(1, round(
+        voxel_sizes(volume.affine)[axis] * fraction / resolution))
     offsets = np.zeros((count, 3))
-    offsets[:, axis] = (np.arange(count) + 0.5) / count - 0.5
+    offsets[:, axis] = ((np.arange(count) + 0.5) / count - 0.5) * fraction
     return offsets
 
 

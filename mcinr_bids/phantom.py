@@ -165,7 +165,8 @@ def write_bids_phantom(root, subjects=(("01", None, False), ("02", "01", True)),
             path = os.path.join(folder, f"{prefix}_{suffix}.nii.gz")
             image.to_filename(path)
             with open(path.replace(".nii.gz", ".json"), "w") as handle:
-                json.dump({"MagneticFieldStrength": 3, "MRAcquisitionType": "2D"}, handle)
+                json.dump({"MagneticFieldStrength": 3, "MRAcquisitionType": "2D",
+                           "SliceThickness": resolution * factor}, handle)
             paths[suffix] = path
         written[(subject, session)] = paths
         rows.append(f"sub-{subject}")

@@ -24,10 +24,11 @@ from .geometry import (
     grid_coordinates,
     isotropic_grid,
 )
-from .inr import InputError, fit_inr, load_volume, predict_on_grid, save_checkpoint
+from .inr import InputError, fit_inr, predict_on_grid, save_checkpoint
 from .inr.data import output_foreground
 from .inr.predict import predict_at_voxels, union_grid, write_history
 from .inr.settings import INRSettings
+from .inr.slices import check_slice_thickness, load_acquisition
 from .io import save_nifti, write_tsv
 from .metrics import mutual_information
 
@@ -104,14 +105,20 @@ def write_metrics(rows: list[dict], path: str) -> str:
 
 
 def load_subject(image_files: list[str], names: list[str], to_reference: list[np.ndarray],
-                 reference_to_output: np.ndarray, brain_mask_file: str | None
+                 reference_to_output: np.ndarray, brain_mask_file: str | None,
+                 slice_thickness: list[float] | None = None
                  ) -> tuple[list, list | None, list[np.ndarray]]:
     """The app's inputs as the engine takes them: volumes, masks on each image's own grid (the
     reference's brain mask carried through the rigid transforms, or ``None``: automatic
-    foreground masks) and each image's world -> output-space transform."""
-    volumes = [load_volume(path) for path in image_files]
-    for volume, name in zip(volumes, names):
+    foreground masks) and each image's world -> output-space transform.  ``slice_thickness``
+    (mm, one per image; 0 = the slice spacing) are the BIDS sidecars' ``SliceThickness``."""
+    volumes = [load_acquisition(path) for path in image_files]
+    for volume, name, thickness in zip(volumes, names,
+                                       slice_thickness or [0.0] * len(volumes)):
         volume.name = name
+        if thickness:
+            volume.slice_thickness_mm = float(thickness)
+            check_slice_thickness(volume)
     transforms = [np.asarray(reference_to_output) @ np.asarray(t) for t in to_reference]
     masks = None
     if brain_mask_file:

@@ -101,7 +101,8 @@ def test_warm_start_fits_the_slab_model_in_the_last_epochs_only(low_resolution):
 
 
 def test_box_slice_profile_spans_the_slab_only():
-    from mcinr_bids.inr.data import CoordinateNormaliser, Volume, slice_profile_factors
+    from mcinr_bids.inr.data import CoordinateNormaliser, Volume
+    from mcinr_bids.inr.slices import slice_profile_factors
 
     affine = np.diag([1.0, 1.0, 4.0, 1.0])
     volume = Volume(np.ones((10, 10, 5), np.float32), affine)
@@ -162,10 +163,11 @@ def test_an_image_without_thick_slices_is_evaluated_once_per_voxel():
     """Mixed inputs (a 1 mm 3D image with thick 2D ones) under the slab model: the 3D image has
     no slab (a zero box profile), so its voxels are evaluated once, at the centre, and repeated
     K times; the thick image's K points are unchanged; the gradient reaches the model."""
-    from mcinr_bids.inr.data import CoordinateNormaliser, slice_profile_factors
+    from mcinr_bids.inr.data import CoordinateNormaliser
     from mcinr_bids.inr.fit import TrainingData
     from mcinr_bids.inr.model import build_model
     from mcinr_bids.inr.slab import predict_samples
+    from mcinr_bids.inr.slices import slice_profile_factors
 
     normaliser = CoordinateNormaliser(low=np.zeros(3), high=np.full(3, 40.0))
     thick = Volume(np.ones((40, 40, 10), np.float32), np.diag([1.0, 1.0, 4.0, 1.0]))

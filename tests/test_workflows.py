@@ -115,6 +115,12 @@ def test_methods_text_says_what_was_run():
                            settings=settings_for_preset("fast"), bias_correction=True,
                            evaluation=False, qc_holdout=3)
     assert "every 3rd acquired slice of each image was left out" in checked
+    assert "sidecars' slice thickness" not in checked
+    gapped = methods_text(n_images=2, reference="sub-01_T1w", space="MNI", resolution=1.0,
+                          settings=settings_for_preset("fast"), bias_correction=True,
+                          evaluation=False, slabs=[("sub-01_FLAIR", 5.0, 6.5)])
+    assert ("followed the sidecars' slice thickness: sub-01_FLAIR 5 mm slices 6.5 mm apart."
+            in gapped)
 
 
 def test_sidecar_description_follows_the_model(tmp_path):

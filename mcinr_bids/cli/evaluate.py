@@ -10,8 +10,9 @@ import numpy as np
 
 from .. import __version__, metrics
 from ..evaluation import BASELINES, INR_MODELS, evaluate, simulate_acquisitions
-from ..inr import InputError, load_mask, load_volume
+from ..inr import InputError, load_mask
 from ..inr.settings import DEVICES, PRESETS
+from ..inr.slices import load_acquisition
 from ..io import write_text, write_tsv
 from .fit import check_output_dir, inr_settings
 from .options import HelpFormatter, given_options
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         if len(args.axes) != len(args.images):
             raise InputError(f"{len(args.axes)} axes for {len(args.images)} images: give one "
                              "--axes letter per image.")
-        volumes = [load_volume(path) for path in args.images]
+        volumes = [load_acquisition(path) for path in args.images]
         mask = load_mask(args.mask, volumes[0]) if args.mask else None
         try:
             simulation = simulate_acquisitions(volumes, args.axes, args.protocol, args.factor,

@@ -15,10 +15,10 @@ from ..config import read_config_file, resolve_config
 from ..inr import (
     InputError,
     load_mask,
-    load_volume,
     reference_grid,
 )
 from ..inr.settings import DEVICES, MODELS, PRESETS
+from ..inr.slices import load_acquisition
 from ..io import write_json
 from ..superres import superresolve
 from .options import HelpFormatter, OptionMap, given_options, to_tables
@@ -144,7 +144,7 @@ def load_transform(path: str) -> np.ndarray:
 
 def run(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
     started = time.perf_counter()
-    volumes = [load_volume(path) for path in args.images]
+    volumes = [load_acquisition(path) for path in args.images]
     for volume, name in zip(volumes, unique_names([v.name for v in volumes])):
         volume.name = name
     if args.mask and len(args.mask) != len(volumes):

@@ -104,13 +104,17 @@ def _load_filters(path: str | None) -> dict:
     return filters
 
 
-def image_problem(path: str) -> str | None:
+def image_problem(path: str, slice_thickness: float | None = None) -> str | None:
     """What makes an input image unusable (unreadable, not 3D, NaN/inf, all zeros, constant,
-    singular affine), as one message naming the file and the fix; ``None`` when usable."""
+    singular affine, a slice thickness (its sidecar's, BIDS inheritance applied: given) that
+    does not fit its slices), as one message naming the file and the fix; ``None`` when usable."""
     from ..inr.data import InputError, load_volume
+    from ..inr.slices import check_slice_thickness
 
     try:
-        load_volume(path)
+        volume = load_volume(path)
+        volume.slice_thickness_mm = slice_thickness
+        check_slice_thickness(volume)
     except InputError as error:
         return str(error)
     return None
@@ -121,7 +125,8 @@ def split_by_image_content(groups: list, logger: logging.Logger) -> tuple[list, 
     problem of its first bad image): a bad image stops only its own subject/session."""
     good, bad = [], []
     for group in groups:
-        problem = next(filter(None, map(image_problem, group.images)), None)
+        problem = next(filter(None, (image_problem(path, group.slice_thickness.get(path))
+                                     for path in group.images)), None)
         if problem is None:
             good.append(group)
         else:

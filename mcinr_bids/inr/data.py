@@ -16,11 +16,8 @@ import numpy as np
 from scipy import ndimage
 
 from ..geometry import (
-    FWHM_TO_SIGMA,
     apply_transform,
     bounding_box,
-    has_thick_slices,
-    thick_axis,
     voxel_sizes,
     world_coordinates,
 )
@@ -41,6 +38,10 @@ class Volume:
     #: slices kept out of every fit (``--qc-holdout``): (voxel axis, boolean per slice); their
     #: ``data`` hold an interpolation from the other slices, never the acquired values
     held_out: tuple[int, np.ndarray] | None = None
+    #: thick slices: the slice thickness (mm; the BIDS sidecar's ``SliceThickness``) when it
+    #: differs from the slice spacing (gaps, or overlap); None = the voxel size along the thick
+    #: axis (contiguous slices)
+    slice_thickness_mm: float | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -352,27 +353,6 @@ def training_samples(volumes, masks, transforms, normaliser, scales, dilation_mm
         values.append(scale.normalise(volume.data[region]))
         index.append(np.full(len(voxels), number, dtype=np.int64))
     return np.concatenate(coordinates), np.concatenate(values), np.concatenate(index)
-
-
-def slice_profile_factors(volumes, transforms, normaliser, profile: str = "gaussian"
-                          ) -> np.ndarray:
-    """Per image, a 3x3 matrix L with offsets = z @ L.T drawing points from its slice profile,
-    in normalised coordinates; shape (N, 3, 3).  ``gaussian`` (z ~ N(0, I)): FWHM one voxel
-    along every voxel axis (slice thickness along the thick axis, pixel size in plane);
-    ``box`` (z ~ U(-1/2, 1/2)^3): uniform across the slice thickness, nothing in plane; zero
-    for an image without thick slices (:func:`has_thick_slices`: a 3D acquisition's voxels are
-    points, and the fit evaluates them once rather than K times)."""
-    factors = []
-    for volume, transform in zip(volumes, transforms):
-        if profile == "box":
-            slab = (np.arange(3) == thick_axis(volume.affine)) & has_thick_slices(volume.affine)
-            linear = volume.affine[:3, :3] * slab
-        else:
-            linear = volume.affine[:3, :3] * FWHM_TO_SIGMA
-        if transform is not None:
-            linear = np.asarray(transform)[:3, :3] @ linear
-        factors.append(np.diag(2.0 / normaliser.extent_mm) @ linear)
-    return np.stack(factors).astype(np.float32)
 
 
 def prepare_masks(volumes: list[Volume], masks: list | None) -> list[np.ndarray]:

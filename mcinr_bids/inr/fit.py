@@ -30,7 +30,6 @@ from .data import (
     dilate_mask_mm,
     output_foreground,
     prepare_masks,
-    slice_profile_factors,
     training_samples,
     validate_inputs,
 )
@@ -39,6 +38,7 @@ from .encodings import diffuse_features
 from .model import build_model
 from .settings import INRSettings, resolve_slice_model
 from .slab import predict_samples, slab_loss
+from .slices import slice_profile_factors
 from .stopping import (
     mutual_information_points,
     mutual_information_rule,

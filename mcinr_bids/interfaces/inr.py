@@ -34,6 +34,8 @@ class _FitINRInputSpec(BaseInterfaceInputSpec):
     use_gpu = traits.Bool(False, usedefault=True,
                           desc="a GPU job for MultiProc's n_gpu_procs scheduling (one slot)")
     jtv_settings = traits.Dict(desc="the [jtv] table, for the INR's jtv_blend")
+    slice_thickness = traits.List(traits.Float, desc="SliceThickness (mm) of each image's "
+                                  "sidecar; 0 = the slice spacing")
 
 
 class _ReconstructionOutputSpec(TraitedSpec):
@@ -63,7 +65,7 @@ def load_inputs(inputs) -> tuple[list, list | None, list, tuple | None]:
                            if inputs.reference_to_output else np.eye(4))
     volumes, masks, transforms = load_subject(
         list(inputs.in_files), list(inputs.names), to_reference, reference_to_output,
-        inputs.brain_mask or None)
+        inputs.brain_mask or None, list(inputs.slice_thickness or []) or None)
     grid = (template_grid(inputs.template_file, inputs.resolution)
             if inputs.template_file else None)
     return volumes, masks, transforms, grid

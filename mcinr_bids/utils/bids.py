@@ -13,6 +13,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from ..geometry import has_thick_slices, thick_axis, voxel_sizes
 from ..io import save_image
 
 
@@ -133,6 +134,8 @@ class SubjectInputs:
     subject: str
     session: str | None
     images: list[str] = field(default_factory=list)
+    #: image -> ``SliceThickness`` (mm) of its sidecar (BIDS inheritance applied), where given
+    slice_thickness: dict[str, float] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -162,8 +165,25 @@ def collect_inputs(layout, subjects: list[str], sessions: list[str], contrasts: 
                     query["session"] = session
                 query.update(filters.get(contrast, {}))
                 images.extend(sorted(layout.get(**query)))
-            groups.append(SubjectInputs(subject, session, images))
+            thickness = {path: float(value) for path in images
+                         if (value := layout.get_metadata(path).get("SliceThickness"))
+                         is not None}
+            groups.append(SubjectInputs(subject, session, images, thickness))
     return groups
+
+
+def sidecar_slabs(images: list[str], thickness: dict[str, float]
+                  ) -> list[tuple[str, float, float]]:
+    """(BIDS stem, slice thickness, slice spacing) of each thick-slice image whose sidecar's
+    ``SliceThickness`` differs from its slice spacing (gaps or overlap), for the methods text."""
+    slabs = []
+    for path in images:
+        affine = nib.load(path).affine
+        spacing = float(voxel_sizes(affine)[thick_axis(affine)])
+        given = thickness.get(path)
+        if given and has_thick_slices(affine) and abs(given - spacing) > 0.01 * spacing:
+            slabs.append((bids_stem(path), float(given), spacing))
+    return slabs
 
 
 def choose_reference(images: list[str]) -> int:

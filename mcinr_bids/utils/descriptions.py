@@ -191,9 +191,11 @@ def blend_words(weight: float) -> str:
 def methods_text(*, n_images: int, reference: str, space: str, resolution: float,
                  settings, bias_correction: bool, evaluation: bool,
                  jtv_settings: dict | None = None, unpaired: bool = False,
-                 qc_holdout: int = 0) -> str:
+                 qc_holdout: int = 0, slabs: list[tuple[str, float, float]] = ()) -> str:
     """The boilerplate of one subject's processing, saying what was run (``settings``: the
-    INRSettings of the fit; ``jtv_settings``: the ``[jtv]`` table when the method is JTV)."""
+    INRSettings of the fit; ``jtv_settings``: the ``[jtv]`` table when the method is JTV;
+    ``slabs``: (image, slice thickness, spacing) of the images whose sidecar's thickness is not
+    their spacing)."""
     preprocessing = ("corrected for intensity non-uniformity (N4, antspyx) and rigidly "
                      "registered" if bias_correction else "rigidly registered (no N4 bias-field "
                      "correction)")
@@ -214,6 +216,10 @@ def methods_text(*, n_images: int, reference: str, space: str, resolution: float
                  f"({resolution:g} mm) in {space} space"
                  f"{consistency_words(settings.consistency_steps, settings.consistency_profile)}"
                  f"{blend_words(settings.blend_weight)}.")
+    if slabs and not unpaired:
+        text += " The slice profiles followed the sidecars' slice thickness: " + "; ".join(
+            f"{name} {thickness:g} mm slices {spacing:g} mm apart"
+            for name, thickness, spacing in slabs) + "."
     if qc_holdout:
         ordinal = f"{qc_holdout}" + ("th" if qc_holdout % 100 in (11, 12, 13) else
                                      {1: "st", 2: "nd", 3: "rd"}.get(qc_holdout % 10, "th"))

@@ -15,7 +15,14 @@ from ..geometry import has_thick_slices
 from ..inr.settings import INRSettings, resolve_slice_model
 from ..interfaces.reports import ParticipantReport
 from ..superres import estimate_memory_gb
-from ..utils.bids import SubjectInputs, bids_stem, bids_suffix, bids_uri, choose_reference
+from ..utils.bids import (
+    SubjectInputs,
+    bids_stem,
+    bids_suffix,
+    bids_uri,
+    choose_reference,
+    sidecar_slabs,
+)
 from ..utils.descriptions import methods_text
 from ..utils.templates import OutputSpace
 from ..utils.unpaired_models import MODEL_DESC, model_files_for, models_folder
@@ -109,7 +116,8 @@ def init_single_subject_wf(*, config: AppConfig, inputs: SubjectInputs, space: O
         resolution=resolution, settings=inr_settings,
         bias_correction=config.workflow.bias_correction, evaluation=bool(originals),
         jtv_settings=jtv_settings if method == "jtv" else None, unpaired=method == "unpaired",
-        qc_holdout=config.workflow.qc_holdout)
+        qc_holdout=config.workflow.qc_holdout,
+        slabs=[] if originals else sidecar_slabs(images, inputs.slice_thickness))
     anat_preproc_wf = init_anat_preproc_wf(
         images=images, reference=reference, bias_correction=config.workflow.bias_correction,
         skull_strip=config.workflow.skull_strip, space=space, seed=config.inr.seed,
@@ -123,6 +131,9 @@ def init_single_subject_wf(*, config: AppConfig, inputs: SubjectInputs, space: O
         ablation=config.workflow.evaluate_ablation, method=method, jtv_settings=jtv_settings,
         unpaired_settings=unpaired_settings, evaluation_models=evaluation_models,
         qc_holdout=config.workflow.qc_holdout,
+        # the simulations of the evaluation mode have their own (contiguous) slices
+        slice_thickness=None if originals else [
+            inputs.slice_thickness.get(path, 0.0) for path in images],
         mem_gb=estimate_memory_gb(images, space.t1w if space.is_template else None,
                                   resolution))
     ds_superres_wf = init_ds_superres_wf(

@@ -20,6 +20,7 @@ def init_superres_wf(*, names: list[str], reference: int, settings: dict, resolu
                      method: str = "inr", jtv_settings: dict | None = None,
                      unpaired_settings: dict | None = None,
                      evaluation_models: dict | None = None, qc_holdout: int = 0,
+                     slice_thickness: list[float] | None = None,
                      name: str = "superres_wf") -> Workflow:
     """Fit one INR to all images of a subject and predict every contrast on the output grid
     (``method="inr"``), or reconstruct them all by joint total variation (``"jtv"``: node
@@ -54,6 +55,9 @@ def init_superres_wf(*, names: list[str], reference: int, settings: dict, resolu
         ``K`` >= 2 adds ``qc_holdout`` (the ground-truth-free check: every K-th slice of each
         image left out of a second reconstruction by the method, JTV and clamped cubic, scored
         on those slices; rows added to the metrics table); 0: none.
+    slice_thickness : list of float or None
+        Each image's slice thickness (mm, its sidecar's ``SliceThickness``; 0 = the slice
+        spacing), for the slab forward models of every reconstruction.
     use_gpu : bool
         The INR fit is a GPU job: it asks MultiProc for one GPU slot and one processor slot
         (nipype charges ``min(n_procs, n_gpu_procs)`` GPU slots per job, so ``--n-gpu-procs N``
@@ -89,6 +93,8 @@ def init_superres_wf(*, names: list[str], reference: int, settings: dict, resolu
                        name=node_name, n_procs=1 if gpu else omp_nthreads, mem_gb=mem_gb)
         if template_file:
             node.inputs.template_file = template_file
+        if slice_thickness and any(slice_thickness):
+            node.inputs.slice_thickness = [float(t) for t in slice_thickness]
         workflow.connect(inputnode, "images", node, "in_files")
         for field in INPUT_FIELDS[1:]:
             workflow.connect(inputnode, field, node, field)
