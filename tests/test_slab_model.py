@@ -193,3 +193,6 @@ def test_an_image_without_thick_slices_is_evaluated_once_per_voxel():
             torch.testing.assert_close(output[k], expected)
     output.sum().backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    with torch.no_grad():  # a batch of the 3D image only, and of the thick one only
+        for only in (torch.tensor([0, 2]), torch.tensor([1, 4])):
+            assert predict_samples(model, data, only, settings, use_bf16=False).shape == (2, 2)

@@ -58,7 +58,7 @@ def _mixed_samples(model: nn.Module, coordinates: torch.Tensor, offsets: torch.T
                         coordinates[thin]))
     values = model(points).float()
     split = count * len(thick)
-    both = torch.cat((values[:split].reshape(count, len(thick), -1),
+    both = torch.cat((values[:split].reshape(count, len(thick), values.shape[1]),
                       values[split:].unsqueeze(0).expand(count, -1, -1)), dim=1)
     return both[:, torch.argsort(torch.cat((thick, thin)))]
 
