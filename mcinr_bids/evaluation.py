@@ -258,20 +258,37 @@ def slice_rows(method: str, name: str, prediction: np.ndarray, truth: np.ndarray
 
 def jtv_on_truth_grid(volumes: list[Volume], masks: list, transforms: list, truth_file: str,
                       settings, start: list[np.ndarray] | None = None) -> list[np.ndarray]:
-    """The JTV reconstruction of every contrast on the grid of the first image's isotropic
-    original (``truth_file``), expressed in the output world through the first image's
-    transform, from the same inputs as the app's reconstruction (LR volumes, masks on their own
-    grids, world -> output transforms), from cubic splines or from ``start``."""
+    """The JTV reconstruction of every contrast, each on its isotropic original's grid (the
+    truths share ``truth_file``'s grid) in its own image's world, from the same inputs as the
+    app's reconstruction (LR volumes, masks on their own grids, world -> output transforms),
+    from cubic splines or from ``start`` (one image per truth, on its grid in its world).
+
+    As a model is predicted through each image's transform, JTV runs on the truth grid carried
+    into the output world by the transform of each image it scores (one run per distinct
+    transform): an image's registration error then does not count against JTV alone (cubic
+    splines are scored in each image's own world)."""
     import nibabel as nib
 
     from .jtv import reconstruct_jtv
 
     truth = nib.load(truth_file)
-    first = transforms[0] if transforms[0] is not None else np.eye(4)
-    grid_affine = np.asarray(first) @ truth.affine
-    images, _ = reconstruct_jtv(volumes, tuple(truth.shape[:3]), grid_affine, settings,
-                                masks=masks, transforms=transforms, start=start)
-    return images
+    shape, affine = tuple(truth.shape[:3]), truth.affine
+    grids = [(np.eye(4) if t is None else np.asarray(t)) @ affine for t in transforms]
+    results: list = [None] * len(volumes)
+    for index, grid in enumerate(grids):
+        if results[index] is not None:
+            continue
+        mine = [np.allclose(other, grid, atol=1e-3) for other in grids]
+        # the start of every contrast on this grid (its own where the grids agree)
+        begin = None if start is None else [
+            image if same else cubic_on_grid(image, affine, shape, grid, transform=t)
+            for image, t, same in zip(start, transforms, mine)]
+        images, _ = reconstruct_jtv(volumes, shape, grid, settings, masks=masks,
+                                    transforms=transforms, start=begin)
+        for number, same in enumerate(mine):
+            if same:
+                results[number] = images[number]
+    return results
 
 
 def model_outputs(model, truths: list, volumes: list[Volume], first_truth: str,
