@@ -36,7 +36,7 @@ class Simulation:
     factor: int = 4
     offset: int | None = None
     #: each truth's detail along its removed axis relative to its best axis, and warnings
-    #: where that is low (:func:`truth_detail`)
+    #: where that is low (:func:`mcinr_bids.metrics.truth_detail`)
     detail: list[float] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -71,7 +71,7 @@ def simulate_acquisitions(volumes: list[Volume], axes: list[str], protocol: str 
         low.append(Volume(data=data, affine=affine, name=volume.name, path=volume.path))
     if mask is None:
         mask = np.logical_and.reduce([automatic_foreground_mask(v.data) for v in volumes])
-    checks = [truth_detail(v.data, mask, v.affine, axis, v.name or f"image {i + 1}")
+    checks = [metrics.truth_detail(v.data, mask, v.affine, axis, v.name or f"image {i + 1}")
               for i, (v, axis) in enumerate(zip(volumes, voxel_axes))]
     return Simulation(truths=[v.data for v in volumes], affine=reference.affine,
                       low_resolution=low, mask=mask, names=[v.name for v in volumes],
@@ -194,53 +194,6 @@ def evaluate(simulation: Simulation, methods: list[str], settings: INRSettings,
     return rows
 
 
-#: a truth whose detail ratio along the removed axis is below this fraction of its best axis's
-#: was probably acquired thick along it (the shared BraTS FLAIRs along A: 0.71-0.81; axes with
-#: real 1 mm detail: 0.94-1.0)
-DETAIL_WARNING = 0.85
-
-
-def truth_detail(truth: np.ndarray, mask: np.ndarray, affine: np.ndarray, axis: int,
-                 name: str) -> tuple[float, str | None]:
-    """The truth's detail along voxel ``axis`` (the one the simulation removes) relative to
-    its best axis (:func:`mcinr_bids.metrics.detail_ratio`), and a warning naming the better
-    axis when it is below :data:`DETAIL_WARNING`."""
-    import nibabel as nib
-    from scipy import ndimage
-
-    inner = ndimage.binary_erosion(np.asarray(mask, dtype=bool), iterations=3)
-    ratios = [metrics.detail_ratio(truth, inner, a, erosion=0) for a in range(3)]
-    if not np.isfinite(ratios).any():
-        return float("nan"), None
-    best = int(np.nanargmax(ratios))
-    relative = ratios[axis] / ratios[best]
-    if not relative < DETAIL_WARNING:
-        return float(relative), None
-    canonical = {"L": "R", "R": "R", "P": "A", "A": "A", "I": "S", "S": "S"}
-    codes = [canonical[c] for c in nib.aff2axcodes(affine)]
-    letter, better = codes[axis], codes[best]
-    return float(relative), (
-        f"{name}: the isotropic original has little detail along {letter} (detail ratio "
-        f"{ratios[axis]:.2f} against {ratios[best]:.2f} along {better}): it was probably "
-        f"acquired thick along {letter} and interpolated, so a score along {letter} measures "
-        f"agreement with an interpolation; simulate along {better} instead")
-
-
-def acquisition_on_grid(low_affine: np.ndarray, truth_affine: np.ndarray
-                        ) -> tuple[int, int, int | None]:
-    """Where an LR image's slices lie on its isotropic original's grid: ``(axis, factor,
-    offset)`` with the truth's voxel axis along the LR thick axis, the slice spacing in truth
-    voxels, and the truth index of the first LR slice (``None`` when the slices lie between the
-    truth's, as thick slabs' centres do)."""
-    thick = geometry.thick_axis(low_affine)
-    axis = geometry.voxel_axis(truth_affine, geometry.thick_axis_letter(low_affine))
-    factor = int(round(geometry.voxel_sizes(low_affine)[thick]
-                       / geometry.voxel_sizes(truth_affine)[axis]))
-    first = np.linalg.solve(truth_affine, low_affine)[:3, 3][axis]
-    offset = int(round(first)) % factor if abs(first - round(first)) < 0.05 else None
-    return axis, max(factor, 1), offset
-
-
 def slice_rows(method: str, name: str, prediction: np.ndarray, truth: np.ndarray,
                mask: np.ndarray, acquisition: tuple[int, int, int | None]) -> list[dict]:
     """Long rows of the banding index (prediction and truth) and, where the acquired slices lie
@@ -341,7 +294,8 @@ def evaluate_subject(truth_files: list[str], low_resolution_files: list[str],
     image, banding and, when all truths share one grid, the paper's MI errors of the first
     two images (``image`` = n/a); the truth's detail along each removed axis (method
     ``truth``, measure ``truth_detail``), with ``warn(message)`` called where it is low
-    (:func:`truth_detail`).  The models are evaluated on ``device`` (the fit's), in chunks.
+    (:func:`mcinr_bids.metrics.truth_detail`).  The models are evaluated on ``device`` (the
+    fit's), in chunks.
     """
     import nibabel as nib
 
@@ -380,11 +334,11 @@ def evaluate_subject(truth_files: list[str], low_resolution_files: list[str],
         low = lows[index]
         predictions["cubic-clamped"].append(cubic_on_grid(
             np.asanyarray(low.dataobj, dtype=np.float32), low.affine, shape, affine, clamp=True))
-        acquisition = acquisition_on_grid(low.affine, affine)
+        acquisition = geometry.acquisition_on_grid(low.affine, affine)
         rows.append({"method": "truth", "measure": "banding_index", "image": names[index],
                      "value": metrics.banding_index(truth, mask, acquisition[0],
                                                     acquisition[1], acquisition[2] or 0)})
-        detail, warning = truth_detail(truth, mask, affine, acquisition[0], names[index])
+        detail, warning = metrics.truth_detail(truth, mask, affine, acquisition[0], names[index])
         rows.append({"method": "truth", "measure": "truth_detail", "image": names[index],
                      "value": detail})
         if warning and warn:

@@ -100,3 +100,18 @@ def isotropic_grid(box: np.ndarray, resolution: float = 1.0
     affine = np.diag([resolution, resolution, resolution, 1.0])
     affine[:3, 3] = box[0]
     return shape, affine
+
+
+def acquisition_on_grid(low_affine: np.ndarray, truth_affine: np.ndarray
+                        ) -> tuple[int, int, int | None]:
+    """Where an LR image's slices lie on its isotropic original's grid: ``(axis, factor,
+    offset)`` with the truth's voxel axis along the LR thick axis, the slice spacing in truth
+    voxels, and the truth index of the first LR slice (``None`` when the slices lie between the
+    truth's, as thick slabs' centres do)."""
+    thick = thick_axis(low_affine)
+    axis = voxel_axis(truth_affine, thick_axis_letter(low_affine))
+    factor = int(round(voxel_sizes(low_affine)[thick]
+                       / voxel_sizes(truth_affine)[axis]))
+    first = np.linalg.solve(truth_affine, low_affine)[:3, 3][axis]
+    offset = int(round(first)) % factor if abs(first - round(first)) < 0.05 else None
+    return axis, max(factor, 1), offset

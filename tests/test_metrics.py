@@ -104,7 +104,7 @@ def test_banding_index_sees_stripes_every_factor_slices():
 
 def test_acquisition_on_the_truth_grid():
     from mcinr_bids import geometry, simulate
-    from mcinr_bids.evaluation import acquisition_on_grid
+    from mcinr_bids.geometry import acquisition_on_grid
 
     affine = np.diag([1.0, 1.0, 1.0, 1.0])
     data = np.zeros((8, 8, 16), np.float32)
@@ -131,7 +131,7 @@ def test_truth_acquired_thick_along_an_axis_is_flagged(phantom):
     from scipy import ndimage
 
     from mcinr_bids import geometry
-    from mcinr_bids.evaluation import DETAIL_WARNING, truth_detail
+    from mcinr_bids.metrics import DETAIL_WARNING, truth_detail
 
     t1, _, mask, affine = phantom
     axis = geometry.voxel_axis(affine, "S")
