@@ -128,11 +128,20 @@ def test_simulated_sidecars_stay_beside_their_images_under_dotted_folders(tmp_pa
     images = sorted(str(p) for p in (dataset / "sub-01" / "anat").glob("*.nii.gz"))
     groups, _ = write_simulated_dataset([SubjectInputs("01", None, images)], str(dataset),
                                         str(work / "simulated_bids"), {"T1w": "S", "FLAIR": "R"},
-                                        factor=2)
+                                        protocol="thick", factor=2)
     for image in groups[0].images:
         sidecar = Path(image).with_name(Path(image).name.replace(".nii.gz", ".json"))
         assert sidecar.is_file(), sidecar
+        # the original's metadata with the simulation's slice thickness (the phantom's
+        # isotropic 4 mm voxels, 2 of them per thick slab), as the fit reads it
+        metadata = json.loads(sidecar.read_text())
+        assert metadata["SliceThickness"] == 8.0 and metadata["MRAcquisitionType"] == "2D"
     assert not list((tmp_path / "localscratch").glob("*.json"))
+    decimated, _ = write_simulated_dataset([SubjectInputs("01", None, images)], str(dataset),
+                                           str(tmp_path / "decimated"), {"T1w": "S"},
+                                           factor=2)
+    sidecar = Path(decimated[0].images[0].replace(".nii.gz", ".json"))
+    assert json.loads(sidecar.read_text())["SliceThickness"] == 4.0
 
 
 def test_failed_writes_leave_no_temporary(tmp_path, monkeypatch):

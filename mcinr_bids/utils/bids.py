@@ -293,7 +293,13 @@ def write_simulated_dataset(groups: list[SubjectInputs], bids_dir: str, target_d
             simulated.header.set_xyzt_units("mm", "sec")
             save_image(simulated, destination)
             if sidecar_path(path).exists():
-                shutil.copyfile(sidecar_path(path), sidecar_path(destination))
+                # the original's metadata, with the simulated slices' thickness: thick slabs
+                # span ``factor`` voxels, decimated slices keep one (the original's thickness
+                # would otherwise narrow every slab model to one voxel)
+                metadata = json.loads(sidecar_path(path).read_text())
+                spacing = float(voxel_sizes(image.affine)[axis])
+                metadata["SliceThickness"] = spacing * (factor if protocol == "thick" else 1)
+                sidecar_path(destination).write_text(json.dumps(metadata, indent=2))
         simulated_groups.append(SubjectInputs(group.subject, group.session, images))
     marker.write_text(spec)
     return simulated_groups, originals
