@@ -78,6 +78,7 @@ def test_the_app_reads_inherited_thickness_and_gives_it_to_every_reconstruction(
     reconstruction nodes get one thickness per image (0 = the spacing)."""
     from bids import BIDSLayout
 
+    from mcinr_bids.cli.run import image_problem
     from mcinr_bids.inr.settings import settings_for_preset
     from mcinr_bids.phantom import write_bids_phantom
     from mcinr_bids.superres import load_subject
@@ -96,6 +97,11 @@ def test_the_app_reads_inherited_thickness_and_gives_it_to_every_reconstruction(
     layout = BIDSLayout(str(root), validate=False)
     group = collect_inputs(layout, ["01"], [], ["T1w", "FLAIR"])[0]
     assert group.slice_thickness == {paths["T1w"]: 8.0, paths["FLAIR"]: 6.0}
+    # a thickness that is not a number stops that subject only, with its file named
+    (root / "FLAIR.json").write_text(json.dumps({"SliceThickness": "6 mm"}))
+    bad = collect_inputs(BIDSLayout(str(root), validate=False), ["01"], [], ["FLAIR"])[0]
+    assert "not a number" in image_problem(paths["FLAIR"], bad.slice_thickness[paths["FLAIR"]])
+    (root / "FLAIR.json").write_text(json.dumps({"SliceThickness": 6.0}))
     thickness = [group.slice_thickness[p] for p in group.images]
     volumes, _, _ = load_subject(group.images, ["a", "b"], [np.eye(4)] * 2, np.eye(4), None,
                                  thickness)

@@ -42,7 +42,10 @@ def check_slice_thickness(volume: Volume) -> None:
     thickness = volume.slice_thickness_mm
     if thickness is None:
         return
-    if not np.isfinite(thickness) or thickness <= 0 or slab_fraction(volume) > MAX_SLAB_FRACTION:
+    if not np.isfinite(thickness):
+        raise InputError(f"{volume.path or volume.name}: its SliceThickness is not a number of "
+                         "millimetres; fix it in the image's JSON sidecar or remove it.")
+    if thickness <= 0 or slab_fraction(volume) > MAX_SLAB_FRACTION:
         spacing = float(volume.voxel_sizes[thick_axis(volume.affine)])
         raise InputError(
             f"{volume.path or volume.name}: a slice thickness of {thickness} mm does not fit "

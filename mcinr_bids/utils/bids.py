@@ -165,11 +165,20 @@ def collect_inputs(layout, subjects: list[str], sessions: list[str], contrasts: 
                     query["session"] = session
                 query.update(filters.get(contrast, {}))
                 images.extend(sorted(layout.get(**query)))
-            thickness = {path: float(value) for path in images
+            thickness = {path: number(value) for path in images
                          if (value := layout.get_metadata(path).get("SliceThickness"))
                          is not None}
             groups.append(SubjectInputs(subject, session, images, thickness))
     return groups
+
+
+def number(value) -> float:
+    """A metadata value as a float; NaN when it is not a number (reported per subject later,
+    so that one bad sidecar stops only its own subject)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def sidecar_slabs(images: list[str], thickness: dict[str, float]
