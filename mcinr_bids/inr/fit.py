@@ -145,6 +145,14 @@ class TrainingData:
     image_index: torch.Tensor  # (M,) int64
     image_weight: torch.Tensor  # (N,) float32: every image weighs the same in the loss
     profile: torch.Tensor  # (N, 3, 3) float32: slice-profile factors (slice_profile_factors)
+    #: whether every image has a slab (else the slab model evaluates the others' voxels once,
+    #: :func:`.slab.predict_samples`); read from ``profile`` once here, never per step (a read
+    #: of a device tensor's value waits for the device)
+    all_slabs: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.all_slabs is None:
+            self.all_slabs = bool(self.profile.flatten(1).any(1).all())
 
     @property
     def n_samples(self) -> int:
