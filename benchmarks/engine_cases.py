@@ -9,7 +9,7 @@ above, would score).
 
     python benchmarks/engine_cases.py [--threads 2] [--epochs 40] [--cases C ...]
         [--axes S A] [--protocol decimate|thick] [--models split single] [--seeds 0 1]
-        [--jtv 1 3] [--post-processing]
+        [--jtv 1 3] [--post-processing] [--set KEY=VALUE ...] [--slice-thickness MM]
 
 ``--axes S R`` decimates the FLAIR along R instead, an axis along which the shared FLAIRs were
 truly acquired at 1 mm (shared/data/README.md), so that its ground truth holds along the axis
@@ -17,11 +17,16 @@ that is removed.  ``--seeds`` repeats every INR fit with each seed (run-to-run s
 ``--post-processing`` adds two things tried on top of each split fit and not adopted
 (benchmarks/RESULTS.md): the residual at each LR voxel interpolated back onto the output grid
 (iterative back-projection, one step) and the mean of the INR and clamped cubic.
+``--set`` overrides any INR setting (the value read as JSON, else as text: ``--set
+feature_diffusion=8 grid_cell_sizes_mm=[16,8,4,2]``); ``--slice-thickness`` gives every
+simulated image that slice thickness (a sidecar's ``SliceThickness``; 1 on decimated data is
+its true slab, one isotropic voxel), which the slab model (``--psf box``) then uses.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -63,7 +68,8 @@ def run_case(folder: str, t1_name: str, flair_name: str, mask_name: str | None,
              post_processing: bool = False, protocol: str = "decimate",
              jtv: tuple[float, ...] = (), psf: tuple | None = None,
              jtv_epsilon: float = 1e-3, psf_epochs: int | None = None,
-             image_weights: list[float] | None = None) -> list[dict]:
+             image_weights: list[float] | None = None, overrides: dict | None = None,
+             slice_thickness: float | None = None) -> list[dict]:
     from mcinr_bids.evaluation import run_baseline, run_inr, score, simulate_acquisitions
     from mcinr_bids.inr import load_volume, predict_on_grid
     from mcinr_bids.inr.settings import settings_for_preset
@@ -77,6 +83,8 @@ def run_case(folder: str, t1_name: str, flair_name: str, mask_name: str | None,
     else:
         mask = (t1.data > 0) & (flair.data > 0)
     simulation = simulate_acquisitions([t1, flair], list(axes), protocol, 4, mask)
+    for low in simulation.low_resolution:
+        low.slice_thickness_mm = slice_thickness
     for warning in simulation.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     rows = []
@@ -105,16 +113,19 @@ def run_case(folder: str, t1_name: str, flair_name: str, mask_name: str | None,
             name = (f"fast-{model}" + (f" psf {' '.join(psf)}" if psf else "")
                     + (f" last {psf_epochs} epochs" if psf and psf_epochs else "")
                     + (f" weights {image_weights}" if image_weights else "")
+                    + "".join(f" {k}={v}" for k, v in (overrides or {}).items())
+                    + (f" slice {slice_thickness:g} mm" if slice_thickness else "")
                     + (f" seed {seed}" if len(seeds) > 1 else ""))
             start = time.perf_counter()
-            overrides = ({"psf": True, "psf_profile": psf[0], "psf_samples": int(psf[1]),
+            changes = ({"psf": True, "psf_profile": psf[0], "psf_samples": int(psf[1]),
                           "psf_unbiased": "unbiased" in psf[2:],
                           "psf_sampling": "stratified" if "stratified" in psf[2:] else "random",
                           "psf_epochs": psf_epochs}
-                         if psf else {})
+                       if psf else {})
             predictions, fitted = run_inr(
                 settings_for_preset("fast", epochs=epochs, model=model, seed=seed,
-                                    image_weights=image_weights, **overrides),
+                                    image_weights=image_weights,
+                                    **{**changes, **(overrides or {})}),
                 simulation)
             rows.append({"method": name, "seconds": time.perf_counter() - start,
                          "epochs": len(fitted.history), **score(predictions, simulation)})
@@ -159,6 +170,10 @@ def main() -> int:
     parser.add_argument("--models", nargs="*", default=["split"],
                         choices=["split", "vanilla", "single"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="INR settings overrides (values as JSON, else text)")
+    parser.add_argument("--slice-thickness", type=float,
+                        help="the simulated images' slice thickness, mm (default: spacing)")
     parser.add_argument("--protocol", choices=("decimate", "thick"), default="decimate",
                         help="decimate: keep every 4th slice; thick: box slice profile")
     parser.add_argument("--post-processing", action="store_true",
@@ -184,7 +199,9 @@ def main() -> int:
                             seeds=tuple(args.seeds), post_processing=args.post_processing,
                             protocol=args.protocol, jtv=tuple(args.jtv), psf=args.psf,
                             jtv_epsilon=args.jtv_epsilon, psf_epochs=args.psf_epochs,
-                            image_weights=args.image_weights):
+                            image_weights=args.image_weights,
+                            overrides=dict(_setting(item) for item in args.set),
+                            slice_thickness=args.slice_thickness):
             print(f"| {case} | {row['method']} | {row['psnr_strict_t1']:.2f} | "
                   f"{row['psnr_strict_flair']:.2f} | {row['ssim_strict_t1']:.4f} | "
                   f"{row['ssim_strict_flair']:.4f} | {row['banding_t1']:.2f} | "
@@ -198,6 +215,15 @@ def main() -> int:
               f"{truth['banding_truth_t1']:.2f} | {truth['banding_truth_flair']:.2f} | | | | |",
               flush=True)
     return 0
+
+
+def _setting(item: str) -> tuple[str, object]:
+    """``KEY=VALUE`` as (key, value), the value read as JSON where it parses."""
+    key, _, text = item.partition("=")
+    try:
+        return key, json.loads(text)
+    except ValueError:
+        return key, text
 
 
 def _seconds(value) -> str:
