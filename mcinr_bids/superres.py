@@ -22,6 +22,7 @@ from .backprojection import back_project
 from .geometry import (
     bounding_box,
     grid_coordinates,
+    has_thick_slices,
     isotropic_grid,
 )
 from .inr import InputError, fit_inr, predict_on_grid, save_checkpoint
@@ -217,6 +218,8 @@ def inr_output(fitted, grid: tuple, volumes: list, *, jtv_settings=None,
     settings = fitted.settings
     shape, affine = tuple(grid[0]), grid[1]
     predictions, foreground = predict_on_grid(fitted, shape, affine)
+    predictions = blend_through_plane(predictions, fitted, volumes, (shape, affine), foreground,
+                                      say)
     predictions = back_project(predictions, (shape, affine), volumes, masks=fitted.masks,
                                transforms=fitted.transforms,
                                profile=settings.consistency_profile,
@@ -225,6 +228,37 @@ def inr_output(fitted, grid: tuple, volumes: list, *, jtv_settings=None,
                                foreground=foreground)
     return blend_jtv(predictions, settings, volumes, (shape, affine), fitted.masks,
                      fitted.transforms, jtv_settings, foreground, say), foreground
+
+
+def blend_through_plane(predictions: list, fitted, volumes: list, grid: tuple,
+                        foreground=None, say=None) -> list:
+    """``(1 - w) * INR + w * network`` inside ``foreground`` for every image with thick slices,
+    ``w = settings.through_plane_weight`` (:mod:`.inr.throughplane`); unchanged when 0."""
+    settings = fitted.settings
+    weight = settings.through_plane_weight
+    if not weight:
+        return predictions
+    import torch
+
+    from .inr.slices import slab_fraction
+    from .inr.throughplane import through_plane_image
+
+    device = next(fitted.model.parameters()).device
+    blended = []
+    for index, (prediction, volume) in enumerate(zip(predictions, volumes)):
+        if not has_thick_slices(volume.affine):
+            blended.append(prediction)
+            continue
+        if say:
+            say(f"through-plane network for {fitted.names[index]} (weight {weight:g})")
+        with torch.enable_grad():
+            image = through_plane_image(
+                volume, fitted.masks[index], settings.consistency_profile,
+                settings.through_plane_steps, grid, transform=fitted.transforms[index],
+                slab_fraction=slab_fraction(volume), seed=settings.seed + index,
+                device=device)
+        blended.append(blend([prediction], [image], weight, foreground)[0])
+    return blended
 
 
 def blend_jtv(predictions: list, settings: INRSettings, volumes: list, grid: tuple,

@@ -93,6 +93,13 @@ class INRSettings:
     #: measured there, benchmarks/RESULTS.md), 0 for decimated data (where JTV loses to
     #: cubic) and 0 with the automatic slab model (:func:`resolve_slice_model`)
     jtv_blend: float | None = None
+    #: weight of the self-supervised through-plane network (:mod:`.throughplane`: a small 2D
+    #: CNN per image with thick slices, trained on its own slices degraded along one in-plane
+    #: axis, applied across the thick axis) averaged into the INR's prediction before the
+    #: consistency step: 0 = off; 0.5 = the INR/network mean
+    through_plane_weight: float = 0.0
+    #: training steps of each image's through-plane network (16 patches of 48 x 48 a step)
+    through_plane_steps: int = 1500
 
     @property
     def point_epochs(self) -> int:
@@ -161,6 +168,11 @@ class INRSettings:
                              f"{self.consistency_profile!r}")
         if self.jtv_blend is not None and not 0.0 <= self.jtv_blend <= 1.0:
             raise ValueError(f"jtv_blend must be between 0 and 1, got {self.jtv_blend}")
+        if not 0.0 <= self.through_plane_weight <= 1.0:
+            raise ValueError("through_plane_weight must be between 0 and 1, got "
+                             f"{self.through_plane_weight}")
+        if self.through_plane_steps < 1:
+            raise ValueError(f"through_plane_steps must be >= 1, got {self.through_plane_steps}")
         if self.consistency_steps < 0:
             raise ValueError(f"consistency_steps must be >= 0, got {self.consistency_steps}")
         if self.checkpoint_seconds < 0:

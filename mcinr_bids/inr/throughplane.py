@@ -1,0 +1,216 @@
+"""Self-supervised through-plane super-resolution of one image, learned from its own slices.
+
+SMORE's idea (Zhao et al., IEEE TMI 2021): an image with thick slices is fine *within* its
+slices, so its slices, degraded along one in-plane axis as the acquisition degraded the thick
+axis (the slice profile at the slice spacing) and interpolated back by cubic splines, make
+training pairs (interpolated, original) for a small 2D network, without any other data.  The
+network then restores the cubic interpolation *across* the thick axis, on both families of
+planes that contain that axis, and the two results are averaged.  Our own small residual CNN
+(not SMORE's EDSR), trained in seconds to minutes on the CPU; torch + numpy.
+
+Grids: the image is interpolated along its thick axis onto a *fine grid* (the image's own
+voxels, the thick axis divided to the in-plane spacing), phased like the output grid where the
+two are parallel, so that resampling the result onto the output grid
+(:func:`~mcinr_bids.baselines.cubic_on_grid`) is the identity there.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from scipy import ndimage
+from torch import nn
+
+from ..geometry import apply_transform, thick_axis, voxel_sizes, world_coordinates
+from .data import Volume
+
+#: layers and channels of the residual CNN, the side of its square training patches (fine
+#: voxels) and the patches per step
+LAYERS, CHANNELS, PATCH, BATCH = 5, 32, 48, 16
+
+
+class ResidualCNN(nn.Module):
+    """``x + f(x)``, f: 3x3 convolutions with ReLUs; input and output (B, 1, H, W)."""
+
+    def __init__(self, layers: int = LAYERS, channels: int = CHANNELS):
+        super().__init__()
+        modules: list[nn.Module] = [nn.Conv2d(1, channels, 3, padding=1), nn.ReLU()]
+        for _ in range(layers - 2):
+            modules += [nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU()]
+        modules.append(nn.Conv2d(channels, 1, 3, padding=1))
+        self.body = nn.Sequential(*modules)
+
+    def forward(self, planes: torch.Tensor) -> torch.Tensor:
+        return planes + self.body(planes)
+
+
+def sample_positions(length: int, ratio: float, offset: float) -> np.ndarray:
+    """Fine-grid positions (in fine voxels) of the coarse samples ``offset + ratio * j`` that
+    fall inside ``[0, length - 1]``; shape (J,)."""
+    first = -math.floor(offset / ratio)
+    positions = offset + ratio * np.arange(first, math.floor((length - 1 - offset) / ratio) + 1)
+    return positions[(positions >= 0) & (positions <= length - 1)]
+
+
+def degrade_rows(planes: np.ndarray, positions: np.ndarray, profile: str,
+                 width: float) -> np.ndarray:
+    """Coarse samples of planes (P, N, M) along axis 1 at ``positions`` (J,): the value there
+    (``point``) or the mean across a slab of ``width`` fine voxels (``box``); shape (P, J, M)."""
+    if profile == "point" or width <= 1.0:
+        offsets = np.zeros(1)
+    else:
+        count = max(2, math.ceil(width - 1e-6))
+        offsets = width * ((np.arange(count) + 0.5) / count - 0.5)
+    rows = (positions[:, None] + offsets[None, :]).clip(0, planes.shape[1] - 1)
+    low = np.floor(rows).astype(int)
+    high = np.minimum(low + 1, planes.shape[1] - 1)
+    fraction = (rows - low)[None, :, :, None]
+    values = planes[:, low] * (1 - fraction) + planes[:, high] * fraction  # (P, J, K, M)
+    return values.mean(axis=2)
+
+
+def interpolate_rows(samples: np.ndarray, positions: np.ndarray, length: int,
+                     low: float, high: float) -> np.ndarray:
+    """Cubic-spline interpolation of samples (P, J, M) taken at fine positions (J,) (equally
+    spaced) onto rows 0..length-1, clamped to [low, high]; shape (P, length, M), float32.
+
+    The spline (scipy's, with the boundary of ``mode='nearest'``, as the clamped-cubic
+    baseline) is linear in the samples: its matrix (length, J) is the interpolation of the
+    identity, then one product."""
+    count = samples.shape[1]
+    ratio = positions[1] - positions[0] if count > 1 else 1.0
+    coordinate = (np.arange(length) - positions[0]) / ratio
+    rows, columns = np.meshgrid(coordinate, np.arange(count), indexing="ij")
+    matrix = ndimage.map_coordinates(np.eye(count), [rows, columns], order=3, mode="nearest")
+    values = np.einsum("kj,pjm->pkm", matrix.astype(np.float32),
+                       samples.astype(np.float32, copy=False))
+    return np.clip(values, low, high).astype(np.float32, copy=False)
+
+
+def fine_grid(volume: Volume, output_affine: np.ndarray, transform=None
+              ) -> tuple[int, float, float, int]:
+    """The fine grid along the thick axis of ``volume``: (axis, ratio, phase, length).
+
+    ``ratio`` = slice spacing / mean in-plane spacing (fine voxels per slice); ``phase`` = the
+    position of the first fine voxel in the image's voxel units along the axis, chosen so that
+    the output grid's first voxel falls on the fine grid; ``length`` covers every slice.
+    """
+    axis = thick_axis(volume.affine)
+    sizes = voxel_sizes(volume.affine)
+    ratio = float(sizes[axis] / np.mean(np.delete(sizes, axis)))
+    origin = world_coordinates(output_affine, np.zeros((1, 3)))
+    if transform is not None:
+        origin = apply_transform(np.linalg.inv(transform), origin)
+    start = apply_transform(np.linalg.inv(volume.affine), origin)[0, axis]
+    step = 1.0 / ratio
+    phase = -0.5 + ((start + 0.5) % step)  # the first fine position at or after -0.5
+    length = int(math.floor((volume.shape[axis] - 0.5 - phase) / step)) + 1
+    return axis, ratio, phase, length
+
+
+def training_planes(data: np.ndarray, mask: np.ndarray, axis: int, ratio: float,
+                    offset: float, profile: str, width: float):
+    """(inputs, targets, weights): every acquired slice of ``data`` as planes (N, M), degraded
+    along each of its two axes in turn (that axis first), and each pair's foreground map."""
+    slices = np.moveaxis(data, axis, 0).astype(np.float32)
+    inside = np.moveaxis(mask, axis, 0)
+    low, high = float(data.min()), float(data.max())
+    inputs, targets, weights = [], [], []
+    for planes, where in ((slices, inside), (slices.transpose(0, 2, 1),
+                                             inside.transpose(0, 2, 1))):
+        positions = sample_positions(planes.shape[1], ratio, offset)
+        samples = degrade_rows(planes, positions, profile, width)
+        inputs.append(interpolate_rows(samples, positions, planes.shape[1], low, high))
+        targets.append(planes)
+        weights.append(where)
+    return inputs, targets, weights
+
+
+def train(inputs: list, targets: list, weights: list, steps: int, seed: int,
+          device: torch.device) -> ResidualCNN:
+    """The residual CNN fitted to the pairs (MSE, Adam 1e-3 with cosine annealing) on patches
+    centred on foreground pixels."""
+    generator = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    network = ResidualCNN().to(device)
+    optimiser = torch.optim.Adam(network.parameters(), lr=1e-3)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(1, steps))
+    centres = [np.argwhere(w) for w in weights]
+    usable = [k for k, c in enumerate(centres) if len(c)
+              and min(inputs[k].shape[1:]) >= PATCH]
+    if not usable:
+        return network
+    for _ in range(steps):
+        batch_in, batch_out = [], []
+        for _ in range(BATCH):
+            family = usable[generator.integers(len(usable))]
+            plane, row, column = centres[family][generator.integers(len(centres[family]))]
+            source = inputs[family][plane]
+            row = int(np.clip(row - PATCH // 2, 0, source.shape[0] - PATCH))
+            column = int(np.clip(column - PATCH // 2, 0, source.shape[1] - PATCH))
+            batch_in.append(source[row:row + PATCH, column:column + PATCH])
+            batch_out.append(targets[family][plane, row:row + PATCH, column:column + PATCH])
+        x = torch.from_numpy(np.stack(batch_in)[:, None]).to(device)
+        y = torch.from_numpy(np.stack(batch_out)[:, None]).to(device)
+        loss = torch.mean((network(x) - y) ** 2)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+    return network
+
+
+@torch.no_grad()
+def apply_across(network: ResidualCNN, volume: np.ndarray, device: torch.device,
+                 chunk: int = 16) -> np.ndarray:
+    """The network on the planes of a volume (T, A, B) that contain axis 0, both families
+    ((T, B) planes and (T, A) planes), averaged; shape (T, A, B)."""
+    network.eval()
+    results = []
+    for order in ((1, 0, 2), (2, 0, 1)):
+        planes = np.ascontiguousarray(volume.transpose(order))
+        out = np.empty_like(planes)
+        for start in range(0, len(planes), chunk):
+            batch = torch.from_numpy(planes[start:start + chunk, None]).to(device)
+            out[start:start + chunk] = network(batch)[:, 0].float().cpu().numpy()
+        results.append(out.transpose(np.argsort(order)))
+    return (results[0] + results[1]) / 2
+
+
+def through_plane_image(volume: Volume, mask: np.ndarray, profile: str, steps: int,
+                        output_grid: tuple, transform=None, slab_fraction: float = 1.0,
+                        seed: int = 0, device: torch.device | None = None) -> np.ndarray:
+    """One image reconstructed on ``output_grid`` = (shape, affine) by the self-supervised
+    through-plane network: float32 of the grid's shape, in the image's intensity units.
+
+    ``profile``: ``point`` (decimated data) or ``box`` (thick slices, slab ``slab_fraction``
+    of the spacing); ``mask``: the image's foreground (where training patches are centred).
+    """
+    from ..baselines import cubic_on_grid
+
+    device = device or torch.device("cpu")
+    shape, output_affine = tuple(output_grid[0]), np.asarray(output_grid[1], dtype=np.float64)
+    axis, ratio, phase, length = fine_grid(volume, output_affine, transform)
+    scale = float(np.percentile(volume.data[mask], 99.5)) if mask.any() else 1.0
+    scale = scale if scale > 0 else 1.0
+    data = volume.data.astype(np.float32) / scale
+    # on the fine grid, the slices sit at fine positions (j - phase) * ratio
+    offset = -phase * ratio
+    width = slab_fraction * ratio
+    inputs, targets, weights = training_planes(data, mask, axis, ratio, offset % ratio,
+                                               profile, width)
+    network = train(inputs, targets, weights, steps, seed, device)
+    stack = np.moveaxis(data, axis, 0)
+    positions = offset + ratio * np.arange(stack.shape[0])
+    fine = interpolate_rows(stack.reshape(1, stack.shape[0], -1), positions, length,
+                            float(data.min()), float(data.max()))
+    fine = fine.reshape(length, *stack.shape[1:])
+    restored = np.clip(apply_across(network, fine, device), data.min(), data.max())
+    fine_affine = np.array(volume.affine, dtype=np.float64)
+    fine_affine[:, 3] = fine_affine[:, 3] + fine_affine[:, axis] * phase
+    fine_affine[:, axis] = fine_affine[:, axis] / ratio
+    image = cubic_on_grid(np.moveaxis(restored, 0, axis), fine_affine, shape, output_affine,
+                          clamp=True, transform=transform)
+    return image * np.float32(scale)
