@@ -110,6 +110,15 @@ def fine_grid(volume: Volume, output_affine: np.ndarray, transform=None
     return axis, ratio, phase, length
 
 
+def fine_affine(affine: np.ndarray, axis: int, ratio: float, phase: float) -> np.ndarray:
+    """The affine of the fine grid: voxel k along ``axis`` at the image's voxel position
+    ``phase + k / ratio`` (the other axes unchanged)."""
+    fine = np.array(affine, dtype=np.float64)
+    fine[:, 3] = fine[:, 3] + fine[:, axis] * phase
+    fine[:, axis] = fine[:, axis] / ratio
+    return fine
+
+
 def training_planes(data: np.ndarray, mask: np.ndarray, axis: int, ratio: float,
                     offset: float, profile: str, width: float):
     """(inputs, targets, weights): every acquired slice of ``data`` as planes (N, M), degraded
@@ -130,28 +139,28 @@ def training_planes(data: np.ndarray, mask: np.ndarray, axis: int, ratio: float,
 
 def train(inputs: list, targets: list, weights: list, steps: int, seed: int,
           device: torch.device) -> ResidualCNN:
-    """The residual CNN fitted to the pairs (MSE, Adam 1e-3 with cosine annealing) on patches
-    centred on foreground pixels."""
+    """The residual CNN fitted to the pairs (MSE, Adam 1e-3 with cosine annealing) on square
+    patches (side :data:`PATCH`, or the smallest plane's) centred on foreground pixels."""
     generator = np.random.default_rng(seed)
     torch.manual_seed(seed)
     network = ResidualCNN().to(device)
     optimiser = torch.optim.Adam(network.parameters(), lr=1e-3)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(1, steps))
     centres = [np.argwhere(w) for w in weights]
-    usable = [k for k, c in enumerate(centres) if len(c)
-              and min(inputs[k].shape[1:]) >= PATCH]
+    usable = [k for k, c in enumerate(centres) if len(c)]
     if not usable:
         return network
+    side = min(PATCH, *(min(inputs[k].shape[1:]) for k in usable))
     for _ in range(steps):
         batch_in, batch_out = [], []
         for _ in range(BATCH):
             family = usable[generator.integers(len(usable))]
             plane, row, column = centres[family][generator.integers(len(centres[family]))]
             source = inputs[family][plane]
-            row = int(np.clip(row - PATCH // 2, 0, source.shape[0] - PATCH))
-            column = int(np.clip(column - PATCH // 2, 0, source.shape[1] - PATCH))
-            batch_in.append(source[row:row + PATCH, column:column + PATCH])
-            batch_out.append(targets[family][plane, row:row + PATCH, column:column + PATCH])
+            row = int(np.clip(row - side // 2, 0, source.shape[0] - side))
+            column = int(np.clip(column - side // 2, 0, source.shape[1] - side))
+            batch_in.append(source[row:row + side, column:column + side])
+            batch_out.append(targets[family][plane, row:row + side, column:column + side])
         x = torch.from_numpy(np.stack(batch_in)[:, None]).to(device)
         y = torch.from_numpy(np.stack(batch_out)[:, None]).to(device)
         loss = torch.mean((network(x) - y) ** 2)
@@ -208,9 +217,7 @@ def through_plane_image(volume: Volume, mask: np.ndarray, profile: str, steps: i
                             float(data.min()), float(data.max()))
     fine = fine.reshape(length, *stack.shape[1:])
     restored = np.clip(apply_across(network, fine, device), data.min(), data.max())
-    fine_affine = np.array(volume.affine, dtype=np.float64)
-    fine_affine[:, 3] = fine_affine[:, 3] + fine_affine[:, axis] * phase
-    fine_affine[:, axis] = fine_affine[:, axis] / ratio
-    image = cubic_on_grid(np.moveaxis(restored, 0, axis), fine_affine, shape, output_affine,
+    image = cubic_on_grid(np.moveaxis(restored, 0, axis),
+                          fine_affine(volume.affine, axis, ratio, phase), shape, output_affine,
                           clamp=True, transform=transform)
     return image * np.float32(scale)
