@@ -195,11 +195,18 @@ def through_plane_image(volume: Volume, mask: np.ndarray, profile: str, steps: i
     through-plane network: float32 of the grid's shape, in the image's intensity units.
 
     ``profile``: ``point`` (decimated data) or ``box`` (thick slices, slab ``slab_fraction``
-    of the spacing); ``mask``: the image's foreground (where training patches are centred).
+    of the spacing); ``mask``: the image's foreground (where training patches are centred;
+    slices held out by ``--qc-holdout``, already interpolated in the data, are left out).
     """
     from ..baselines import cubic_on_grid
 
     device = device or torch.device("cpu")
+    if volume.held_out is not None:  # --qc-holdout: no training on the interpolated slices
+        held_axis, held = volume.held_out
+        mask = np.array(mask, dtype=bool)
+        index = [slice(None)] * 3
+        index[held_axis] = np.flatnonzero(held)
+        mask[tuple(index)] = False
     shape, output_affine = tuple(output_grid[0]), np.asarray(output_grid[1], dtype=np.float64)
     axis, ratio, phase, length = fine_grid(volume, output_affine, transform)
     scale = float(np.percentile(volume.data[mask], 99.5)) if mask.any() else 1.0
