@@ -107,3 +107,31 @@ def test_the_inr_output_blends_the_network(phantom):
     np.testing.assert_array_equal(blended[1], predictions[1])
     with pytest.raises(ValueError, match="through_plane_weight must be between 0 and 1"):
         INRSettings(through_plane_weight=2.0).validate()
+
+
+def test_slices_held_out_by_qc_holdout_are_not_training_targets(phantom, monkeypatch):
+    """--qc-holdout interpolates every K-th acquired slice in the data; the network must not
+    learn from those slices (the check would score it on slices it was trained to reproduce),
+    while it trains on every other foreground slice."""
+    from mcinr_bids.holdout import hold_out
+    from mcinr_bids.inr import throughplane
+
+    t1, _, _, affine = phantom
+    axis = geometry.voxel_axis(affine, "S")
+    low, low_affine = simulate.thick_slices(t1, affine, axis, 4)
+    volume = hold_out(Volume(low.astype(np.float32), low_affine, name="t1"), 3)
+    held_axis, held = volume.held_out
+    assert held_axis == axis and held.any() and (~held).sum() >= 2
+    seen = {}
+
+    def record(inputs, targets, weights, steps, seed, device):
+        seen["weights"] = weights
+        return throughplane.ResidualCNN()
+
+    monkeypatch.setattr(throughplane, "train", record)
+    through_plane_image(volume, volume.data > 0, "box", 1, (t1.shape, affine))
+    for weights in seen["weights"]:  # both plane families: acquired slice first
+        assert weights.shape[0] == len(held)
+        assert not weights[held].any()
+        assert all(weights[index].any() for index in np.flatnonzero(~held)
+                   if np.take(volume.data, index, axis=axis).any())

@@ -121,6 +121,14 @@ def test_methods_text_says_what_was_run():
                           evaluation=False, slabs=[("sub-01_FLAIR", 5.0, 6.5)])
     assert ("followed the sidecars' slice thickness: sub-01_FLAIR 5 mm slices 6.5 mm apart."
             in gapped)
+    assert "through-plane network" not in split
+    networked = methods_text(n_images=2, reference="sub-01_T1w", space="MNI", resolution=1.0,
+                             settings=settings_for_preset("fast", through_plane_weight=0.25,
+                                                          through_plane_steps=800),
+                             bias_correction=True, evaluation=False)
+    assert ("prediction (weight 0.75) was averaged with a self-supervised through-plane "
+            "network's reconstruction (weight 0.25; a residual CNN trained for 800 steps"
+            in networked)
 
 
 def test_sidecar_description_follows_the_model(tmp_path):
@@ -139,6 +147,12 @@ def test_sidecar_description_follows_the_model(tmp_path):
         assert words in description
         assert ("after N4" in description) == bias
         assert meta["image_metadata"][0]["InputSliceAxis"] == "S"
+        assert "through-plane network" not in description
+    settings = settings_for_preset("fast", through_plane_weight=0.5).to_dict()
+    meta = sidecars([str(path)], str(tmp_path), True, "deepbet", "MNI", "1 mm", None, settings,
+                    fit_info)
+    assert "through-plane network's reconstruction (weight 0.5" in (
+        meta["image_metadata"][0]["Description"])
 
 
 def test_crash_files_go_to_the_subjects_log_folder(user_folder):

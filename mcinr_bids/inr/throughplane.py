@@ -24,7 +24,7 @@ from scipy import ndimage
 from torch import nn
 
 from ..geometry import apply_transform, thick_axis, voxel_sizes, world_coordinates
-from .data import Volume
+from .data import Volume, observed_region
 
 #: layers and channels of the residual CNN, the side of its square training patches (fine
 #: voxels) and the patches per step
@@ -201,12 +201,8 @@ def through_plane_image(volume: Volume, mask: np.ndarray, profile: str, steps: i
     from ..baselines import cubic_on_grid
 
     device = device or torch.device("cpu")
-    if volume.held_out is not None:  # --qc-holdout: no training on the interpolated slices
-        held_axis, held = volume.held_out
-        mask = np.array(mask, dtype=bool)
-        index = [slice(None)] * 3
-        index[held_axis] = np.flatnonzero(held)
-        mask[tuple(index)] = False
+    # --qc-holdout: no training on the held-out slices (interpolated in the data)
+    mask = observed_region(volume, mask, 0.0)
     shape, output_affine = tuple(output_grid[0]), np.asarray(output_grid[1], dtype=np.float64)
     axis, ratio, phase, length = fine_grid(volume, output_affine, transform)
     scale = float(np.percentile(volume.data[mask], 99.5)) if mask.any() else 1.0
