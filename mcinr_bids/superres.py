@@ -233,9 +233,9 @@ def inr_output(fitted, grid: tuple, volumes: list, *, jtv_settings=None,
 def blend_through_plane(predictions: list, fitted, volumes: list, grid: tuple,
                         foreground=None, say=None) -> list:
     """``(1 - w) * INR + w * network`` inside ``foreground`` for every image with thick slices,
-    ``w = settings.through_plane_weight`` (:mod:`.inr.throughplane`); unchanged when 0."""
+    ``w = settings.network_weight`` (:mod:`.inr.throughplane`); unchanged when 0."""
     settings = fitted.settings
-    weight = settings.through_plane_weight
+    weight = settings.network_weight
     if not weight:
         return predictions
     import torch

@@ -13,10 +13,14 @@ from mcinr_bids.baselines import cubic_on_grid
 from mcinr_bids.inr.data import Volume
 from mcinr_bids.inr.settings import INRSettings
 from mcinr_bids.inr.throughplane import (
+    LAYERS,
+    ResidualCNN,
+    apply_across,
     degrade_rows,
     fine_affine,
     fine_grid,
     interpolate_rows,
+    plane_box,
     sample_positions,
     through_plane_image,
 )
@@ -135,3 +139,24 @@ def test_slices_held_out_by_qc_holdout_are_not_training_targets(phantom, monkeyp
         assert not weights[held].any()
         assert all(weights[index].any() for index in np.flatnonzero(~held)
                    if np.take(volume.data, index, axis=axis).any())
+
+
+def test_the_network_runs_only_round_the_foreground_with_the_same_result():
+    """Inference inside the foreground's box (plus a margin of the network's reach) gives the
+    whole-volume result there and leaves the volume unchanged outside it."""
+    torch.manual_seed(0)
+    network = ResidualCNN()
+    volume = np.random.default_rng(0).random((20, 30, 26)).astype(np.float32)
+    mask = np.zeros(volume.shape, bool)
+    mask[3:9, 10:17, 8:12] = True
+    box = plane_box(mask, LAYERS)
+    assert box == (slice(5, 22), slice(3, 17))
+    assert plane_box(np.zeros_like(mask), 4) == (slice(None), slice(None))
+    whole = apply_across(network, volume, torch.device("cpu"))
+    cropped = apply_across(network, volume, torch.device("cpu"), box)
+    np.testing.assert_allclose(cropped[:, 10:17, 8:12], whole[:, 10:17, 8:12], rtol=1e-5,
+                               atol=1e-6)
+    outside = np.ones(volume.shape, bool)
+    outside[:, box[0], box[1]] = False
+    np.testing.assert_array_equal(cropped[outside], volume[outside])
+    assert not np.allclose(whole[outside], volume[outside])

@@ -84,6 +84,7 @@ class FittedINR:
                 "slab_points": self.settings.psf_samples if self.settings.psf else 1,
                 "consistency_steps": self.settings.consistency_steps,
                 "jtv_blend": self.settings.blend_weight,
+                "through_plane_weight": self.settings.network_weight,
                 "seed": self.settings.seed, "resumed_from_epoch": self.resumed_from_epoch}
 
     def predict_normalised(self, world: np.ndarray, chunk: int | None = None) -> np.ndarray:

@@ -96,10 +96,13 @@ class INRSettings:
     #: weight of the self-supervised through-plane network (:mod:`.throughplane`: a small 2D
     #: CNN per image with thick slices, trained on its own slices degraded along one in-plane
     #: axis, applied across the thick axis) averaged into the INR's prediction before the
-    #: consistency step: 0 = off; 0.5 = the INR/network mean
-    through_plane_weight: float = 0.0
+    #: consistency step: 0 = off; 0.5 = the INR/network mean; unset (None) = 0.5 for point
+    #: samples (``consistency_profile`` point: decimated data, where it added 0.25-0.48 dB to
+    #: every T1c), 0 for thick slabs (box: the slab model is strong there and the blend was
+    #: mixed, benchmarks/RESULTS.md)
+    through_plane_weight: float | None = None
     #: training steps of each image's through-plane network (16 patches of 48 x 48 a step)
-    through_plane_steps: int = 1500
+    through_plane_steps: int = 3000
 
     @property
     def point_epochs(self) -> int:
@@ -118,6 +121,15 @@ class INRSettings:
         if self.jtv_blend is not None:
             return float(self.jtv_blend)
         return 0.5 if self.consistency_profile == "box" else 0.0
+
+    @property
+    def network_weight(self) -> float:
+        """The through-plane network's weight (``through_plane_weight``, or its automatic
+        value)."""
+        if self.through_plane_weight is not None:
+            return float(self.through_plane_weight)
+        return 0.5 if self.consistency_profile == "point" else 0.0
+
     # Early stopping on mutual information between predicted contrasts
     early_stopping: bool = True
     #: the state the fit keeps: ``mi`` (the epoch the MI rule picks, the paper's; the last one
@@ -168,7 +180,7 @@ class INRSettings:
                              f"{self.consistency_profile!r}")
         if self.jtv_blend is not None and not 0.0 <= self.jtv_blend <= 1.0:
             raise ValueError(f"jtv_blend must be between 0 and 1, got {self.jtv_blend}")
-        if not 0.0 <= self.through_plane_weight <= 1.0:
+        if self.through_plane_weight is not None and not 0.0 <= self.through_plane_weight <= 1.0:
             raise ValueError("through_plane_weight must be between 0 and 1, got "
                              f"{self.through_plane_weight}")
         if self.through_plane_steps < 1:

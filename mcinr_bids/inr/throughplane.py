@@ -28,7 +28,10 @@ from .data import Volume, observed_region
 
 #: layers and channels of the residual CNN, the side of its square training patches (fine
 #: voxels) and the patches per step
-LAYERS, CHANNELS, PATCH, BATCH = 5, 32, 48, 16
+LAYERS, CHANNELS, PATCH, BATCH = 5, 16, 48, 16
+#: voxels round the foreground's box where the network runs (its reach is LAYERS voxels; the
+#: output's foreground is the images' masks dilated by a few mm)
+MARGIN = 16
 
 
 class ResidualCNN(nn.Module):
@@ -171,21 +174,39 @@ def train(inputs: list, targets: list, weights: list, steps: int, seed: int,
     return network
 
 
+def plane_box(mask: np.ndarray, margin: int) -> tuple[slice, slice]:
+    """The bounding box of a mask (T, A, B) projected along axis 0, ``margin`` voxels wider on
+    every side (clipped to the volume): slices of A and B (the whole plane when it is empty)."""
+    seen = np.asarray(mask, dtype=bool).any(axis=0)
+    if not seen.any():
+        return slice(None), slice(None)
+    box = []
+    for dim in (0, 1):
+        hits = np.flatnonzero(seen.any(axis=1 - dim))
+        box.append(slice(max(0, hits[0] - margin), min(seen.shape[dim], hits[-1] + margin + 1)))
+    return box[0], box[1]
+
+
 @torch.no_grad()
 def apply_across(network: ResidualCNN, volume: np.ndarray, device: torch.device,
+                 box: tuple[slice, slice] = (slice(None), slice(None)),
                  chunk: int = 16) -> np.ndarray:
     """The network on the planes of a volume (T, A, B) that contain axis 0, both families
-    ((T, B) planes and (T, A) planes), averaged; shape (T, A, B)."""
+    ((T, B) planes and (T, A) planes), averaged, inside ``box`` (slices of A and B: the
+    volume is returned unchanged outside it); shape (T, A, B)."""
     network.eval()
+    inside = np.ascontiguousarray(volume[:, box[0], box[1]])
     results = []
     for order in ((1, 0, 2), (2, 0, 1)):
-        planes = np.ascontiguousarray(volume.transpose(order))
+        planes = np.ascontiguousarray(inside.transpose(order))
         out = np.empty_like(planes)
         for start in range(0, len(planes), chunk):
             batch = torch.from_numpy(planes[start:start + chunk, None]).to(device)
             out[start:start + chunk] = network(batch)[:, 0].float().cpu().numpy()
         results.append(out.transpose(np.argsort(order)))
-    return (results[0] + results[1]) / 2
+    restored = np.array(volume, dtype=np.float32)
+    restored[:, box[0], box[1]] = (results[0] + results[1]) / 2
+    return restored
 
 
 def through_plane_image(volume: Volume, mask: np.ndarray, profile: str, steps: int,
@@ -219,7 +240,10 @@ def through_plane_image(volume: Volume, mask: np.ndarray, profile: str, steps: i
     fine = interpolate_rows(stack.reshape(1, stack.shape[0], -1), positions, length,
                             float(data.min()), float(data.max()))
     fine = fine.reshape(length, *stack.shape[1:])
-    restored = np.clip(apply_across(network, fine, device), data.min(), data.max())
+    # the network's output depends on LAYERS voxels around each pixel: run it only on the
+    # foreground's box, with room for that and for the output foreground's dilation
+    box = plane_box(np.moveaxis(mask, axis, 0), MARGIN)
+    restored = np.clip(apply_across(network, fine, device, box), data.min(), data.max())
     image = cubic_on_grid(np.moveaxis(restored, 0, axis),
                           fine_affine(volume.affine, axis, ratio, phase), shape, output_affine,
                           clamp=True, transform=transform)

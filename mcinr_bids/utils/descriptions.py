@@ -225,7 +225,7 @@ def methods_text(*, n_images: int, reference: str, space: str, resolution: float
                  f"was fitted to the original voxels of the images, in world coordinates, "
                  f"{forward_model_words(settings)}, and predicted on an isotropic grid "
                  f"({resolution:g} mm) in {space} space"
-                 + through_plane_words(settings.through_plane_weight,
+                 + through_plane_words(settings.network_weight,
                                        settings.through_plane_steps)
                  + f"{consistency_words(settings.consistency_steps, settings.consistency_profile)}"
                  f"{blend_words(settings.blend_weight)}.")
@@ -295,7 +295,7 @@ def sidecars(sources: list[str], bids_dir: str, skull_stripped: bool, mask_metho
         how = (f"{MODEL_WORDS[settings.get('model', 'split')]} ("
                + ", ".join(bids_stem(s) for s in sources) + "), "
                f"{forward_model_words(inr)}"
-               + through_plane_words(inr.through_plane_weight, inr.through_plane_steps)
+               + through_plane_words(inr.network_weight, inr.through_plane_steps)
                + consistency_words(settings.get("consistency_steps", 0),
                                    settings.get("consistency_profile", "box"))
                + blend_words(inr.blend_weight))
