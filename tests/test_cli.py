@@ -55,8 +55,11 @@ def test_evaluate_writes_a_table(tmp_path, phantom, capsys):
     images = [write_nifti(tmp_path / "t1.nii.gz", t1, affine),
               write_nifti(tmp_path / "flair.nii.gz", flair, affine)]
     out = tmp_path / "evaluation"
+    config = tmp_path / "short_network.toml"  # the default through-plane network, cut short
+    config.write_text("[inr]\nthrough_plane_steps = 20\n")
     code = evaluate_cli.main([*images, "--axes", "S", "R", "-o", str(out), "--epochs", "2",
-                              "--methods", "cubic", "cubic-clamped", "split", "--quiet"])
+                              "--methods", "cubic", "cubic-clamped", "split", "--quiet",
+                              "--config-file", str(config)])
     assert code == 0
     assert "| cubic-clamped |" in capsys.readouterr().out
     with open(out / "evaluation.tsv") as handle:

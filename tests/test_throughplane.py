@@ -111,6 +111,11 @@ def test_the_inr_output_blends_the_network(phantom):
     np.testing.assert_array_equal(blended[1], predictions[1])
     with pytest.raises(ValueError, match="through_plane_weight must be between 0 and 1"):
         INRSettings(through_plane_weight=2.0).validate()
+    # unset: on for point samples (decimated data), off for thick slabs; a value applies as given
+    assert INRSettings(consistency_profile="point").network_weight == 0.5
+    assert INRSettings(consistency_profile="box").network_weight == 0.0
+    assert INRSettings(consistency_profile="point", through_plane_weight=0.0).network_weight == 0
+    assert INRSettings(through_plane_weight=0.25).network_weight == 0.25
 
 
 def test_slices_held_out_by_qc_holdout_are_not_training_targets(phantom, monkeypatch):
