@@ -165,3 +165,36 @@ def test_the_network_runs_only_round_the_foreground_with_the_same_result():
     outside[:, box[0], box[1]] = False
     np.testing.assert_array_equal(cropped[outside], volume[outside])
     assert not np.allclose(whole[outside], volume[outside])
+
+
+def test_the_network_is_blended_after_the_consistency_step(phantom, low_resolution,
+                                                           monkeypatch):
+    """inr_output: the consistency step corrects the INR's prediction alone, then the network
+    is averaged in (run on the network's output, the step spread its errors on the acquired
+    slices into the gaps: -0.25 dB on gli decimation)."""
+    from mcinr_bids import superres
+    from mcinr_bids.backprojection import back_project
+    from mcinr_bids.inr import fit_inr, predict_on_grid
+    from mcinr_bids.inr import throughplane as module
+
+    t1, _, _, affine = phantom
+    volumes = [Volume(d.astype(np.float32), a, n)
+               for (d, a), n in zip(low_resolution, ["t1", "flair"])]
+    settings = INRSettings(epochs=1, consistency_profile="point", seed=0)
+    assert settings.network_weight == 0.5
+    fitted = fit_inr(volumes, settings)
+    constant = {"t1": 11.0, "flair": 7.0}
+    monkeypatch.setattr(module, "through_plane_image",
+                        lambda volume, *args, **kwargs: np.full(t1.shape, constant[volume.name],
+                                                                np.float32))
+    grid = (t1.shape, affine)
+    output, foreground = superres.inr_output(fitted, grid, volumes)
+    raw, _ = predict_on_grid(fitted, *grid)
+    consistent = back_project(raw, grid, volumes, masks=fitted.masks,
+                              transforms=fitted.transforms, profile="point",
+                              steps=settings.consistency_steps,
+                              dilation_mm=settings.foreground_dilation_mm, foreground=foreground)
+    for index, name in enumerate(("t1", "flair")):
+        np.testing.assert_allclose(output[index][foreground],
+                                   (consistent[index][foreground] + constant[name]) / 2,
+                                   rtol=1e-5, atol=1e-4)

@@ -126,7 +126,7 @@ def test_methods_text_says_what_was_run():
                              settings=settings_for_preset("fast", through_plane_weight=0.25,
                                                           through_plane_steps=800),
                              bias_correction=True, evaluation=False)
-    assert ("prediction (weight 0.75) was averaged with a self-supervised through-plane "
+    assert ("output (weight 0.75) was averaged with a self-supervised through-plane "
             "network's reconstruction (weight 0.25; a residual CNN trained for 800 steps"
             in networked)
 

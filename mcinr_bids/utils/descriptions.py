@@ -192,7 +192,7 @@ def through_plane_words(weight: float, steps: int) -> str:
     """The through-plane network's share of the INR's prediction, in words ('' when off)."""
     if not weight:
         return ""
-    return (f"; for each image with thick slices that prediction (weight {1 - weight:g}) was "
+    return (f"; for each image with thick slices that output (weight {1 - weight:g}) was "
             "averaged with a self-supervised through-plane network's reconstruction (weight "
             f"{weight:g}; a residual CNN trained for {steps} steps on the image's own slices "
             "degraded in-plane as the acquisition degraded the slice axis, then run across the "
@@ -225,10 +225,9 @@ def methods_text(*, n_images: int, reference: str, space: str, resolution: float
                  f"was fitted to the original voxels of the images, in world coordinates, "
                  f"{forward_model_words(settings)}, and predicted on an isotropic grid "
                  f"({resolution:g} mm) in {space} space"
-                 + through_plane_words(settings.network_weight,
-                                       settings.through_plane_steps)
-                 + f"{consistency_words(settings.consistency_steps, settings.consistency_profile)}"
-                 f"{blend_words(settings.blend_weight)}.")
+                 + consistency_words(settings.consistency_steps, settings.consistency_profile)
+                 + through_plane_words(settings.network_weight, settings.through_plane_steps)
+                 + f"{blend_words(settings.blend_weight)}.")
     if slabs and not unpaired:
         text += " The slice profiles followed the sidecars' slice thickness: " + "; ".join(
             f"{name} {thickness:g} mm slices {spacing:g} mm apart"
@@ -295,9 +294,9 @@ def sidecars(sources: list[str], bids_dir: str, skull_stripped: bool, mask_metho
         how = (f"{MODEL_WORDS[settings.get('model', 'split')]} ("
                + ", ".join(bids_stem(s) for s in sources) + "), "
                f"{forward_model_words(inr)}"
-               + through_plane_words(inr.network_weight, inr.through_plane_steps)
                + consistency_words(settings.get("consistency_steps", 0),
                                    settings.get("consistency_profile", "box"))
+               + through_plane_words(inr.network_weight, inr.through_plane_steps)
                + blend_words(inr.blend_weight))
     record = {"jtv": "JTV", "unpaired": "Unpaired"}.get(method, "INR")
     images = []
