@@ -32,11 +32,11 @@ def main() -> int:
     import numpy as np
     import torch
 
+    from mcinr_bids.blending import blend
     from mcinr_bids.evaluation import consistent, run_baseline, score, simulate_acquisitions
     from mcinr_bids.holdout import holdout_check
     from mcinr_bids.inr import fit_inr, predict_on_grid
     from mcinr_bids.inr.settings import INRSettings, settings_for_preset
-    from mcinr_bids.superres import blend
 
     torch.set_num_threads(args.threads)
     folder = real_data_folder()

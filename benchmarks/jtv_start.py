@@ -27,11 +27,11 @@ def main() -> int:
 
     import torch
 
+    from mcinr_bids.blending import blend
     from mcinr_bids.evaluation import run_inr, score, simulate_acquisitions
     from mcinr_bids.inr import load_volume
     from mcinr_bids.inr.settings import INRSettings
     from mcinr_bids.jtv import JTVSettings, reconstruct_jtv
-    from mcinr_bids.superres import blend
 
     torch.set_num_threads(args.threads)
     folder = real_data_folder() / args.case

@@ -30,12 +30,12 @@ def main() -> int:
     import torch
 
     from mcinr_bids import metrics
+    from mcinr_bids.blending import blend
     from mcinr_bids.evaluation import jtv_on_truth_grid, model_outputs
     from mcinr_bids.inr import load_volume
     from mcinr_bids.inr.data import automatic_foreground_mask
     from mcinr_bids.inr.predict import load_checkpoint
     from mcinr_bids.jtv import JTVSettings
-    from mcinr_bids.superres import blend
 
     torch.set_num_threads(args.threads)
     for node in sorted((args.keep / "work").glob("mcinr_wf/sub_*_wf/superres_wf/fit")):

@@ -10,11 +10,11 @@ import numpy as np
 
 from . import geometry, metrics, simulate
 from .baselines import cubic_on_grid
+from .blending import inr_output
 from .inr.data import Volume, automatic_foreground_mask
 from .inr.fit import fit_inr
 from .inr.predict import predict_on_grid
 from .inr.settings import INRSettings
-from .superres import inr_output
 
 BASELINES = ("cubic", "cubic-clamped", "jtv")
 INR_MODELS = ("split", "vanilla", "single")
@@ -248,7 +248,7 @@ def model_outputs(model, truths: list, volumes: list[Volume], first_truth: str,
                   jtv_settings=None) -> list[np.ndarray]:
     """A fitted model's output as the app delivers it (prediction, consistency step, JTV
     blend) on each truth's grid, through the transform each image was fitted with."""
-    from .superres import blend
+    from .blending import blend
 
     outputs = []
     for index, truth in enumerate(truths):

@@ -119,10 +119,10 @@ def holdout_check(volumes: list[Volume], every: int, grid: tuple | None = None, 
     isotropic ``resolution`` mm grid over the masks), and score each on the held-out slices
     (:func:`holdout_scores`).  Costs one more run of each method."""
     from .baselines import cubic_on_grid
+    from .blending import inr_output
     from .inr import fit_inr
     from .inr.data import prepare_masks
     from .jtv import JTVSettings, reconstruct_jtv
-    from .superres import inr_output
 
     held = [hold_out(v, every) for v in volumes]
     masks = prepare_masks(held, masks)

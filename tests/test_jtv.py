@@ -152,8 +152,8 @@ def test_the_inr_output_can_be_blended_with_jtv(phantom):
     """[inr] jtv_blend: (1 - w) INR + w JTV inside the foreground, the INR outside, JTV started
     from the INR's output; 0 leaves the output alone, unset follows the slice profile; the
     workflow gives the fit node the [jtv] table for it."""
+    from mcinr_bids.blending import blend_jtv
     from mcinr_bids.inr.settings import INRSettings
-    from mcinr_bids.superres import blend_jtv
     from mcinr_bids.workflows.fit import init_superres_wf
 
     t1, flair, mask, affine = phantom

@@ -86,7 +86,7 @@ def test_the_network_restores_detail_that_cubic_splines_miss(phantom):
 def test_the_inr_output_blends_the_network(phantom):
     """through_plane_weight: (1 - w) INR + w network inside the foreground for images with
     thick slices; 0 leaves the prediction alone; an image without thick slices is kept."""
-    from mcinr_bids.superres import blend_through_plane
+    from mcinr_bids.blending import blend_through_plane
 
     t1, flair, mask, affine = phantom
     low, low_affine = simulate.thick_slices(t1, affine, geometry.voxel_axis(affine, "S"), 4)
@@ -172,7 +172,7 @@ def test_the_network_is_blended_after_the_consistency_step(phantom, low_resoluti
     """inr_output: the consistency step corrects the INR's prediction alone, then the network
     is averaged in (run on the network's output, the step spread its errors on the acquired
     slices into the gaps: -0.25 dB on gli decimation)."""
-    from mcinr_bids import superres
+    from mcinr_bids import blending
     from mcinr_bids.backprojection import back_project
     from mcinr_bids.inr import fit_inr, predict_on_grid
     from mcinr_bids.inr import throughplane as module
@@ -188,7 +188,7 @@ def test_the_network_is_blended_after_the_consistency_step(phantom, low_resoluti
                         lambda volume, *args, **kwargs: np.full(t1.shape, constant[volume.name],
                                                                 np.float32))
     grid = (t1.shape, affine)
-    output, foreground = superres.inr_output(fitted, grid, volumes)
+    output, foreground = blending.inr_output(fitted, grid, volumes)
     raw, _ = predict_on_grid(fitted, *grid)
     consistent = back_project(raw, grid, volumes, masks=fitted.masks,
                               transforms=fitted.transforms, profile="point",
