@@ -45,12 +45,6 @@ def blend_through_plane(predictions: list, fitted, volumes: list, grid: tuple,
     weight = settings.network_weight
     if not weight:
         return predictions
-    import torch
-
-    from .inr.slices import slab_fraction
-    from .inr.throughplane import through_plane_image
-
-    device = next(fitted.model.parameters()).device
     blended = []
     for index, (prediction, volume) in enumerate(zip(predictions, volumes)):
         if not has_thick_slices(volume.affine):
@@ -58,14 +52,26 @@ def blend_through_plane(predictions: list, fitted, volumes: list, grid: tuple,
             continue
         if say:
             say(f"through-plane network for {fitted.names[index]} (weight {weight:g})")
-        with torch.enable_grad():
-            image = through_plane_image(
-                volume, fitted.masks[index], settings.consistency_profile,
-                settings.through_plane_steps, grid, transform=fitted.transforms[index],
-                slab_fraction=slab_fraction(volume), seed=settings.seed + index,
-                device=device)
+        image = network_image(fitted, index, volume, grid, fitted.transforms[index])
         blended.append(blend([prediction], [image], weight, foreground)[0])
     return blended
+
+
+def network_image(fitted, index: int, volume, grid: tuple, transform) -> np.ndarray:
+    """Image ``index``'s through-plane network reconstruction on ``grid`` = (shape, affine),
+    ``transform`` mapping the grid's world to the image's (None: the same world)."""
+    import torch
+
+    from .inr.slices import slab_fraction
+    from .inr.throughplane import through_plane_image
+
+    settings = fitted.settings
+    with torch.enable_grad():
+        return through_plane_image(
+            volume, fitted.masks[index], settings.consistency_profile,
+            settings.through_plane_steps, grid, transform=transform,
+            slab_fraction=slab_fraction(volume), seed=settings.seed + index,
+            device=next(fitted.model.parameters()).device)
 
 
 def blend_jtv(predictions: list, settings: INRSettings, volumes: list, grid: tuple,

@@ -246,19 +246,25 @@ def jtv_on_truth_grid(volumes: list[Volume], masks: list, transforms: list, trut
 
 def model_outputs(model, truths: list, volumes: list[Volume], first_truth: str,
                   jtv_settings=None) -> list[np.ndarray]:
-    """A fitted model's output as the app delivers it (prediction, consistency step, JTV
-    blend) on each truth's grid, through the transform each image was fitted with."""
-    from .blending import blend
+    """A fitted model's output as the app delivers it (prediction, consistency step, the
+    through-plane network's blend, JTV blend) on each truth's grid, through the transform each
+    image was fitted with."""
+    from .blending import blend, network_image
 
     outputs = []
+    weight = model.settings.network_weight
     for index, truth in enumerate(truths):
         shape, affine = truth.shape[:3], truth.affine
-        predicted, _ = predict_on_grid(model, shape, affine, fill_background=False,
-                                       transform=model.transforms[index])
+        predicted, foreground = predict_on_grid(model, shape, affine, fill_background=False,
+                                                transform=model.transforms[index])
         # the truth's grid as the output grid: the LR image's world is the truth's, so the
-        # consistency step maps the LR image through no transform
-        outputs += consistent(model.settings, [predicted[index]], (shape, affine),
-                              [volumes[index]], [model.masks[index]], [None])
+        # consistency step and the network map the LR image through no transform
+        output = consistent(model.settings, [predicted[index]], (shape, affine),
+                            [volumes[index]], [model.masks[index]], [None])
+        if weight and geometry.has_thick_slices(volumes[index].affine):
+            network = network_image(model, index, volumes[index], (shape, affine), None)
+            output = blend(output, [network], weight, foreground)
+        outputs += output
     if model.settings.blend_weight:
         from .jtv import JTVSettings
 

@@ -198,3 +198,36 @@ def test_the_network_is_blended_after_the_consistency_step(phantom, low_resoluti
         np.testing.assert_allclose(output[index][foreground],
                                    (consistent[index][foreground] + constant[name]) / 2,
                                    rtol=1e-5, atol=1e-4)
+
+
+def test_the_evaluation_scores_the_output_with_the_network(phantom, low_resolution,
+                                                           monkeypatch):
+    """The evaluation mode re-predicts a checkpoint on each truth's grid
+    (evaluation.model_outputs): on decimated data that output must include the network's
+    blend, as the app's output files do, or Table 1 scores something the user never gets."""
+    import dataclasses
+
+    import nibabel as nib
+
+    from mcinr_bids.evaluation import model_outputs
+    from mcinr_bids.inr import fit_inr, predict_on_grid
+    from mcinr_bids.inr import throughplane as module
+
+    t1, flair, _, affine = phantom
+    volumes = [Volume(d.astype(np.float32), a, n)
+               for (d, a), n in zip(low_resolution, ["t1", "flair"])]
+    fitted = fit_inr(volumes, INRSettings(epochs=1, consistency_profile="point", seed=0))
+    constant = {"t1": 11.0, "flair": 7.0}
+    monkeypatch.setattr(module, "through_plane_image",
+                        lambda volume, *args, **kwargs: np.full(t1.shape, constant[volume.name],
+                                                                np.float32))
+    truths = [nib.Nifti1Image(t1, affine), nib.Nifti1Image(flair, affine)]
+    scored = model_outputs(fitted, truths, volumes, "t1")
+    alone = model_outputs(dataclasses.replace(fitted, settings=dataclasses.replace(
+        fitted.settings, through_plane_weight=0.0)), truths, volumes, "t1")
+    _, foreground = predict_on_grid(fitted, t1.shape, affine, fill_background=False)
+    for index, name in enumerate(("t1", "flair")):
+        np.testing.assert_allclose(scored[index][foreground],
+                                   (alone[index][foreground] + constant[name]) / 2,
+                                   rtol=1e-5, atol=1e-4)
+        np.testing.assert_array_equal(scored[index][~foreground], alone[index][~foreground])

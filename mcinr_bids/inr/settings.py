@@ -95,11 +95,11 @@ class INRSettings:
     jtv_blend: float | None = None
     #: weight of the self-supervised through-plane network (:mod:`.throughplane`: a small 2D
     #: CNN per image with thick slices, trained on its own slices degraded along one in-plane
-    #: axis, applied across the thick axis) averaged into the INR's prediction before the
-    #: consistency step: 0 = off; 0.5 = the INR/network mean; unset (None) = 0.5 for point
-    #: samples (``consistency_profile`` point: decimated data, where it added 0.25-0.48 dB to
-    #: every T1c), 0 for thick slabs (box: the slab model is strong there and the blend was
-    #: mixed, benchmarks/RESULTS.md)
+    #: axis, run across the thick axis) averaged into the INR's output after the consistency
+    #: step (the evaluation mode scores it too): 0 = off; 0.5 = the
+    #: INR/network mean; unset (None) = 0.5 for point samples (``consistency_profile`` point:
+    #: decimated data, where it added 0.18-0.43 dB to every T1c, 3 seeds), 0 for thick slabs
+    #: (box: not yet measured with this order, benchmarks/RESULTS.md)
     through_plane_weight: float | None = None
     #: training steps of each image's through-plane network (16 patches of 48 x 48 a step)
     through_plane_steps: int = 3000
