@@ -59,7 +59,9 @@ def blend_through_plane(predictions: list, fitted, volumes: list, grid: tuple,
 
 def network_image(fitted, index: int, volume, grid: tuple, transform) -> np.ndarray:
     """Image ``index``'s through-plane network reconstruction on ``grid`` = (shape, affine),
-    ``transform`` mapping the grid's world to the image's (None: the same world)."""
+    ``transform`` mapping the grid's world to the image's (None: the same world).  The network
+    is trained on the first call and kept in ``fitted.through_plane_states`` (and so in the
+    checkpoint): later grids reuse it."""
     import torch
 
     from .inr.slices import slab_fraction
@@ -71,7 +73,8 @@ def network_image(fitted, index: int, volume, grid: tuple, transform) -> np.ndar
             volume, fitted.masks[index], settings.consistency_profile,
             settings.through_plane_steps, grid, transform=transform,
             slab_fraction=slab_fraction(volume), seed=settings.seed + index,
-            device=next(fitted.model.parameters()).device)
+            device=next(fitted.model.parameters()).device,
+            state=fitted.through_plane_states.setdefault(index, {}))
 
 
 def blend_jtv(predictions: list, settings: INRSettings, volumes: list, grid: tuple,

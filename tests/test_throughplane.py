@@ -98,7 +98,8 @@ def test_the_inr_output_blends_the_network(phantom):
     def fitted(weight):
         settings = INRSettings(through_plane_weight=weight, through_plane_steps=5, seed=3)
         return SimpleNamespace(settings=settings, model=torch.nn.Linear(1, 1), masks=masks,
-                               transforms=[None, None], names=["t1", "flair"])
+                               transforms=[None, None], names=["t1", "flair"],
+                               through_plane_states={})
 
     grid = (t1.shape, affine)
     assert blend_through_plane(predictions, fitted(0.0), volumes, grid) is predictions
@@ -231,3 +232,40 @@ def test_the_evaluation_scores_the_output_with_the_network(phantom, low_resoluti
                                    (alone[index][foreground] + constant[name]) / 2,
                                    rtol=1e-5, atol=1e-4)
         np.testing.assert_array_equal(scored[index][~foreground], alone[index][~foreground])
+
+
+def test_the_trained_network_is_kept_in_the_checkpoint_and_reused(phantom, low_resolution,
+                                                                  monkeypatch, tmp_path):
+    """Each image's network is trained once: another grid (the evaluation mode's truth grid, a
+    checkpoint predicted later) reuses the fit's network from the checkpoint instead of
+    training it again (80 s an image on 2 cores), with the same result."""
+    from mcinr_bids import blending
+    from mcinr_bids.inr import fit_inr, load_checkpoint, save_checkpoint
+    from mcinr_bids.inr import throughplane as module
+
+    t1, _, _, affine = phantom
+    volumes = [Volume(d.astype(np.float32), a, n)
+               for (d, a), n in zip(low_resolution, ["t1", "flair"])]
+    fitted = fit_inr(volumes, INRSettings(epochs=1, consistency_profile="point", seed=0,
+                                          through_plane_steps=3))
+    grid = (t1.shape, affine)
+    first = blending.network_image(fitted, 0, volumes[0], grid, None)
+    assert set(fitted.through_plane_states) == {0}
+    path = tmp_path / "model.pt"
+    save_checkpoint(fitted, str(path))
+    loaded = load_checkpoint(str(path), device="cpu")
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the network was trained again")
+
+    monkeypatch.setattr(module, "train", no_training)
+    again = blending.network_image(loaded, 0, volumes[0], grid, None)
+    np.testing.assert_allclose(again, first, rtol=1e-5, atol=1e-4)
+    # a coarser grid of the same world: the kept network, no training
+    coarse = np.array(affine, dtype=float)
+    coarse[:3, :3] *= 2
+    image = blending.network_image(loaded, 0, volumes[0],
+                                   (tuple(s // 2 for s in t1.shape), coarse), None)
+    assert image.shape == tuple(s // 2 for s in t1.shape) and np.isfinite(image).all()
+    with pytest.raises(AssertionError, match="trained again"):
+        blending.network_image(loaded, 1, volumes[1], grid, None)

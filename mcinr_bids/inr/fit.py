@@ -66,6 +66,9 @@ class FittedINR:
     last_state: dict | None = None
     stop_reason: str = "epochs"
     resumed_from_epoch: int | None = None
+    #: each image's trained through-plane network (image index -> its weights, on the CPU),
+    #: kept so that another grid (the evaluation mode's, a checkpoint's) reuses it
+    through_plane_states: dict = field(default_factory=dict)
     _dilated_masks: list | None = field(default=None, repr=False)
 
     @property

@@ -199,6 +199,8 @@ def save_checkpoint(fitted: FittedINR, path: str) -> None:
         "stop_reason": fitted.stop_reason,
         "fit_seconds": fitted.fit_seconds,
         "device": fitted.device,
+        "through_plane_states": {str(index): state for index, state
+                                 in fitted.through_plane_states.items()},
     }
     atomic_write(path, lambda temporary: torch.save(checkpoint, temporary))
 
@@ -225,7 +227,9 @@ def load_checkpoint(path: str, device: str = "auto") -> FittedINR:
         selected_epoch=checkpoint["selected_epoch"], stopped_early=checkpoint["stopped_early"],
         stop_reason=checkpoint["stop_reason"],
         fit_seconds=checkpoint["fit_seconds"], device=checkpoint["device"],
-        last_state=checkpoint["last_state"])
+        last_state=checkpoint["last_state"],
+        through_plane_states={int(index): state for index, state
+                              in checkpoint.get("through_plane_states", {}).items()})
 
 
 def write_history(history: list[dict], path: str) -> None:

@@ -211,13 +211,16 @@ def apply_across(network: ResidualCNN, volume: np.ndarray, device: torch.device,
 
 def through_plane_image(volume: Volume, mask: np.ndarray, profile: str, steps: int,
                         output_grid: tuple, transform=None, slab_fraction: float = 1.0,
-                        seed: int = 0, device: torch.device | None = None) -> np.ndarray:
+                        seed: int = 0, device: torch.device | None = None,
+                        state: dict | None = None) -> np.ndarray:
     """One image reconstructed on ``output_grid`` = (shape, affine) by the self-supervised
     through-plane network: float32 of the grid's shape, in the image's intensity units.
 
     ``profile``: ``point`` (decimated data) or ``box`` (thick slices, slab ``slab_fraction``
     of the spacing); ``mask``: the image's foreground (where training patches are centred;
-    slices held out by ``--qc-holdout``, already interpolated in the data, are left out).
+    slices held out by ``--qc-holdout``, already interpolated in the data, are left out);
+    ``state``: the network's weights from an earlier call on this image (no training then),
+    or an empty dict, which receives the weights trained here (None: train, keep nothing).
     """
     from ..baselines import cubic_on_grid
 
@@ -232,9 +235,15 @@ def through_plane_image(volume: Volume, mask: np.ndarray, profile: str, steps: i
     # on the fine grid, the slices sit at fine positions (j - phase) * ratio
     offset = -phase * ratio
     width = slab_fraction * ratio
-    inputs, targets, weights = training_planes(data, mask, axis, ratio, offset % ratio,
-                                               profile, width)
-    network = train(inputs, targets, weights, steps, seed, device)
+    if state:
+        network = ResidualCNN().to(device)
+        network.load_state_dict(state)
+    else:
+        inputs, targets, weights = training_planes(data, mask, axis, ratio, offset % ratio,
+                                                   profile, width)
+        network = train(inputs, targets, weights, steps, seed, device)
+        if state is not None:
+            state.update({k: v.detach().cpu() for k, v in network.state_dict().items()})
     stack = np.moveaxis(data, axis, 0)
     positions = offset + ratio * np.arange(stack.shape[0])
     fine = interpolate_rows(stack.reshape(1, stack.shape[0], -1), positions, length,
