@@ -52,16 +52,19 @@ def blend_through_plane(predictions: list, fitted, volumes: list, grid: tuple,
             continue
         if say:
             say(f"through-plane network for {fitted.names[index]} (weight {weight:g})")
-        image = network_image(fitted, index, volume, grid, fitted.transforms[index])
+        image = network_image(fitted, index, volume, grid, fitted.transforms[index],
+                              prior=prediction)
         blended.append(blend([prediction], [image], weight, foreground)[0])
     return blended
 
 
-def network_image(fitted, index: int, volume, grid: tuple, transform) -> np.ndarray:
+def network_image(fitted, index: int, volume, grid: tuple, transform,
+                  prior: np.ndarray | None = None) -> np.ndarray:
     """Image ``index``'s through-plane network reconstruction on ``grid`` = (shape, affine),
-    ``transform`` mapping the grid's world to the image's (None: the same world).  The network
+    ``transform`` mapping the image's world to the grid's (None: the same world).  The network
     is trained on the first call and kept in ``fitted.through_plane_states`` (and so in the
-    checkpoint): later grids reuse it."""
+    checkpoint): later grids reuse it.  ``prior``: the INR's output on ``grid``, which the
+    network restores as well (:func:`~.inr.throughplane.through_plane_image`)."""
     import torch
 
     from .inr.slices import slab_fraction
@@ -74,7 +77,7 @@ def network_image(fitted, index: int, volume, grid: tuple, transform) -> np.ndar
             settings.through_plane_steps, grid, transform=transform,
             slab_fraction=slab_fraction(volume), seed=settings.seed + index,
             device=next(fitted.model.parameters()).device,
-            state=fitted.through_plane_states.setdefault(index, {}))
+            state=fitted.through_plane_states.setdefault(index, {}), prior=prior)
 
 
 def blend_jtv(predictions: list, settings: INRSettings, volumes: list, grid: tuple,

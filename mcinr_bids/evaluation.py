@@ -262,7 +262,8 @@ def model_outputs(model, truths: list, volumes: list[Volume], first_truth: str,
         output = consistent(model.settings, [predicted[index]], (shape, affine),
                             [volumes[index]], [model.masks[index]], [None])
         if weight and geometry.has_thick_slices(volumes[index].affine):
-            network = network_image(model, index, volumes[index], (shape, affine), None)
+            network = network_image(model, index, volumes[index], (shape, affine), None,
+                                    prior=output[0])
             output = blend(output, [network], weight, foreground)
         outputs += output
     if model.settings.blend_weight:

@@ -57,7 +57,7 @@ def test_evaluation_mode_beats_clamped_cubic(tmp_path, monkeypatch):
     assert "Table 1" in (output / "group_report.html").read_text()
     sidecar = json.loads(next(output.rglob("*desc-superres_T1w.json")).read_text())
     assert sidecar["Sources"] == ["bids::sub-01/anat/sub-01_T1w.nii.gz"]
-    assert ("through-plane network's reconstruction (weight 0.5; a residual CNN trained for "
+    assert ("through-plane network's reconstruction (weight 0.67; a residual CNN trained for "
             "40 steps") in sidecar["Description"]
     # the registrations ran on the co-registered originals, not on the thick simulations
     # (which they misplace by ~0.3 mm): the FLAIR lands within 0.2 mm of the identity

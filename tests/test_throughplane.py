@@ -75,7 +75,7 @@ def test_the_network_restores_detail_that_cubic_splines_miss(phantom):
     low, low_affine = simulate.decimate(t1, affine, axis, 4)
     volume = Volume(low.astype(np.float32), low_affine, name="t1")
     low_mask = low > 0
-    image = through_plane_image(volume, low_mask, "point", 200, (t1.shape, affine), seed=0)
+    image = through_plane_image(volume, low_mask, "point", 300, (t1.shape, affine), seed=0)
     cubic = cubic_on_grid(low, low_affine, t1.shape, affine)
     inside = mask > 0
     gain = metrics.psnr(image, t1, inside, "strict") - metrics.psnr(cubic, t1, inside, "strict")
@@ -105,7 +105,8 @@ def test_the_inr_output_blends_the_network(phantom):
     assert blend_through_plane(predictions, fitted(0.0), volumes, grid) is predictions
     inside = mask > 0
     blended = blend_through_plane(predictions, fitted(0.5), volumes, grid, inside)
-    network = through_plane_image(volumes[0], masks[0], "box", 5, grid, seed=3)
+    network = through_plane_image(volumes[0], masks[0], "box", 5, grid, seed=3,
+                                  prior=predictions[0])
     np.testing.assert_allclose(blended[0][inside], (predictions[0][inside] + network[inside]) / 2,
                                rtol=1e-5, atol=1e-4)
     np.testing.assert_array_equal(blended[0][~inside], predictions[0][~inside])
@@ -113,7 +114,7 @@ def test_the_inr_output_blends_the_network(phantom):
     with pytest.raises(ValueError, match="through_plane_weight must be between 0 and 1"):
         INRSettings(through_plane_weight=2.0).validate()
     # unset: on for point samples (decimated data), off for thick slabs; a value applies as given
-    assert INRSettings(consistency_profile="point").network_weight == 0.5
+    assert INRSettings(consistency_profile="point").network_weight == pytest.approx(2 / 3)
     assert INRSettings(consistency_profile="box").network_weight == 0.0
     assert INRSettings(consistency_profile="point", through_plane_weight=0.0).network_weight == 0
     assert INRSettings(through_plane_weight=0.25).network_weight == 0.25
@@ -156,7 +157,7 @@ def test_the_network_runs_only_round_the_foreground_with_the_same_result():
     mask = np.zeros(volume.shape, bool)
     mask[3:9, 10:17, 8:12] = True
     box = plane_box(mask, LAYERS)
-    assert box == (slice(5, 22), slice(3, 17))
+    assert box == (slice(10 - LAYERS, 17 + LAYERS), slice(max(0, 8 - LAYERS), 12 + LAYERS))
     assert plane_box(np.zeros_like(mask), 4) == (slice(None), slice(None))
     whole = apply_across(network, volume, torch.device("cpu"))
     cropped = apply_across(network, volume, torch.device("cpu"), box)
@@ -182,7 +183,7 @@ def test_the_network_is_blended_after_the_consistency_step(phantom, low_resoluti
     volumes = [Volume(d.astype(np.float32), a, n)
                for (d, a), n in zip(low_resolution, ["t1", "flair"])]
     settings = INRSettings(epochs=1, consistency_profile="point", seed=0)
-    assert settings.network_weight == 0.5
+    assert settings.network_weight == pytest.approx(2 / 3)
     fitted = fit_inr(volumes, settings)
     constant = {"t1": 11.0, "flair": 7.0}
     monkeypatch.setattr(module, "through_plane_image",
@@ -196,9 +197,10 @@ def test_the_network_is_blended_after_the_consistency_step(phantom, low_resoluti
                               steps=settings.consistency_steps,
                               dilation_mm=settings.foreground_dilation_mm, foreground=foreground)
     for index, name in enumerate(("t1", "flair")):
+        weight = settings.network_weight
         np.testing.assert_allclose(output[index][foreground],
-                                   (consistent[index][foreground] + constant[name]) / 2,
-                                   rtol=1e-5, atol=1e-4)
+                                   (1 - weight) * consistent[index][foreground]
+                                   + weight * constant[name], rtol=1e-5, atol=1e-4)
 
 
 def test_the_evaluation_scores_the_output_with_the_network(phantom, low_resolution,
@@ -228,9 +230,10 @@ def test_the_evaluation_scores_the_output_with_the_network(phantom, low_resoluti
         fitted.settings, through_plane_weight=0.0)), truths, volumes, "t1")
     _, foreground = predict_on_grid(fitted, t1.shape, affine, fill_background=False)
     for index, name in enumerate(("t1", "flair")):
+        weight = fitted.settings.network_weight
         np.testing.assert_allclose(scored[index][foreground],
-                                   (alone[index][foreground] + constant[name]) / 2,
-                                   rtol=1e-5, atol=1e-4)
+                                   (1 - weight) * alone[index][foreground]
+                                   + weight * constant[name], rtol=1e-5, atol=1e-4)
         np.testing.assert_array_equal(scored[index][~foreground], alone[index][~foreground])
 
 
@@ -269,3 +272,64 @@ def test_the_trained_network_is_kept_in_the_checkpoint_and_reused(phantom, low_r
     assert image.shape == tuple(s // 2 for s in t1.shape) and np.isfinite(image).all()
     with pytest.raises(AssertionError, match="trained again"):
         blending.network_image(loaded, 1, volumes[1], grid, None)
+
+
+def test_the_network_restores_the_prior_too_and_averages(phantom):
+    """With a prior (the INR's output on the grid) the result is the mean of the network's
+    restorations of the cubic interpolation and of the prior: with a network that changes
+    nothing, (clamped cubic + prior) / 2 where the grids agree; beyond the grid the prior
+    covers, the cubic interpolation alone."""
+    t1, _, _, affine = phantom
+    axis = geometry.voxel_axis(affine, "S")
+    low, low_affine = simulate.decimate(t1, affine, axis, 4)
+    volume = Volume(low.astype(np.float32), low_affine, name="t1")
+    identity = ResidualCNN()
+    last = identity.body[-1]
+    torch.nn.init.zeros_(last.weight)
+    torch.nn.init.zeros_(last.bias)
+    state = dict(identity.state_dict())
+    prior = (0.9 * t1 + 2.0).astype(np.float32)
+    grid = (t1.shape, affine)
+    image = through_plane_image(volume, low > 0, "point", 1, grid, state=state, prior=prior)
+    cubic = cubic_on_grid(low, low_affine, t1.shape, affine)
+    expected = np.clip((cubic + prior) / 2, low.min(), low.max())
+    # between the first and the last acquired slice (beyond them the fine grid's spline and
+    # the baseline's extrapolate differently)
+    inside = [slice(None)] * 3
+    inside[axis] = slice(3, t1.shape[axis] - 4)
+    inside = tuple(inside)
+    np.testing.assert_allclose(image[inside], expected[inside], rtol=1e-4, atol=1e-2)
+    # the image's world moved 2 mm along R into the grid's: the prior is read through the
+    # same transform as the image
+    moved = np.eye(4)
+    moved[0, 3] = 2.0
+    image = through_plane_image(volume, low > 0, "point", 1, grid, transform=moved,
+                                state=state, prior=prior)
+    cubic = cubic_on_grid(low, low_affine, t1.shape, affine, transform=moved)
+    expected_moved = np.clip((cubic + prior) / 2, low.min(), low.max())
+    inside_moved = list(inside)
+    inside_moved[geometry.voxel_axis(affine, "R")] = slice(3, -3)
+    np.testing.assert_allclose(image[tuple(inside_moved)], expected_moved[tuple(inside_moved)],
+                               rtol=1e-4, atol=1e-2)
+    # a prior on half the grid: the other half is the cubic interpolation's restoration
+    half = t1.shape[0] // 2
+    partial = through_plane_image(volume, low > 0, "point", 1, (prior[:half].shape, affine),
+                                  state=state, prior=prior[:half])
+    np.testing.assert_allclose(partial[inside], expected[:half][inside], rtol=1e-4, atol=1e-2)
+    # beyond the prior's grid the network reads the cubic interpolation, not a hole: a network
+    # that mixes neighbours keeps the half grid's output finite up to its edge
+    torch.manual_seed(0)
+    mixing = dict(ResidualCNN().state_dict())
+    edge = through_plane_image(volume, low > 0, "point", 1, (prior[:half].shape, affine),
+                               state=mixing, prior=prior[:half])
+    assert np.isfinite(edge).all()
+
+
+def test_cubic_on_grid_marks_voxels_beyond_the_image():
+    data = np.arange(4 * 5 * 6, dtype=np.float32).reshape(4, 5, 6)
+    affine = np.eye(4)
+    shifted = np.eye(4)
+    shifted[0, 3] = 2.0
+    values = cubic_on_grid(data, affine, (4, 5, 6), shifted, clamp=False, outside=np.nan)
+    assert np.isnan(values[2:]).all() and not np.isnan(values[:2]).any()
+    np.testing.assert_allclose(values[:2], data[2:], atol=1e-3)

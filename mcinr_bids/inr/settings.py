@@ -95,11 +95,13 @@ class INRSettings:
     jtv_blend: float | None = None
     #: weight of the self-supervised through-plane network (:mod:`.throughplane`: a small 2D
     #: CNN per image with thick slices, trained on its own slices degraded along one in-plane
-    #: axis, run across the thick axis) averaged into the INR's output after the consistency
-    #: step (the evaluation mode scores it too): 0 = off; 0.5 = the
-    #: INR/network mean; unset (None) = 0.5 for point samples (``consistency_profile`` point:
-    #: decimated data, where it added 0.18-0.43 dB to every T1c, 3 seeds), 0 for thick slabs
-    #: (box: not yet measured with this order, benchmarks/RESULTS.md)
+    #: axis, run across the thick axis on the cubic interpolation and on the INR's output, the
+    #: two restorations averaged) blended into the INR's output after the consistency step
+    #: (the evaluation mode scores it too): 0 = off; 2/3 = the mean of the INR and the two
+    #: restorations; unset (None) = 2/3 for point samples (``consistency_profile`` point:
+    #: decimated data; +0.09 / +0.14 dB over the 0.5 blend of the 5-layer network on the three
+    #: shared cases, seed 0), 0 for thick slabs (box: the slab model is better there, -0.09 to
+    #: -0.31 dB on the gli T1c; benchmarks/RESULTS.md)
     through_plane_weight: float | None = None
     #: training steps of each image's through-plane network (16 patches of 48 x 48 a step)
     through_plane_steps: int = 3000
@@ -128,7 +130,7 @@ class INRSettings:
         value)."""
         if self.through_plane_weight is not None:
             return float(self.through_plane_weight)
-        return 0.5 if self.consistency_profile == "point" else 0.0
+        return 2 / 3 if self.consistency_profile == "point" else 0.0
 
     # Early stopping on mutual information between predicted contrasts
     early_stopping: bool = True

@@ -28,7 +28,7 @@ from .data import Volume, observed_region
 
 #: layers and channels of the residual CNN, the side of its square training patches (fine
 #: voxels) and the patches per step
-LAYERS, CHANNELS, PATCH, BATCH = 5, 16, 48, 16
+LAYERS, CHANNELS, PATCH, BATCH = 8, 16, 48, 16
 #: voxels round the foreground's box where the network runs (its reach is LAYERS voxels; the
 #: output's foreground is the images' masks dilated by a few mm)
 MARGIN = 16
@@ -212,7 +212,8 @@ def apply_across(network: ResidualCNN, volume: np.ndarray, device: torch.device,
 def through_plane_image(volume: Volume, mask: np.ndarray, profile: str, steps: int,
                         output_grid: tuple, transform=None, slab_fraction: float = 1.0,
                         seed: int = 0, device: torch.device | None = None,
-                        state: dict | None = None) -> np.ndarray:
+                        state: dict | None = None, prior: np.ndarray | None = None
+                        ) -> np.ndarray:
     """One image reconstructed on ``output_grid`` = (shape, affine) by the self-supervised
     through-plane network: float32 of the grid's shape, in the image's intensity units.
 
@@ -220,7 +221,11 @@ def through_plane_image(volume: Volume, mask: np.ndarray, profile: str, steps: i
     of the spacing); ``mask``: the image's foreground (where training patches are centred;
     slices held out by ``--qc-holdout``, already interpolated in the data, are left out);
     ``state``: the network's weights from an earlier call on this image (no training then),
-    or an empty dict, which receives the weights trained here (None: train, keep nothing).
+    or an empty dict, which receives the weights trained here (None: train, keep nothing);
+    ``prior``: another reconstruction of the image on ``output_grid`` (the INR's): the network
+    restores it too, and the result is the mean of its two restorations (of the cubic
+    interpolation and of the prior; the prior's gaps are filled by the cubic one where the
+    grid does not cover the image).
     """
     from ..baselines import cubic_on_grid
 
@@ -252,8 +257,18 @@ def through_plane_image(volume: Volume, mask: np.ndarray, profile: str, steps: i
     # the network's output depends on LAYERS voxels around each pixel: run it only on the
     # foreground's box, with room for that and for the output foreground's dilation
     box = plane_box(np.moveaxis(mask, axis, 0), MARGIN)
-    restored = np.clip(apply_across(network, fine, device, box), data.min(), data.max())
-    image = cubic_on_grid(np.moveaxis(restored, 0, axis),
-                          fine_affine(volume.affine, axis, ratio, phase), shape, output_affine,
+    restored = apply_across(network, fine, device, box)
+    affine = fine_affine(volume.affine, axis, ratio, phase)
+    if prior is not None:
+        fine_shape = list(volume.shape)
+        fine_shape[axis] = length
+        on_fine = cubic_on_grid(prior / scale, output_affine, tuple(fine_shape), affine,
+                                clamp=False, outside=np.nan,
+                                transform=None if transform is None else np.linalg.inv(transform))
+        on_fine = np.moveaxis(on_fine, axis, 0)
+        on_fine = np.clip(np.where(np.isnan(on_fine), fine, on_fine), data.min(), data.max())
+        restored = (restored + apply_across(network, on_fine, device, box)) / 2
+    restored = np.clip(restored, data.min(), data.max())
+    image = cubic_on_grid(np.moveaxis(restored, 0, axis), affine, shape, output_affine,
                           clamp=True, transform=transform)
     return image * np.float32(scale)

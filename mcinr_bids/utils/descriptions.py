@@ -192,11 +192,12 @@ def through_plane_words(weight: float, steps: int) -> str:
     """The through-plane network's share of the INR's prediction, in words ('' when off)."""
     if not weight:
         return ""
-    return (f"; for each image with thick slices that output (weight {1 - weight:g}) was "
+    return (f"; for each image with thick slices that output (weight {1 - weight:.2g}) was "
             "averaged with a self-supervised through-plane network's reconstruction (weight "
-            f"{weight:g}; a residual CNN trained for {steps} steps on the image's own slices "
+            f"{weight:.2g}; a residual CNN trained for {steps} steps on the image's own slices "
             "degraded in-plane as the acquisition degraded the slice axis, then run across the "
-            "slice axis; the idea of SMORE, Zhao et al. 2021)")
+            "slice axis on the cubic interpolation and on that output, the two results "
+            "averaged; the idea of SMORE, Zhao et al. 2021)")
 
 
 def methods_text(*, n_images: int, reference: str, space: str, resolution: float,
