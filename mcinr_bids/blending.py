@@ -51,7 +51,7 @@ def blend_through_plane(predictions: list, fitted, volumes: list, grid: tuple,
             blended.append(prediction)
             continue
         if say:
-            say(f"through-plane network for {fitted.names[index]} (weight {weight:g})")
+            say(f"through-plane network for {fitted.names[index]} (weight {weight:.2g})")
         image = network_image(fitted, index, volume, grid, fitted.transforms[index],
                               prior=prediction)
         blended.append(blend([prediction], [image], weight, foreground)[0])
