@@ -20,9 +20,11 @@ from mcinr_bids.inr.throughplane import (
     fine_affine,
     fine_grid,
     interpolate_rows,
+    memory_format,
     plane_box,
     sample_positions,
     through_plane_image,
+    train,
 )
 
 
@@ -167,6 +169,35 @@ def test_the_network_runs_only_round_the_foreground_with_the_same_result():
     outside[:, box[0], box[1]] = False
     np.testing.assert_array_equal(cropped[outside], volume[outside])
     assert not np.allclose(whole[outside], volume[outside])
+
+
+def test_both_memory_layouts_train_and_restore_alike(monkeypatch):
+    """The CPU runs the network channels-last (faster there), GPUs in the default layout: the
+    same training steps and the same restored planes either way."""
+    assert memory_format(torch.device("cpu")) == torch.channels_last
+    assert memory_format(torch.device("meta")) == torch.contiguous_format
+    rng = np.random.default_rng(1)
+    inputs = [rng.random((3, 20, 24)).astype(np.float32)]
+    targets = [rng.random((3, 20, 24)).astype(np.float32)]
+    weights = [np.ones((3, 20, 24), bool)]
+    networks = {}
+    for layout in (torch.channels_last, torch.contiguous_format):
+        monkeypatch.setattr("mcinr_bids.inr.throughplane.memory_format", lambda _, f=layout: f)
+        networks[layout] = train(inputs, targets, weights, 5, 0, torch.device("cpu"))
+    for name, value in networks[torch.channels_last].state_dict().items():
+        np.testing.assert_allclose(value.numpy(),
+                                   networks[torch.contiguous_format].state_dict()[name].numpy(),
+                                   rtol=1e-4, atol=1e-6)
+    monkeypatch.undo()
+    volume = rng.random((12, 20, 18)).astype(np.float32)
+    network = networks[torch.contiguous_format]
+    with torch.no_grad():
+        expected = sum(network(torch.from_numpy(np.ascontiguousarray(volume.transpose(order)))
+                               [:, None])[:, 0].numpy().transpose(np.argsort(order))
+                       for order in ((1, 0, 2), (2, 0, 1))) / 2
+    np.testing.assert_allclose(apply_across(network, volume, torch.device("cpu")), expected,
+                               rtol=1e-5, atol=1e-6)
+    assert not np.allclose(expected, volume, atol=1e-3)
 
 
 def test_the_network_is_blended_after_the_consistency_step(phantom, low_resolution,

