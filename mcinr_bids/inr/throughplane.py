@@ -28,7 +28,7 @@ from .data import Volume, observed_region
 
 #: layers and channels of the residual CNN, the side of its square training patches (fine
 #: voxels) and the patches per step
-LAYERS, CHANNELS, PATCH, BATCH = 8, 16, 48, 16
+LAYERS, CHANNELS, PATCH, BATCH = 8, 16, 32, 16
 #: voxels round the foreground's box where the network runs (its reach is LAYERS voxels; the
 #: output's foreground is the images' masks dilated by a few mm)
 MARGIN = 16
