@@ -272,7 +272,7 @@ def test_the_trained_network_is_kept_in_the_checkpoint_and_reused(phantom, low_r
                                                                   monkeypatch, tmp_path):
     """Each image's network is trained once: another grid (the evaluation mode's truth grid, a
     checkpoint predicted later) reuses the fit's network from the checkpoint instead of
-    training it again (~2.5 min an image on 2 cores), with the same result."""
+    training it again (~1.5 min an image on 2 cores), with the same result."""
     from mcinr_bids import blending
     from mcinr_bids.inr import fit_inr, load_checkpoint, save_checkpoint
     from mcinr_bids.inr import throughplane as module
