@@ -103,7 +103,7 @@ class INRSettings:
     #: shared cases, seed 0), 0 for thick slabs (box: the slab model is better there, -0.09 to
     #: -0.31 dB on the gli T1c; benchmarks/RESULTS.md)
     through_plane_weight: float | None = None
-    #: training steps of each image's through-plane network (16 patches of 48 x 48 a step)
+    #: training steps of each image's through-plane network (16 patches of 32 x 32 a step)
     through_plane_steps: int = 3000
 
     @property

@@ -36,8 +36,8 @@ MARGIN = 16
 
 def memory_format(device: torch.device) -> torch.memory_format:
     """Channels-last on the CPU, where oneDNN's 16-channel convolutions run faster in that
-    layout (training ~1.2x, inference ~3.8x on 2 cores, same arithmetic); the default layout on
-    GPUs."""
+    layout (on 2 cores a training step 38 ms against 43-59 ms, inference 1.2-3.8x faster;
+    same arithmetic); the default layout on GPUs."""
     return torch.channels_last if device.type == "cpu" else torch.contiguous_format
 
 
