@@ -218,9 +218,9 @@ def test_device_prediction_matches_the_host_computation(fits, phantom):
     """DevicePredictor computes coordinates, foreground and intensities on the model's device
     (issue 13, item 5; predict_on_grid and predict_at_voxels use it); it agrees with the float64
     host path (world coordinates, then FittedINR.predict and .foreground) on an oblique, shifted
-    grid through a transform, and on the phantom's own grid, whose voxels halfway between the
-    thick slices sit exactly on the mask's 0.5 level (float32 rounding there once dropped 1 %
-    of the foreground: -2 dB)."""
+    grid through a transform, and on the phantom's own grid, whose voxels lie on the thick
+    slices and between them (float32 rounding at the foreground's level once dropped 1 % of
+    the foreground: -2 dB)."""
     from mcinr_bids.geometry import apply_transform, grid_coordinates
     from mcinr_bids.inr.predict import predict_at_voxels
 

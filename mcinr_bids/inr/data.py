@@ -298,12 +298,14 @@ class IntensityScale:
         return {"offset": self.offset, "scale": self.scale, "background": self.background}
 
 
-# An output point is foreground where the linearly interpolated mask reaches 0.5.  The level is
-# met exactly wherever an output voxel lies halfway between two slices of a thick image (every
-# 4 mm slab on a 1 mm grid); float32 arithmetic (grid_sample on the device) lands such a point at
-# 0.49999997, so the comparison leaves a slack far above rounding and far below any real change
-# (without it the device path dropped 1 % of the phantom's foreground: -2 dB).
-FOREGROUND_LEVEL = 0.5 - 1e-4
+# An output point is foreground where the linearly interpolated mask of every image covering it
+# is above zero: within one voxel of the (dilated) mask along each axis.  Along a thick image's
+# slice axis that reaches the next slice, the one its mask leaves out, and the other images'
+# masks trim it; with the 0.5 level used before, the brain's rim between a foreground slice and
+# a background slice was cut off (set to the background: on the gli decimated pair 2,600 brain
+# voxels, -0.28 dB on the T1c, benchmarks/RESULTS.md).  The level leaves float32 rounding
+# (grid_sample on the device, ~1e-7 where the mask is 0) far below it.
+FOREGROUND_LEVEL = 1e-3
 
 
 def mask_values_at(points: np.ndarray, mask: np.ndarray, affine: np.ndarray,
