@@ -50,6 +50,9 @@ def to_toml(sections: dict[str, dict]) -> str:
 
 OUTPUT_SPACES = ("MNI152NLin2009cAsym", "SRI24", "native")
 SKULL_STRIP = ("auto", "force", "skip")
+#: how each image is aligned to the reference: ``rigid`` (ANTs, mutual information) or
+#: ``header`` (the scanner coordinates as they are: images already co-registered)
+REGISTRATIONS = ("rigid", "header")
 DEFAULT_CONTRASTS = ("T1w", "T2w", "FLAIR", "PDw")
 #: the reconstruction methods of the participant level: the subject's INR (McGinnis, Shit et
 #: al.), the classical joint-total-variation reconstruction (UniRes' method) or the
@@ -101,6 +104,7 @@ class WorkflowSettings:
     output_space: str = "MNI152NLin2009cAsym"
     output_resolution: float = 1.0
     skull_strip: str = "auto"
+    registration: str = "rigid"
     #: named INR settings that the [inr] table and the command line start from
     preset: str = "fast"
     bias_correction: bool = True

@@ -115,3 +115,18 @@ def acquisition_on_grid(low_affine: np.ndarray, truth_affine: np.ndarray
     first = np.linalg.solve(truth_affine, low_affine)[:3, 3][axis]
     offset = int(round(first)) % factor if abs(first - round(first)) < 0.05 else None
     return axis, max(factor, 1), offset
+
+
+
+def same_grid(first: tuple[tuple[int, ...], np.ndarray],
+              second: tuple[tuple[int, ...], np.ndarray], tolerance_mm: float = 1e-3) -> bool:
+    """Whether two ``(shape, affine)`` voxel grids are one: the same shape, and no voxel centre
+    more than ``tolerance_mm`` apart (images resampled into one space: co-registered)."""
+    (shape_a, affine_a), (shape_b, affine_b) = first, second
+    if tuple(shape_a[:3]) != tuple(shape_b[:3]):
+        return False
+    difference = np.abs(np.asarray(affine_a, dtype=np.float64)[:3]
+                        - np.asarray(affine_b, dtype=np.float64)[:3])
+    # bounds every voxel's displacement: the offsets' plus each axis' over the whole extent
+    extent = np.asarray(shape_a[:3], dtype=np.float64)
+    return float(difference[:, 3].sum() + (difference[:, :3] * extent).sum()) <= tolerance_mm

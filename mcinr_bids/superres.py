@@ -155,7 +155,7 @@ def progress_reporter(say, every_seconds: float = 30.0):
 
 def superresolve(volumes: list, settings: INRSettings, output_dir: str, *,
                  masks: list | None = None, transforms: list | None = None,
-                 grid: tuple | None = None, resolution: float = 1.0,
+                 grid: tuple | None = None, resolution: float = 1.0, reference: int = 0,
                  progress: bool = False, say=None, jtv_settings=None) -> dict:
     """Fit one INR to ``volumes`` and write every output into ``output_dir``: the one subject
     pipeline of ``mcinr-fit`` and of the BIDS App's fit node (with a JTV blend weight > 0 the JTV
@@ -166,7 +166,7 @@ def superresolve(volumes: list, settings: INRSettings, output_dir: str, *,
     ----------
     volumes : list of Volume
         LR images, each on its own grid, named (``Volume.name``) uniquely: output file stems.
-    masks, transforms
+    masks, transforms, reference
         As :func:`mcinr_bids.inr.fit_inr` takes them.
     grid : (shape, affine) or None
         Output grid; ``None``: an isotropic ``resolution`` mm grid over the union field of view.
@@ -184,7 +184,8 @@ def superresolve(volumes: list, settings: INRSettings, output_dir: str, *,
     """
     started = time.perf_counter()
     os.makedirs(output_dir, exist_ok=True)
-    fitted = fit_inr(volumes, settings, masks=masks, transforms=transforms, progress=progress,
+    fitted = fit_inr(volumes, settings, masks=masks, transforms=transforms,
+                     reference=reference, progress=progress,
                      epoch_callback=progress_reporter(say) if say else None,
                      resume_file=os.path.join(output_dir, RESUME_FILE))
 

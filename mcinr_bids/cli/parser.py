@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from .. import __version__
-from ..config import DEFAULT_CONTRASTS, METHODS, OUTPUT_SPACES, SKULL_STRIP
+from ..config import DEFAULT_CONTRASTS, METHODS, OUTPUT_SPACES, REGISTRATIONS, SKULL_STRIP
 from ..inr.settings import DEVICES, MODELS, PRESETS
 from .options import HelpFormatter
 
@@ -75,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     workflow.add_argument("--skull-strip", choices=SKULL_STRIP, default="auto",
                           help="auto: extract the brain unless the inputs are already "
                                "skull-stripped; force: always; skip: never (head mask)")
+    workflow.add_argument("--registration", choices=REGISTRATIONS, default="rigid",
+                          help="rigid: register each image to the reference (ANTs, mutual "
+                               "information); header: trust the scanner coordinates, for images "
+                               "already co-registered (BraTS and other preprocessed datasets: a "
+                               "registration can only add error there)")
     workflow.add_argument("--preset", choices=sorted(PRESETS), default="fast",
                           help="'fast' (CPU-friendly default), 'paper' (the paper's network) or "
                                "'thick-slices' (fast + each slab's mean in the fit, ~4x "

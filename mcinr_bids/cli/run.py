@@ -35,7 +35,8 @@ APP_OPTIONS: OptionMap = {
         "stop_on_first_crash", "nprocs", "omp_nthreads", "mem_gb", "n_gpu_procs", "sloppy")},
     "verbose_count": ("execution", "verbose"),
     **{key: ("workflow", key) for key in (
-        "contrasts", "method", "output_space", "output_resolution", "skull_strip", "preset",
+        "contrasts", "method", "output_space", "output_resolution", "skull_strip",
+        "registration", "preset",
         "simulate_lowres", "simulate_factor", "simulate_protocol", "evaluate_ablation",
         "train_unpaired", "qc_holdout")},
     "unpaired_models": ("workflow", "unpaired_models", absolute),

@@ -23,6 +23,7 @@ from torch import nn
 
 from ..geometry import has_thick_slices
 from . import resume
+from .alignment import fold_refinement, parameter_groups
 from .data import (
     CoordinateNormaliser,
     IntensityScale,
@@ -36,7 +37,7 @@ from .data import (
 from .device import select_device
 from .encodings import diffuse_features
 from .model import build_model
-from .settings import INRSettings, resolve_slice_model
+from .settings import INRSettings, informed_cell_sizes, resolve_slice_model
 from .slab import predict_samples, slab_loss
 from .slices import slice_profile_factors
 from .stopping import (
@@ -69,6 +70,9 @@ class FittedINR:
     #: each image's trained through-plane network (image index -> its weights, on the CPU),
     #: kept so that another grid (the evaluation mode's, a checkpoint's) reuses it
     through_plane_states: dict = field(default_factory=dict)
+    #: each image's rigid refinement by the fit (:meth:`.alignment.ImageAlignment.summary`),
+    #: already folded into ``transforms``
+    alignment: dict = field(default_factory=dict)
     _dilated_masks: list | None = field(default=None, repr=False)
 
     @property
@@ -88,7 +92,8 @@ class FittedINR:
                 "consistency_steps": self.settings.consistency_steps,
                 "jtv_blend": self.settings.blend_weight,
                 "through_plane_weight": self.settings.network_weight,
-                "seed": self.settings.seed, "resumed_from_epoch": self.resumed_from_epoch}
+                "seed": self.settings.seed, "resumed_from_epoch": self.resumed_from_epoch,
+                "alignment_refinement": self.alignment}
 
     def predict_normalised(self, world: np.ndarray, chunk: int | None = None) -> np.ndarray:
         """Model output at world points (M, 3) in normalised intensities; shape (M, N)."""
@@ -124,22 +129,6 @@ class FittedINR:
         return output_foreground(world, self.dilated_masks(), self.affines, self.transforms)
 
 
-def informed_cell_sizes(cell_sizes_mm: list[float], finest_spacing_mm: float) -> list[float]:
-    """The grid levels that the samples can inform: cells no finer than the finest voxel spacing
-    of the inputs divided by sqrt(2); the coarsest level always stays.
-
-    A level finer than that has several vertices between neighbouring samples in every direction:
-    no sample decides them, they only cost time (on 3 mm data the 1 mm table is 27 times the
-    samples).  Inputs with a voxel size of 1 mm or finer in some direction keep every level of
-    the presets.
-    """
-    limit = finest_spacing_mm / np.sqrt(2.0)
-    kept = [float(c) for c in cell_sizes_mm if c >= limit]
-    if not kept and cell_sizes_mm:
-        kept = [float(max(cell_sizes_mm))]
-    return kept
-
-
 @dataclass
 class TrainingData:
     """The LR voxels of every image as tensors on the fit's device (M samples)."""
@@ -164,9 +153,11 @@ class TrainingData:
 
 
 def prepare_fit(volumes: list[Volume], settings: INRSettings, masks: list | None,
-                transforms: list | None) -> tuple[FittedINR, TrainingData]:
-    """Check the inputs, normalise coordinates and intensities, build the model (seeded) and
-    move the training samples to the device; the returned FittedINR has no history yet."""
+                transforms: list | None, reference: int = 0
+                ) -> tuple[FittedINR, TrainingData]:
+    """Check the inputs, normalise coordinates and intensities, build the model (seeded, the
+    image ``reference`` fixed in its alignment) and move the training samples to the device;
+    the returned FittedINR has no history yet."""
     settings.validate()
     transforms = validate_inputs(volumes, settings, transforms)
     settings = resolve_slice_model(settings, any(has_thick_slices(v.affine) for v in volumes))
@@ -198,7 +189,10 @@ def prepare_fit(volumes: list[Volume], settings: INRSettings, masks: list | None
     counts = np.bincount(image_index, minlength=n_images).astype(np.float64)
     weights = np.asarray(settings.image_weights or [1.0] * n_images, dtype=np.float64)
     image_weight = (weights * len(values) / (n_images * counts)).astype(np.float32)
-    model = build_model(n_images, settings, normaliser.extent_mm, seed=settings.seed).to(device)
+    model = build_model(n_images, settings, normaliser.extent_mm, seed=settings.seed)
+    if hasattr(model, "alignment"):
+        model.alignment.fix(reference)
+    model = model.to(device)
     fitted = FittedINR(model=model, settings=settings, normaliser=normaliser, scales=scales,
                        names=[v.name for v in volumes], masks=masks,
                        affines=[v.affine for v in volumes], transforms=transforms,
@@ -260,7 +254,7 @@ def make_optimiser(model: nn.Module, settings: INRSettings, n_samples: int,
     """Adam (no weight decay) with cosine annealing of the learning rate over the whole fit, or
     over each phase (point model, then slab model) when ``psf_epochs`` makes two."""
     steps_per_epoch = batch_layout(n_samples, settings)[1]
-    optimiser = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate,
+    optimiser = torch.optim.AdamW(parameter_groups(model, settings), lr=settings.learning_rate,
                                   weight_decay=0.0, fused=device.type in ("cpu", "cuda"))
     cosine = torch.optim.lr_scheduler.CosineAnnealingLR
     point_steps = settings.point_epochs * steps_per_epoch
@@ -301,13 +295,15 @@ def finish_fit(fitted: FittedINR, selected_state: dict | None, seconds: float,
                          for k, v in fitted.model.state_dict().items()}
     if selected_state is not None:
         fitted.model.load_state_dict(selected_state)
+    if hasattr(fitted.model, "alignment"):
+        fold_refinement(fitted)
     if fitted.selected_epoch is None or fitted.settings.selection == "last":
         fitted.selected_epoch = len(fitted.history)
     return fitted
 
 
 def fit_inr(volumes: list[Volume], settings: INRSettings, masks: list | None = None,
-            transforms: list | None = None, progress: bool = False,
+            transforms: list | None = None, reference: int = 0, progress: bool = False,
             epoch_callback: Callable[[int, FittedINR], dict | None] | None = None,
             resume_file: str | None = None) -> FittedINR:
     """Fit one INR to all ``volumes`` (N >= 1) at once.
@@ -319,6 +315,9 @@ def fit_inr(volumes: list[Volume], settings: INRSettings, masks: list | None = N
     masks, transforms : lists or None
         Brain masks on each image's grid (automatic foreground masks where None); rigid
         world-to-world 4x4 transforms taking each image's world space to the common space.
+    reference : int
+        The image whose transform the fit's alignment refinement keeps
+        (``settings.refine_alignment``); the others' refined transforms replace theirs.
     progress, epoch_callback
         A tqdm progress bar; ``epoch_callback(epoch, fitted)`` after each epoch (a returned dict
         is added to that epoch's history row).
@@ -336,7 +335,7 @@ def fit_inr(volumes: list[Volume], settings: INRSettings, masks: list | None = N
         without the grid levels finer than the data can inform (:func:`informed_cell_sizes`),
         an automatic ``psf`` decided from the inputs (:func:`.settings.resolve_slice_model`).
     """
-    fitted, data = prepare_fit(volumes, settings, masks, transforms)
+    fitted, data = prepare_fit(volumes, settings, masks, transforms, reference)
     settings, model = fitted.settings, fitted.model
     device = data.values.device
     optimiser, scheduler = make_optimiser(model, settings, data.n_samples, device)

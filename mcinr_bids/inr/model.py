@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .alignment import ImageAlignment
 from .encodings import build_encoding
 
 
@@ -59,10 +60,15 @@ class SingleContrastINRs(nn.Module):
 
 
 def build_model(n_outputs: int, settings, extent_mm, seed: int = 0) -> nn.Module:
-    """The model named by ``settings.model``, initialised from ``seed``."""
+    """The model named by ``settings.model``, initialised from ``seed``; a joint model of two or
+    more images carries each image's rigid refinement (``alignment``, used in training only:
+    :func:`.slab.predict_samples`) when ``settings.refine_alignment``."""
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # nn.Linear initialises from the global generator
     if settings.model == "single":
         return SingleContrastINRs(n_outputs, settings, extent_mm, generator)
-    return JointINR(n_outputs, settings, extent_mm, split=settings.model == "split",
-                    generator=generator)
+    model = JointINR(n_outputs, settings, extent_mm, split=settings.model == "split",
+                     generator=generator)
+    if settings.refine_alignment and n_outputs > 1:
+        model.alignment = ImageAlignment(n_outputs, extent_mm)
+    return model

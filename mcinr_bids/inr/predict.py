@@ -216,7 +216,10 @@ def load_checkpoint(path: str, device: str = "auto") -> FittedINR:
     affines = [a.numpy() for a in checkpoint["affines"]]
     transforms = [None if t is None else t.numpy() for t in checkpoint["transforms"]]
     model = build_model(len(names), settings, normaliser.extent_mm, seed=settings.seed)
-    model.load_state_dict(checkpoint["state"])
+    if hasattr(model, "alignment"):  # folded into the transforms (training only)
+        del model.alignment
+    model.load_state_dict({key: value for key, value in checkpoint["state"].items()
+                           if not key.startswith("alignment.")})
     model.to(select_device(device))
     return FittedINR(
         model=model, settings=settings, normaliser=normaliser,

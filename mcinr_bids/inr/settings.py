@@ -8,6 +8,7 @@ loading the engine.  ``fast`` is the default, chosen by measurement (``benchmark
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 ENCODINGS = ("fourier", "grid")
@@ -56,6 +57,15 @@ class INRSettings:
     #: about a second to write) is saved at most this often; a kill loses at most this much
     checkpoint_seconds: float = 60.0
     image_weights: list[float] | None = None
+    #: refine each image's rigid transform with the fit (:mod:`.alignment`: six parameters
+    #: per image, the reference fixed; joint models of two or more images only).  Off: it
+    #: undoes a registration error of millimetres (the phantom: 1.8 mm to 0.2 mm), but on the
+    #: gli pair it drifted 0.2 mm from the true identity and did not undo ANTs' 0.3 mm error
+    #: (benchmarks/RESULTS.md)
+    refine_alignment: bool = False
+    #: the refinement's Adam learning rate (mm per step; rotations as the arc at 50 mm),
+    #: annealed with the model's
+    alignment_learning_rate: float = 0.01
     # Slice profile (point spread function) model
     #: compare each LR voxel with the model's mean across its slice profile (the slab model)
     #: rather than with the model at the voxel's centre (the point model); unset (None) =
@@ -193,6 +203,8 @@ class INRSettings:
             raise ValueError("checkpoint_seconds must be >= 0")
         if self.learning_rate <= 0:
             raise ValueError("learning_rate must be > 0")
+        if self.alignment_learning_rate <= 0:
+            raise ValueError("alignment_learning_rate must be > 0")
         if self.feature_diffusion < 0:
             raise ValueError("feature_diffusion must be >= 0")
 
@@ -206,6 +218,22 @@ class INRSettings:
         if unknown:
             raise ValueError(f"unknown INR settings: {', '.join(unknown)}")
         return cls(**values)
+
+
+def informed_cell_sizes(cell_sizes_mm: list[float], finest_spacing_mm: float) -> list[float]:
+    """The grid levels that the samples can inform: cells no finer than the finest voxel spacing
+    of the inputs divided by sqrt(2); the coarsest level always stays.
+
+    A level finer than that has several vertices between neighbouring samples in every direction:
+    no sample decides them, they only cost time (on 3 mm data the 1 mm table is 27 times the
+    samples).  Inputs with a voxel size of 1 mm or finer in some direction keep every level of
+    the presets.
+    """
+    limit = finest_spacing_mm / math.sqrt(2.0)
+    kept = [float(c) for c in cell_sizes_mm if c >= limit]
+    if not kept and cell_sizes_mm:
+        kept = [float(max(cell_sizes_mm))]
+    return kept
 
 
 def resolve_slice_model(settings: INRSettings, thick_slices: bool) -> INRSettings:

@@ -20,9 +20,14 @@ def predict_samples(model: nn.Module, data: TrainingData, batch: torch.Tensor,
                     ) -> torch.Tensor:
     """The model's values for each sample of ``batch`` (indices): at the K points drawn from the
     slice profile with ``slab`` (default ``settings.psf``; shape (K, B)), else at the voxel
-    centre (1, B); float32."""
+    centre (1, B); float32.  A model with an ``alignment`` moves each sample by its image's
+    rigid refinement first (the slab's offsets are not rotated: a refinement turns by a
+    fraction of a degree)."""
     coordinates = data.coordinates[batch]
     image = data.image_index[batch]
+    alignment = getattr(model, "alignment", None)
+    if alignment is not None:
+        coordinates = alignment(coordinates, image)
     device_type = coordinates.device.type
     with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=use_bf16):
         if settings.psf if slab is None else slab:

@@ -57,6 +57,9 @@ class _RigidRegistrationInputSpec(BaseInterfaceInputSpec):
     quick = traits.Bool(False, usedefault=True,
                         desc="stop at half resolution (--sloppy: testing, not results)")
     num_threads = traits.Int(1, usedefault=True, desc="ITK threads (--omp-nthreads)")
+    header = traits.Bool(False, usedefault=True,
+                         desc="the identity without running ANTs: the images' scanner "
+                              "coordinates are trusted (--registration header)")
 
 
 class _RigidRegistrationOutputSpec(TraitedSpec):
@@ -66,7 +69,10 @@ class _RigidRegistrationOutputSpec(TraitedSpec):
 class RigidRegistration(SimpleInterface):
     """Rigid registration (:func:`mcinr_bids.anatomical.rigid_register`).
 
-    The fixed image registered onto itself gives the identity without running ANTs.
+    The fixed image registered onto itself, and every image with ``header``, gives the identity
+    without running ANTs.  Images on the very same voxel grid as the fixed one were resampled
+    into its space already (co-registered): registering them can only add error, and the log
+    says so (``--registration header``).
     """
 
     input_spec = _RigidRegistrationInputSpec
@@ -74,14 +80,22 @@ class RigidRegistration(SimpleInterface):
 
     def _run_interface(self, runtime):
         import nibabel as nib
+        from nipype import logging
 
         from ..anatomical import rigid_register, transform_to_file
+        from ..geometry import same_grid
 
         use_itk_threads(self.inputs.num_threads)
         fixed, moving = self.inputs.fixed_file, self.inputs.moving_file
-        if os.path.abspath(fixed) == os.path.abspath(moving):
+        if self.inputs.header or os.path.abspath(fixed) == os.path.abspath(moving):
             matrix = np.eye(4)
         else:
+            grids = [(image.shape, image.affine) for image in map(nib.load, (fixed, moving))]
+            if same_grid(*grids):
+                logging.getLogger("nipype.workflow").warning(
+                    "%s lies on the same voxel grid as %s: already co-registered? A rigid "
+                    "registration can only add error there; --registration header trusts "
+                    "the scanner coordinates.", moving, fixed)
             masks = {}
             for name in ("fixed_mask", "moving_mask"):
                 value = getattr(self.inputs, name)

@@ -112,6 +112,7 @@ class FitINR(SimpleInterface):
             outputs = superresolve(volumes, settings, runtime.cwd, masks=masks,
                                    transforms=transforms, grid=grid,
                                    resolution=self.inputs.resolution,
+                                   reference=self.inputs.reference_index,
                                    say=progress_log(self.inputs.label),
                                    jtv_settings=JTVSettings(**dict(self.inputs.jtv_settings))
                                    if self.inputs.jtv_settings else None)

@@ -203,16 +203,20 @@ def through_plane_words(weight: float, steps: int) -> str:
 def methods_text(*, n_images: int, reference: str, space: str, resolution: float,
                  settings, bias_correction: bool, evaluation: bool,
                  jtv_settings: dict | None = None, unpaired: bool = False,
-                 qc_holdout: int = 0, slabs: list[tuple[str, float, float]] = ()) -> str:
+                 qc_holdout: int = 0, slabs: list[tuple[str, float, float]] = (),
+                 registration: str = "rigid") -> str:
     """The boilerplate of one subject's processing, saying what was run (``settings``: the
     INRSettings of the fit; ``jtv_settings``: the ``[jtv]`` table when the method is JTV;
     ``slabs``: (image, slice thickness, spacing) of the images whose sidecar's thickness is not
     their spacing)."""
-    preprocessing = ("corrected for intensity non-uniformity (N4, antspyx) and rigidly "
-                     "registered" if bias_correction else "rigidly registered (no N4 bias-field "
-                     "correction)")
-    text = (f"The {n_images} anatomical images of this subject were {preprocessing} (mutual "
-            f"information) to {reference}, which was rigidly registered to {space}. ")
+    aligned = ("rigidly registered (mutual information) to" if registration == "rigid" else
+               "aligned by their scanner coordinates (already co-registered; no registration) "
+               "with")
+    preprocessing = (f"corrected for intensity non-uniformity (N4, antspyx) and {aligned} "
+                     f"{reference}" if bias_correction
+                     else f"{aligned} {reference} (no N4 bias-field correction)")
+    text = (f"The {n_images} anatomical images of this subject were {preprocessing}, which was "
+            f"rigidly registered to {space}. ")
     if unpaired:
         text += (f"{UNPAIRED_WORDS[0].upper()}{UNPAIRED_WORDS[1:]}, onto an isotropic grid "
                  f"({resolution:g} mm) in {space} space.")

@@ -12,6 +12,7 @@ from ..utils.templates import OutputSpace
 
 def init_anat_preproc_wf(*, images: list[str], reference: int, bias_correction: bool,
                          skull_strip: str, space: OutputSpace, seed: int, quick: bool,
+                         registration: str = "rigid",
                          omp_nthreads: int = 1, use_gpu: bool = False,
                          registration_images: list[str] | None = None,
                          name: str = "anat_preproc_wf") -> Workflow:
@@ -37,6 +38,9 @@ def init_anat_preproc_wf(*, images: list[str], reference: int, bias_correction: 
         N4 on every image (off in the evaluation mode).
     skull_strip : str
         ``auto``, ``force`` or ``skip`` (:class:`~mcinr_bids.interfaces.anatomical.BrainMask`).
+    registration : str
+        ``rigid`` (ANTs) or ``header``: the images' scanner coordinates as they are (already
+        co-registered; the reference's registration to a template still runs).
     space : OutputSpace
         Template (its T1w and mask are the fixed image) or native (the reference itself).
     seed, quick, omp_nthreads
@@ -74,7 +78,8 @@ def init_anat_preproc_wf(*, images: list[str], reference: int, bias_correction: 
     # deepbet uses the GPU when there is one: counted in MultiProc's GPU slots (use_gpu)
     brain_mask = pe.Node(BrainMask(skull_strip=skull_strip, use_gpu=use_gpu), name="brain_mask")
     register_to_reference = pe.MapNode(
-        RigidRegistration(seed=seed, quick=quick, num_threads=omp_nthreads),
+        RigidRegistration(seed=seed, quick=quick, num_threads=omp_nthreads,
+                          header=registration == "header"),
         iterfield=["moving_file"], name="register_to_reference", n_procs=omp_nthreads)
     register_to_template = pe.Node(
         RigidRegistration(seed=seed, same_session=False, quick=quick, num_threads=omp_nthreads),

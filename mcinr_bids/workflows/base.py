@@ -116,11 +116,12 @@ def init_single_subject_wf(*, config: AppConfig, inputs: SubjectInputs, space: O
         resolution=resolution, settings=inr_settings,
         bias_correction=config.workflow.bias_correction, evaluation=bool(originals),
         jtv_settings=jtv_settings if method == "jtv" else None, unpaired=method == "unpaired",
-        qc_holdout=config.workflow.qc_holdout,
+        qc_holdout=config.workflow.qc_holdout, registration=config.workflow.registration,
         slabs=[] if originals else sidecar_slabs(images, inputs.slice_thickness))
     anat_preproc_wf = init_anat_preproc_wf(
         images=images, reference=reference, bias_correction=config.workflow.bias_correction,
-        skull_strip=config.workflow.skull_strip, space=space, seed=config.inr.seed,
+        skull_strip=config.workflow.skull_strip, registration=config.workflow.registration,
+        space=space, seed=config.inr.seed,
         quick=config.execution.sloppy, omp_nthreads=omp_nthreads, use_gpu=use_gpu,
         registration_images=[originals[p] for p in images] if originals else None)
     superres_wf = init_superres_wf(
