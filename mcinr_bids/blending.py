@@ -33,8 +33,35 @@ def inr_output(fitted, grid: tuple, volumes: list, *, jtv_settings=None,
     # on the acquired slices into the gaps (-0.25 / -0.15 dB on gli decimation, RESULTS.md)
     predictions = blend_through_plane(predictions, fitted, volumes, (shape, affine), foreground,
                                       say)
-    return blend_jtv(predictions, settings, volumes, (shape, affine), fitted.masks,
-                     fitted.transforms, jtv_settings, foreground, say), foreground
+    predictions = blend_jtv(predictions, settings, volumes, (shape, affine), fitted.masks,
+                            fitted.transforms, jtv_settings, foreground, say)
+    return destripe(predictions, fitted, volumes, (shape, affine), foreground, say), foreground
+
+
+def destripe(predictions: list, fitted, volumes: list, grid: tuple, foreground,
+             say=None) -> list:
+    """Each thick image's output with its acquired slices softened
+    (:func:`.destripe.soften_acquired_slices`) when ``settings.destripe_on``; the weights
+    chosen are kept in ``fitted.destripe_weights`` (image name -> weight)."""
+    return [destripe_image(fitted, index, prediction, volume, grid, foreground,
+                           fitted.transforms[index], say)
+            for index, (prediction, volume) in enumerate(zip(predictions, volumes))]
+
+
+def destripe_image(fitted, index: int, image: np.ndarray, volume, grid: tuple, foreground,
+                   transform=None, say=None) -> np.ndarray:
+    """Image ``index``'s output on ``grid`` with its acquired slices softened (when
+    ``settings.destripe_on`` and the image has thick slices; ``transform``: the image's world
+    to the grid's)."""
+    if not fitted.settings.destripe_on or not has_thick_slices(volume.affine):
+        return image
+    from .destripe import soften_acquired_slices
+
+    image, weight = soften_acquired_slices(image, grid, volume.affine, foreground, transform)
+    fitted.destripe_weights[fitted.names[index]] = weight
+    if say:
+        say(f"acquired slices of {fitted.names[index]} softened (weight {weight:g})")
+    return image
 
 
 def blend_through_plane(predictions: list, fitted, volumes: list, grid: tuple,

@@ -247,11 +247,11 @@ def jtv_on_truth_grid(volumes: list[Volume], masks: list, transforms: list, trut
 def model_outputs(model, truths: list, volumes: list[Volume], first_truth: str,
                   jtv_settings=None) -> list[np.ndarray]:
     """A fitted model's output as the app delivers it (prediction, consistency step, the
-    through-plane network's blend, JTV blend) on each truth's grid, through the transform each
-    image was fitted with."""
-    from .blending import blend, network_image
+    through-plane network's blend, JTV blend, acquired-slice softening) on each truth's grid,
+    through the transform each image was fitted with."""
+    from .blending import blend, destripe_image, network_image
 
-    outputs = []
+    outputs, foregrounds = [], []
     weight = model.settings.network_weight
     for index, truth in enumerate(truths):
         shape, affine = truth.shape[:3], truth.affine
@@ -266,6 +266,7 @@ def model_outputs(model, truths: list, volumes: list[Volume], first_truth: str,
                                     prior=output[0])
             output = blend(output, [network], weight, foreground)
         outputs += output
+        foregrounds.append(foreground)
     if model.settings.blend_weight:
         from .jtv import JTVSettings
 
@@ -278,7 +279,10 @@ def model_outputs(model, truths: list, volumes: list[Volume], first_truth: str,
                                     profile=model.settings.consistency_profile),
                                 start=outputs)
         outputs = blend(outputs, jtv, model.settings.blend_weight)
-    return outputs
+    return [destripe_image(model, index, output, volume, (truth.shape[:3], truth.affine),
+                           foreground)
+            for index, (output, volume, truth, foreground)
+            in enumerate(zip(outputs, volumes, truths, foregrounds))]
 
 
 def evaluate_subject(truth_files: list[str], low_resolution_files: list[str],

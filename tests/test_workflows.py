@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import textwrap
 
+import numpy as np
 import pytest
 
 from mcinr_bids.inr.settings import settings_for_preset
@@ -67,6 +68,42 @@ def test_registrations_can_run_on_other_images_of_the_same_frames(user_folder):
             ("select_reference", "register_to_reference")} <= edges
 
 
+def test_header_registration_trusts_the_scanner_coordinates(tmp_path):
+    """``--registration header`` reaches the image-to-reference node (the template's still
+    registers); the node then writes the identity without running ANTs, even for an image on
+    another grid, and ``same_grid`` tells images resampled onto one grid from the rest."""
+    import nibabel as nib
+
+    from mcinr_bids.cli.run import build_config
+    from mcinr_bids.geometry import same_grid
+    from mcinr_bids.interfaces.anatomical import RigidRegistration
+    from mcinr_bids.utils.templates import OutputSpace
+
+    config = build_config([str(tmp_path), str(tmp_path / "o"), "participant",
+                           "--registration", "header"])
+    assert config.workflow.registration == "header"
+    workflow = anatomical.init_anat_preproc_wf(
+        images=["sub-01_T1w.nii.gz", "sub-01_FLAIR.nii.gz"], reference=0,
+        bias_correction=False, skull_strip="auto", space=OutputSpace(name="native"), seed=0,
+        quick=False, registration="header")
+    assert workflow.get_node("register_to_reference").interface.inputs.header
+    assert not workflow.get_node("register_to_template").interface.inputs.header
+    affine = np.diag([1.0, 1.0, 4.0, 1.0])
+    data = np.random.default_rng(0).random((20, 20, 6)).astype(np.float32)
+    fixed, moving = tmp_path / "fixed.nii.gz", tmp_path / "moving.nii.gz"
+    nib.save(nib.Nifti1Image(data, affine), str(fixed))
+    nib.save(nib.Nifti1Image(data[:, :, :5], np.diag([1.0, 0.9, 4.0, 1.0])), str(moving))
+    result = RigidRegistration(fixed_file=str(fixed), moving_file=str(moving), header=True,
+                               ).run(cwd=str(tmp_path))
+    assert np.array_equal(np.loadtxt(result.outputs.out_matrix), np.eye(4))
+    shifted = affine.copy()
+    shifted[0, 3] = 0.01
+    assert same_grid(((20, 20, 6), affine), ((20, 20, 6), affine.copy()))
+    assert not same_grid(((20, 20, 6), affine), ((20, 20, 5), affine))
+    assert not same_grid(((20, 20, 6), affine), ((20, 20, 6), shifted))
+    assert same_grid(((20, 20, 6), affine), ((20, 20, 6), shifted), tolerance_mm=0.02)
+
+
 def test_evaluation_adds_the_scoring_and_the_ablation(user_folder):
     settings = settings_for_preset("fast").to_dict()
     workflow = fit.init_superres_wf(names=["a", "b"], reference=0, settings=settings,
@@ -109,6 +146,12 @@ def test_methods_text_says_what_was_run():
     assert "no N4" in single and "independent" in single and "head" not in single
     assert "across its slice thickness (a box profile, 2 evenly spaced points)" in single
     assert "Evaluation mode" in single
+    assert "rigidly registered (mutual information) to sub-01_T1w" in split
+    header = methods_text(n_images=2, reference="sub-01_T1w", space="MNI", resolution=1.0,
+                          settings=settings_for_preset("fast"), bias_correction=False,
+                          evaluation=False, registration="header")
+    assert ("aligned by their scanner coordinates (already co-registered; no registration) "
+            "with sub-01_T1w (no N4" in header) and "mutual information" not in header
     assert re.search(r"\bN4 \(antspyx\)", single) is None
     assert "ground-truth-free" not in split
     checked = methods_text(n_images=2, reference="sub-01_T1w", space="MNI", resolution=1.0,

@@ -73,6 +73,8 @@ class FittedINR:
     #: each image's rigid refinement by the fit (:meth:`.alignment.ImageAlignment.summary`),
     #: already folded into ``transforms``
     alignment: dict = field(default_factory=dict)
+    #: the acquired-slice softening weight of each image's last output (mcinr_bids.destripe)
+    destripe_weights: dict = field(default_factory=dict)
     _dilated_masks: list | None = field(default=None, repr=False)
 
     @property
@@ -93,7 +95,8 @@ class FittedINR:
                 "jtv_blend": self.settings.blend_weight,
                 "through_plane_weight": self.settings.network_weight,
                 "seed": self.settings.seed, "resumed_from_epoch": self.resumed_from_epoch,
-                "alignment_refinement": self.alignment}
+                "alignment_refinement": self.alignment,
+                "destripe_weights": self.destripe_weights}
 
     def predict_normalised(self, world: np.ndarray, chunk: int | None = None) -> np.ndarray:
         """Model output at world points (M, 3) in normalised intensities; shape (M, N)."""

@@ -115,6 +115,11 @@ class INRSettings:
     through_plane_weight: float | None = None
     #: training steps of each image's through-plane network (16 patches of 32 x 32 a step)
     through_plane_steps: int = 3000
+    #: soften each thick image's acquired slices in its output, by the weight that makes the
+    #: through-plane roughness most even across slice phases (:mod:`mcinr_bids.destripe`);
+    #: unset (None) = on for point samples (``consistency_profile`` point: decimated data,
+    #: banding 1.5-2.5), off for thick slabs (the slab model's banding is 1.04-1.25)
+    destripe: bool | None = None
 
     @property
     def point_epochs(self) -> int:
@@ -141,6 +146,13 @@ class INRSettings:
         if self.through_plane_weight is not None:
             return float(self.through_plane_weight)
         return 2 / 3 if self.consistency_profile == "point" else 0.0
+
+    @property
+    def destripe_on(self) -> bool:
+        """Whether the acquired slices are softened (``destripe``, or its automatic value)."""
+        if self.destripe is not None:
+            return bool(self.destripe)
+        return self.consistency_profile == "point"
 
     # Early stopping on mutual information between predicted contrasts
     early_stopping: bool = True
