@@ -112,7 +112,9 @@ def soften_acquired_slices(image: np.ndarray, grid: tuple, image_affine: np.ndar
             break
         if weight <= 0:
             continue
-        softened = np.where(foreground, image + weight * tent * difference, image)
+        # only where both neighbours are foreground: the edge keeps its values (a background
+        # neighbour would pull it towards the background)
+        softened = np.where(inside, image + weight * tent * difference, image)
         score = unevenness(phase_roughness(second_difference(softened, step), inside, phase,
                                            factor))
         if score < best_score:

@@ -1,5 +1,6 @@
 """Acquired-slice softening (mcinr_bids.destripe): less banding, measured on the output only."""
 
+import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
@@ -11,6 +12,7 @@ from mcinr_bids.destripe import (
     slice_geometry,
     soften_acquired_slices,
 )
+from mcinr_bids.evaluation import model_outputs
 from mcinr_bids.geometry import voxel_axis
 from mcinr_bids.inr import Volume, fit_inr
 from mcinr_bids.inr.settings import settings_for_preset
@@ -66,7 +68,8 @@ def test_slice_positions_and_oblique_steps():
 def test_the_decimated_output_has_less_banding(phantom, low_resolution):
     """inr_output softens the thick images' acquired slices by default on point samples (the
     weights recorded per image), with a lower banding index than without, and not on thick
-    slabs (the consistency profile box) unless asked."""
+    slabs (the consistency profile box) unless asked; the evaluation mode's re-prediction on
+    the truth's grid (model_outputs) softens too, with the same weights."""
     t1, flair, mask, affine = phantom
     volumes = [Volume(d, a, n) for (d, a), n in zip(low_resolution, ["t1", "flair"])]
     settings = settings_for_preset("fast", early_stopping=False, consistency_profile="point",
@@ -76,8 +79,15 @@ def test_the_decimated_output_has_less_banding(phantom, low_resolution):
     fitted = fit_inr(volumes, settings)
     softened, _ = inr_output(fitted, (t1.shape, affine), volumes)
     assert set(fitted.destripe_weights) == {"t1", "flair"}
+    chosen = dict(fitted.destripe_weights)
+    truths = [nib.Nifti1Image(t1, affine), nib.Nifti1Image(flair, affine)]
+    scored = model_outputs(fitted, truths, volumes, "t1")  # the evaluation mode's path
+    assert fitted.destripe_weights == chosen  # the same choice on the same grid
     fitted.settings.destripe = False
     plain, _ = inr_output(fitted, (t1.shape, affine), volumes)
+    unsoftened = model_outputs(fitted, truths, volumes, "t1")
+    for index in range(2):
+        assert not np.allclose(unsoftened[index], scored[index])
     for index, (axis_letter, (_, low_affine)) in enumerate(zip("SR", low_resolution)):
         axis = voxel_axis(affine, axis_letter)
         offset = int(round(np.linalg.solve(affine, low_affine)[axis, 3])) % 4

@@ -345,9 +345,9 @@ def test_the_evaluation_blends_jtv_started_from_the_models_output(tmp_path, fits
         nib.save(nib.Nifti1Image(data.astype(np.float32), affine), path)
     truths = [nib.load(p) for p in truth_files]
     volumes = low_resolution_volumes(low_resolution)
-    # the JTV blend alone (the network's blend: tests/test_throughplane.py)
-    model = dataclasses.replace(fitted, settings=dataclasses.replace(
-        fitted.settings, consistency_profile="point", jtv_blend=0.5, through_plane_weight=0.0))
+    model = dataclasses.replace(fitted, settings=dataclasses.replace(  # the JTV blend alone
+        fitted.settings, consistency_profile="point", jtv_blend=0.5, through_plane_weight=0.0,
+        destripe=False))  # (the network's blend: tests/test_throughplane.py)
     settings = JTVSettings(profile="point", iterations=5)
     blended = model_outputs(model, truths, volumes, truth_files[0], settings)
     alone = [consistent(model.settings, [predict_on_grid(model, t1.shape, affine,

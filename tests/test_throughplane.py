@@ -213,7 +213,7 @@ def test_the_network_is_blended_after_the_consistency_step(phantom, low_resoluti
     t1, _, _, affine = phantom
     volumes = [Volume(d.astype(np.float32), a, n)
                for (d, a), n in zip(low_resolution, ["t1", "flair"])]
-    settings = INRSettings(epochs=1, consistency_profile="point", seed=0)
+    settings = INRSettings(epochs=1, consistency_profile="point", seed=0, destripe=False)
     assert settings.network_weight == pytest.approx(2 / 3)
     fitted = fit_inr(volumes, settings)
     constant = {"t1": 11.0, "flair": 7.0}
@@ -250,7 +250,8 @@ def test_the_evaluation_scores_the_output_with_the_network(phantom, low_resoluti
     t1, flair, _, affine = phantom
     volumes = [Volume(d.astype(np.float32), a, n)
                for (d, a), n in zip(low_resolution, ["t1", "flair"])]
-    fitted = fit_inr(volumes, INRSettings(epochs=1, consistency_profile="point", seed=0))
+    fitted = fit_inr(volumes, INRSettings(epochs=1, consistency_profile="point", seed=0,
+                                          destripe=False))
     constant = {"t1": 11.0, "flair": 7.0}
     monkeypatch.setattr(module, "through_plane_image",
                         lambda volume, *args, **kwargs: np.full(t1.shape, constant[volume.name],
