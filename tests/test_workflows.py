@@ -164,7 +164,12 @@ def test_methods_text_says_what_was_run():
                           evaluation=False, slabs=[("sub-01_FLAIR", 5.0, 6.5)])
     assert ("followed the sidecars' slice thickness: sub-01_FLAIR 5 mm slices 6.5 mm apart."
             in gapped)
-    assert "through-plane network" not in split
+    assert "through-plane network" not in split and "softened" not in split
+    decimated = methods_text(n_images=2, reference="sub-01_T1w", space="MNI", resolution=1.0,
+                             settings=settings_for_preset("fast", consistency_profile="point"),
+                             bias_correction=True, evaluation=True)
+    assert ("the acquired slices of each image with thick slices were softened by one "
+            "diffusion step along the slice axis" in decimated)
     networked = methods_text(n_images=2, reference="sub-01_T1w", space="MNI", resolution=1.0,
                              settings=settings_for_preset("fast", through_plane_weight=0.25,
                                                           through_plane_steps=800),

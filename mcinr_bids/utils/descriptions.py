@@ -188,6 +188,15 @@ def blend_words(weight: float) -> str:
             f"({weight:g}; UniRes' method, Brudfors et al.)")
 
 
+def destripe_words(on: bool) -> str:
+    """The acquired-slice softening (:mod:`mcinr_bids.destripe`), in words ('' when off)."""
+    if not on:
+        return ""
+    return ("; last, the acquired slices of each image with thick slices were softened by one "
+            "diffusion step along the slice axis, of the smallest weight that evens the "
+            "output's through-plane roughness across slice phases (against slice banding)")
+
+
 def through_plane_words(weight: float, steps: int) -> str:
     """The through-plane network's share of the INR's prediction, in words ('' when off)."""
     if not weight:
@@ -232,7 +241,7 @@ def methods_text(*, n_images: int, reference: str, space: str, resolution: float
                  f"({resolution:g} mm) in {space} space"
                  + consistency_words(settings.consistency_steps, settings.consistency_profile)
                  + through_plane_words(settings.network_weight, settings.through_plane_steps)
-                 + f"{blend_words(settings.blend_weight)}.")
+                 + blend_words(settings.blend_weight) + f"{destripe_words(settings.destripe_on)}.")
     if slabs and not unpaired:
         text += " The slice profiles followed the sidecars' slice thickness: " + "; ".join(
             f"{name} {thickness:g} mm slices {spacing:g} mm apart"
@@ -302,7 +311,7 @@ def sidecars(sources: list[str], bids_dir: str, skull_stripped: bool, mask_metho
                + consistency_words(settings.get("consistency_steps", 0),
                                    settings.get("consistency_profile", "box"))
                + through_plane_words(inr.network_weight, inr.through_plane_steps)
-               + blend_words(inr.blend_weight))
+               + blend_words(inr.blend_weight) + destripe_words(inr.destripe_on))
     record = {"jtv": "JTV", "unpaired": "Unpaired"}.get(method, "INR")
     images = []
     for index, uri in enumerate(uris):
