@@ -208,8 +208,11 @@ def resolve_config(file_tables: dict[str, dict] | None = None,
     if execution.sloppy:
         inr.update(SLOPPY_INR)
     inr.update(layered("inr"))
-    if workflow.method not in METHODS:
-        raise ValueError(f"unknown method {workflow.method!r}; choose from {', '.join(METHODS)}")
+    for name, choices in (("method", METHODS), ("registration", REGISTRATIONS),
+                          ("skull_strip", SKULL_STRIP)):
+        if getattr(workflow, name) not in choices:  # a config file's typo must not pass
+            raise ValueError(f"unknown {name} {getattr(workflow, name)!r}; choose from "
+                             f"{', '.join(choices)}")
     if workflow.qc_holdout and (workflow.qc_holdout < 2 or workflow.method == "unpaired"):
         raise ValueError(f"[workflow] qc_holdout must be 0 (off) or >= 2 with the inr or jtv "
                          f"method, got {workflow.qc_holdout} with {workflow.method}")

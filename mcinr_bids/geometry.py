@@ -117,7 +117,6 @@ def acquisition_on_grid(low_affine: np.ndarray, truth_affine: np.ndarray
     return axis, max(factor, 1), offset
 
 
-
 def same_grid(first: tuple[tuple[int, ...], np.ndarray],
               second: tuple[tuple[int, ...], np.ndarray], tolerance_mm: float = 1e-3) -> bool:
     """Whether two ``(shape, affine)`` voxel grids are one: the same shape, and no voxel centre

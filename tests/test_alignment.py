@@ -14,8 +14,8 @@ from mcinr_bids.phantom import rigid_matrix
 
 
 def test_rotation_matrices_match_the_closed_form():
-    """Rodrigues' series against scipy-free closed forms: about x by 5 degrees, and a general
-    axis against the product of the phantom's matrices to first order (orthonormal, det 1)."""
+    """Rodrigues' series: about x by 5 degrees it is the phantom's closed-form matrix; about a
+    general axis it is a rotation (orthonormal, determinant 1)."""
     angle = np.deg2rad(5.0)
     rotation = rotation_matrices(torch.tensor([[angle, 0.0, 0.0]], dtype=torch.float64))[0]
     assert np.allclose(rotation.numpy(), rigid_matrix((5.0, 0.0, 0.0))[:3, :3], atol=1e-9)

@@ -138,6 +138,8 @@ def test_mcinr_evaluate_precedence(single_file):
     ("[workflow]\npreset = 'slow'\n", "unknown preset 'slow'"),
     ("[jtv]\nprofile = 'gauss'\n", "[jtv] profile must be one of box, point"),
     ("[workflow]\nmethod = 'unires'\n", "unknown method 'unires'"),
+    ("[workflow]\nregistration = 'none'\n", "unknown registration 'none'; choose from rigid"),
+    ("[workflow]\nskull_strip = 'yes'\n", "unknown skull_strip 'yes'"),
     ("[unpaired]\nsteps = 0\n", "[unpaired] steps must be >= 1"),
     ("[unpaired]\nwidth = 3\n", "unknown [unpaired] settings: width"),
     ("[workflow]\nqc_holdout = 1\n", "qc_holdout must be 0 (off) or >= 2"),
@@ -154,6 +156,7 @@ def test_bad_config_files_name_the_file(tmp_path, capsys, text, message):
     error = capsys.readouterr().err
     assert message in error and (str(path) in error or "preset" in message
                                  or "jtv" in message or "method" in message
+                                 or "registration" in message or "skull_strip" in message
                                  or "[unpaired] steps" in message or "qc_holdout" in message
                                  or "inr or jtv" in message)
     assert not (tmp_path / "out").exists()
