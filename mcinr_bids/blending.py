@@ -57,7 +57,9 @@ def destripe_image(fitted, index: int, image: np.ndarray, volume, grid: tuple, f
         return image
     from .destripe import soften_acquired_slices
 
-    image, weight = soften_acquired_slices(image, grid, volume.affine, foreground, transform)
+    image, weight = soften_acquired_slices(
+        image, grid, volume.affine, foreground, transform,
+        skipped=None if volume.held_out is None else volume.held_out[1])
     fitted.destripe_weights[fitted.names[index]] = weight
     if say:
         say(f"acquired slices of {fitted.names[index]} softened (weight {weight:g})")

@@ -5,7 +5,7 @@ import numpy as np
 from scipy import ndimage
 
 from mcinr_bids import metrics
-from mcinr_bids.blending import inr_output
+from mcinr_bids.blending import destripe_image, inr_output
 from mcinr_bids.destripe import (
     EVEN_ENOUGH,
     second_difference,
@@ -14,6 +14,7 @@ from mcinr_bids.destripe import (
 )
 from mcinr_bids.evaluation import model_outputs
 from mcinr_bids.geometry import voxel_axis
+from mcinr_bids.holdout import hold_out
 from mcinr_bids.inr import Volume, fit_inr
 from mcinr_bids.inr.settings import settings_for_preset
 
@@ -30,9 +31,10 @@ def striped_volume(seed=0):
 
 
 def test_softening_evens_the_phases_and_leaves_even_images_alone():
-    """A striped image (banding ~2) comes out at the EVEN_ENOUGH level or below with a weight
-    > 0, changed only on and next to the acquired slices' tent (the acquired slices here); an
-    image without stripes keeps weight 0 and every value."""
+    """A striped image (banding ~2) comes out at 1.3 or below (the most even weight, none
+    reaching EVEN_ENOUGH) with a weight > 0, changed only within the acquired slices' tent
+    (the acquired slices here); an image without stripes keeps weight 0 and every value;
+    held-out slices (``skipped``) keep theirs."""
     striped, smooth = striped_volume()
     affine = np.eye(4)
     thick = np.diag([1.0, 1.0, 4.0, 1.0])
@@ -42,11 +44,22 @@ def test_softening_evens_the_phases_and_leaves_even_images_alone():
     softened, weight = soften_acquired_slices(striped, (striped.shape, affine), thick, inside)
     after = metrics.banding_index(softened, inside, 2, 4, 1)
     print("banding", before, "->", after, "weight", weight)
-    assert before > 2.0 and weight > 0 and after <= EVEN_ENOUGH + 0.05
+    assert before > 2.0 and weight > 0 and after <= 1.3  # issue 12's target
+    # the first weight at EVEN_ENOUGH, else the most even: no other weight is more even
+    others = [metrics.banding_index(soften_acquired_slices(
+        striped, (striped.shape, affine), thick, inside, weights=(w,))[0], inside, 2, 4, 1)
+        for w in (0.1, 0.2, 0.3)]
+    assert after <= EVEN_ENOUGH + 0.02 or after <= min(others) + 0.02
     changed = np.flatnonzero(np.abs(softened - striped).max(axis=(0, 1)) > 0)
     assert set(changed) <= set(range(1, 41, 4))
     unchanged, none = soften_acquired_slices(smooth, (smooth.shape, affine), thick, inside)
     assert none == 0.0 and np.array_equal(unchanged, smooth)
+    # --qc-holdout: the held-out slices (every other one here) are predicted, not acquired
+    skipped = np.arange(11) % 2 == 1  # the image's slices 1, 3, ... = grid slices 5, 13, ...
+    held, _ = soften_acquired_slices(striped, (striped.shape, affine), thick, inside,
+                                     weights=(weight,), skipped=skipped)
+    changed = np.flatnonzero(np.abs(held - striped).max(axis=(0, 1)) > 0)
+    assert set(changed) == set(range(1, 41, 8))
 
 
 def test_slice_positions_and_oblique_steps():
@@ -98,3 +111,15 @@ def test_the_decimated_output_has_less_banding(phantom, low_resolution):
             assert bands[1] < bands[0]
         else:
             assert bands[0] <= EVEN_ENOUGH
+    # --qc-holdout's fit: its held-out slices are gaps, left as predicted
+    held = hold_out(volumes[0], 2)
+    grid = (t1.shape, affine)
+    fitted.settings.destripe = True
+    kept = destripe_image(fitted, 0, plain[0], held, grid, np.ones(t1.shape, bool))
+    position = slice_geometry(t1.shape, affine, held.affine)[0]
+    on_slice = np.isclose(position, np.round(position))
+    index = np.round(position).astype(int).clip(0, len(held.held_out[1]) - 1)
+    held_voxels = on_slice & held.held_out[1][index]
+    assert held_voxels.any() and np.array_equal(kept[held_voxels], plain[0][held_voxels])
+    assert fitted.destripe_weights["t1"] > 0  # and the kept slices were softened
+    assert not np.array_equal(kept[on_slice & ~held_voxels], plain[0][on_slice & ~held_voxels])
