@@ -111,13 +111,14 @@ def holdout_scores(originals: list[Volume], held: list[Volume], reconstructions:
 def holdout_check(volumes: list[Volume], every: int, grid: tuple | None = None, *,
                   masks: list | None, transforms: list | None, resolution: float = 1.0,
                   settings=None, jtv_settings=None, methods: tuple[str, ...] = HOLDOUT_METHODS,
-                  say=None) -> list[dict]:
+                  reference: int = 0, say=None) -> list[dict]:
     """Reconstruct ``volumes`` again without every ``every``-th slice, by each of ``methods``
     (``inr``: the INR of ``settings`` with its consistency step and JTV blend, as the fit node
     delivers it; ``jtv``: :func:`~mcinr_bids.jtv.reconstruct_jtv` of ``jtv_settings``;
     ``cubic``: clamped cubic interpolation) on ``grid`` = (shape, affine) (default: an
     isotropic ``resolution`` mm grid over the masks), and score each on the held-out slices
-    (:func:`holdout_scores`).  Costs one more run of each method."""
+    (:func:`holdout_scores`); ``reference``: the image the INR's alignment keeps fixed, as in
+    the first fit.  Costs one more run of each method."""
     from .baselines import cubic_on_grid
     from .blending import inr_output
     from .inr import fit_inr
@@ -141,7 +142,8 @@ def holdout_check(volumes: list[Volume], every: int, grid: tuple | None = None, 
         f"reconstruction by {', '.join(methods)}")
     reconstructions = {}
     if "inr" in methods:
-        fitted = fit_inr(held, settings, masks=masks, transforms=transforms)
+        fitted = fit_inr(held, settings, masks=masks, transforms=transforms,
+                         reference=reference)
         reconstructions["inr"], _ = inr_output(fitted, (shape, affine), held,
                                                jtv_settings=jtv_settings)
     if "jtv" in methods:

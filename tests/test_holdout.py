@@ -120,3 +120,31 @@ def test_mcinr_fit_reports_the_check(tmp_path, low_resolution_files, capsys):
     gains = table[table["measure"] == "holdout_gain"].set_index("image")["value"]
     assert len(gains) == 2 and (gains > 1.0).all(), table
     assert "on the left-out slices" in capsys.readouterr().out
+
+
+def test_the_second_fit_keeps_the_first_fits_reference(phantom, monkeypatch):
+    """The hold-out fit is given the reference image the app's fit keeps fixed (the in-fit
+    alignment moves every other image), not image 0 whatever the reference."""
+    import mcinr_bids.inr
+
+    t1, flair, _, affine = phantom
+    volumes = [Volume(*simulate.thick_slices(image, affine, geometry.voxel_axis(affine, letter),
+                                             4), name)
+               for image, letter, name in ((t1, "S", "t1"), (flair, "R", "flair"))]
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fit_inr(volumes, settings, **kwargs):
+        seen.update(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(mcinr_bids.inr, "fit_inr", fit_inr)
+    from mcinr_bids.holdout import holdout_check
+    from mcinr_bids.inr.settings import settings_for_preset
+
+    with pytest.raises(Stop):
+        holdout_check(volumes, 4, (t1.shape, affine), masks=None, transforms=None,
+                      settings=settings_for_preset("fast"), reference=1)
+    assert seen["reference"] == 1

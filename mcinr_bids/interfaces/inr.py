@@ -208,7 +208,8 @@ class QCHoldout(SimpleInterface):
             rows = holdout_check(volumes, self.inputs.every, masks=masks, transforms=transforms,
                                  resolution=self.inputs.resolution, settings=settings,
                                  jtv_settings=JTVSettings(**jtv) if jtv else None,
-                                 methods=methods, say=progress_log(self.inputs.label))
+                                 methods=methods, reference=self.inputs.reference_index,
+                                 say=progress_log(self.inputs.label))
         finally:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
