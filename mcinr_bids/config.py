@@ -177,6 +177,25 @@ def read_config_file(path: str | Path) -> dict[str, dict]:
     return tables
 
 
+def resolve_config_file(path: str | Path | None, given: dict[str, dict] | None = None,
+                        tables: tuple[str, ...] = TABLES) -> AppConfig:
+    """:func:`resolve_config` of the settings file ``path`` (None: none; only its ``tables``)
+    and the options ``given``; a value the file alone makes invalid is reported with the
+    file's path, as :func:`read_config_file` reports the file's unknown keys."""
+    file_tables = read_config_file(path) if path else {}
+    file_tables = {name: values for name, values in file_tables.items() if name in tables}
+    try:
+        return resolve_config(file_tables, given)
+    except ValueError as error:
+        if path and file_tables:
+            try:
+                resolve_config(file_tables)
+            except ValueError as alone:
+                if str(alone) == str(error):
+                    raise ValueError(f"{path}: {error}") from error
+        raise
+
+
 def _table_names() -> str:
     names = [f"[{name}]" for name in TABLES]
     return ", ".join(names[:-1]) + " and " + names[-1]

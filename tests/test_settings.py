@@ -154,11 +154,7 @@ def test_bad_config_files_name_the_file(tmp_path, capsys, text, message):
                  str(path)])
     assert code == 2
     error = capsys.readouterr().err
-    assert message in error and (str(path) in error or "preset" in message
-                                 or "jtv" in message or "method" in message
-                                 or "registration" in message or "skull_strip" in message
-                                 or "[unpaired] steps" in message or "qc_holdout" in message
-                                 or "inr or jtv" in message)
+    assert message in error and str(path) in error
     assert not (tmp_path / "out").exists()
 
 
@@ -265,3 +261,17 @@ def test_slice_model_settings_from_a_config_file(tmp_path):
     path.write_text('[inr]\nselection = "best"\n')
     with pytest.raises(ValueError, match="selection must be one of"):
         fit_settings("--config-file", str(path))
+
+
+def test_an_option_typed_wrong_does_not_blame_the_config_file(tmp_path, capsys):
+    """A value the command line makes invalid is reported without the (valid) file's path."""
+    path = tmp_path / "good.toml"
+    path.write_text("[inr]\nepochs = 5\n")
+    from mcinr_bids.cli.run import main
+
+    code = main([str(tmp_path), str(tmp_path / "out"), "participant", "--config-file",
+                 str(path), "--qc-holdout", "1"])
+    assert code == 2
+    error = capsys.readouterr().err
+    assert "qc_holdout must be 0 (off) or >= 2" in error and str(path) not in error
+    assert not (tmp_path / "out").exists()

@@ -11,7 +11,7 @@ import time
 import numpy as np
 
 from .. import __version__
-from ..config import read_config_file, resolve_config
+from ..config import resolve_config_file
 from ..inr import (
     InputError,
     load_mask,
@@ -98,9 +98,8 @@ FIT_OPTIONS: OptionMap = {
 def fit_config(given: dict, option_map: OptionMap = FIT_OPTIONS):
     """The settings of a command line: preset, then --config-file's [workflow] and [inr]
     tables, then the options given (:func:`mcinr_bids.config.resolve_config`)."""
-    file_tables = read_config_file(given["config_file"]) if given.get("config_file") else {}
-    file_tables = {k: v for k, v in file_tables.items() if k in ("workflow", "inr")}
-    return resolve_config(file_tables, to_tables(given, option_map))
+    return resolve_config_file(given.get("config_file"), to_tables(given, option_map),
+                               tables=("workflow", "inr"))
 
 
 def inr_settings(given: dict, option_map: OptionMap = FIT_OPTIONS):

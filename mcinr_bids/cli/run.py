@@ -11,7 +11,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..config import AppConfig, read_config_file, resolve_config
+from ..config import AppConfig, resolve_config_file
 from .options import OptionMap, absolute, given_options, to_tables
 from .parser import build_parser
 
@@ -50,8 +50,7 @@ APP_OPTIONS: OptionMap = {
 def build_config(argv: list[str] | None) -> AppConfig:
     """One AppConfig: defaults, preset, the config file (if any), then the options given."""
     given = given_options(build_parser, argv)
-    file_tables = read_config_file(given["config_file"]) if given.get("config_file") else {}
-    config = resolve_config(file_tables, to_tables(given, APP_OPTIONS))
+    config = resolve_config_file(given.get("config_file"), to_tables(given, APP_OPTIONS))
     execution = config.execution
     from ..utils.bids import clean_labels
 
