@@ -129,3 +129,17 @@ def same_grid(first: tuple[tuple[int, ...], np.ndarray],
     # bounds every voxel's displacement: the offsets' plus each axis' over the whole extent
     extent = np.asarray(shape_a[:3], dtype=np.float64)
     return float(difference[:, 3].sum() + (difference[:, :3] * extent).sum()) <= tolerance_mm
+
+
+def rigid_matrix(rotation_degrees=(0.0, 0.0, 0.0), translation_mm=(0.0, 0.0, 0.0),
+                 centre=(0.0, 0.0, 0.0)) -> np.ndarray:
+    """4x4 rotation about ``centre`` (about x, then y, then z; degrees), then a translation."""
+    ax, ay, az = np.deg2rad(rotation_degrees)
+    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
+    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
+    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
+    matrix = np.eye(4)
+    matrix[:3, :3] = rz @ ry @ rx
+    centre = np.asarray(centre, dtype=np.float64)
+    matrix[:3, 3] = centre - matrix[:3, :3] @ centre + np.asarray(translation_mm)
+    return matrix

@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from .geometry import rigid_matrix  # noqa: F401 - the phantom's poses; tests import it here
+
 # tissue: background, white matter, grey matter, cerebrospinal fluid, lesion
 T1_INTENSITIES = np.array([0.0, 1000.0, 650.0, 250.0, 500.0])
 FLAIR_INTENSITIES = np.array([0.0, 450.0, 700.0, 80.0, 1100.0])
@@ -49,20 +51,6 @@ def make_phantom(shape=(64, 64, 48), seed: int = 0, smoothing: float = 0.6):
     affine = np.eye(4)
     affine[:3, 3] = -(np.asarray(shape) - 1) / 2.0
     return volumes[0], volumes[1], mask, affine
-
-
-def rigid_matrix(rotation_degrees=(0.0, 0.0, 0.0), translation_mm=(0.0, 0.0, 0.0),
-                 centre=(0.0, 0.0, 0.0)) -> np.ndarray:
-    """4x4 rotation about ``centre`` (about x, then y, then z; degrees), then a translation."""
-    ax, ay, az = np.deg2rad(rotation_degrees)
-    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
-    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
-    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
-    matrix = np.eye(4)
-    matrix[:3, :3] = rz @ ry @ rx
-    centre = np.asarray(centre, dtype=np.float64)
-    matrix[:3, 3] = centre - matrix[:3, :3] @ centre + np.asarray(translation_mm)
-    return matrix
 
 
 def template_head(resolution: float = 2.0, skull: bool = False, seed: int = 0):

@@ -152,8 +152,17 @@ def test_metrics_table(app_run):
     table = pd.read_csv(app_run["out"] / "sub-01" / "anat" / "sub-01_desc-superres_metrics.tsv",
                         sep="\t", na_values="n/a")
     assert set(table["measure"]) == {"resimulation_rmse", "resimulation_psnr",
-                                     "mutual_information"}
+                                     "mutual_information", "registration_template_dice",
+                                     "registration_template_centre_distance_mm",
+                                     "registration_template_outside_fraction",
+                                     "registration_image_dice"}
     assert np.isfinite(table["value"]).all()
+    # --sloppy with one thread found the template's brain (it once ended 58 mm off)
+    checks = table.set_index("measure")["value"]
+    assert checks["registration_template_dice"] >= 0.85
+    assert checks["registration_template_centre_distance_mm"] <= 5.0
+    assert checks["registration_template_outside_fraction"] == 0.0
+    assert checks["registration_image_dice"] >= 0.85  # the FLAIR on the T1w
     psnr = table.loc[table["measure"] == "resimulation_psnr", "value"]
     assert len(psnr) == 2 and (psnr > 5).all()
     mutual = table.loc[table["measure"] == "mutual_information", "value"]
@@ -171,6 +180,10 @@ def test_group_level_reads_only_derivatives(app_run, tmp_path):
     table = pd.read_csv(app_run["out"] / "group_desc-superres_metrics.tsv", sep="\t")
     assert set(table["participant_id"]) == {"sub-01", "sub-02"}
     assert set(table.loc[table["participant_id"] == "sub-02", "session_id"]) == {"ses-01"}
+    qc = pd.read_csv(app_run["out"] / "group_desc-qc_metrics.tsv", sep="\t")
+    assert list(qc["participant_id"]) == ["sub-01", "sub-02"]
+    assert set(qc["qc"]) == {"PASS"} and set(qc["registration"]) == {"PASS"}
+    assert set(qc["stop_reason"]) <= {"epochs", "early stopping"}
 
 
 def test_participant_report(app_run):
@@ -188,6 +201,8 @@ def test_participant_report(app_run):
             assert (figures / name).stat().st_size > 1000 and name in page
         assert "<script" not in page and "http://" not in page and "https://" not in page
         assert "MICCAI 2023" in page and "resimulation_psnr" in page
+        assert re.search(r"Registration checks: <strong class=\"pass\">PASS</strong> \("
+                         r"reference brain on the template's: Dice 0\.(8[5-9]|9\d)", page)
         assert re.search(r"\d+ epochs \(selected epoch \d+, stopped by [a-z ]+\), \d+ s of "
                          r"fitting on cpu", page)
         # every image the page refers to exists

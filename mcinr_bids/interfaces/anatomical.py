@@ -53,7 +53,9 @@ class _RigidRegistrationInputSpec(BaseInterfaceInputSpec):
     moving_mask = File(exists=True, desc="brain mask on the moving image's grid (cuts it)")
     seed = traits.Int(0, usedefault=True, desc="random seed of the metric sampling")
     same_session = traits.Bool(True, usedefault=True,
-                               desc="start from the identity (images of one session)")
+                               desc="start from the identity (images of one session); False: "
+                                    "the fixed image is a template, registered brain to brain "
+                                    "from several starting poses (both masks needed)")
     quick = traits.Bool(False, usedefault=True,
                         desc="stop at half resolution (--sloppy: testing, not results)")
     num_threads = traits.Int(1, usedefault=True, desc="ITK threads (--omp-nthreads)")
@@ -67,7 +69,9 @@ class _RigidRegistrationOutputSpec(TraitedSpec):
 
 
 class RigidRegistration(SimpleInterface):
-    """Rigid registration (:func:`mcinr_bids.anatomical.rigid_register`).
+    """Rigid registration of images of one session
+    (:func:`mcinr_bids.anatomical.rigid_register`) or onto a template
+    (``same_session=False``: :func:`mcinr_bids.anatomical.register_to_template`).
 
     The fixed image registered onto itself, and every image with ``header``, gives the identity
     without running ANTs.  Images on the very same voxel grid as the fixed one were resampled
@@ -82,7 +86,7 @@ class RigidRegistration(SimpleInterface):
         import nibabel as nib
         from nipype import logging
 
-        from ..anatomical import rigid_register, transform_to_file
+        from ..anatomical import register_to_template, rigid_register, transform_to_file
         from ..geometry import same_grid
 
         use_itk_threads(self.inputs.num_threads)
@@ -101,9 +105,13 @@ class RigidRegistration(SimpleInterface):
                 value = getattr(self.inputs, name)
                 if value and os.path.exists(value):
                     masks[name] = np.asanyarray(nib.load(value).dataobj) > 0
-            matrix = rigid_register(fixed, moving, seed=self.inputs.seed,
-                                    same_session=self.inputs.same_session,
-                                    quick=self.inputs.quick, **masks)
+            if self.inputs.same_session:
+                matrix = rigid_register(fixed, moving, seed=self.inputs.seed,
+                                        quick=self.inputs.quick, **masks)
+            else:  # a template: its brain mask and the moving brain's are mandatory here
+                matrix = register_to_template(fixed, self.inputs.fixed_mask, moving,
+                                              masks["moving_mask"], seed=self.inputs.seed,
+                                              quick=self.inputs.quick)
         name = os.path.basename(moving).split(".")[0]
         self._results["out_matrix"] = transform_to_file(
             matrix, os.path.join(runtime.cwd, f"{name}_rigid.txt"))

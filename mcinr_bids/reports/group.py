@@ -1,8 +1,10 @@
 """Group level: aggregate the participants' metrics from the derivatives only.
 
 Writes ``group_desc-superres_metrics.tsv`` (+ ``.json``), one row per subject/session/input,
-and ``group_report.html``: the table, each metric's distribution and the outliers (robust
-z-score > 3 on re-simulation PSNR or mutual information), linked to their ``sub-X.html``.
+``group_desc-qc_metrics.tsv`` (+ ``.json``), one quality-control line per subject/session
+(:mod:`mcinr_bids.reports.qc`), and ``group_report.html``: the QC lines (WARN first), the table,
+each metric's distribution and the outliers (robust z-score > 3 on re-simulation PSNR or mutual
+information), linked to their ``sub-X.html``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import pandas as pd  # noqa: E402
 
 from ..config import OUTPUT_DESC  # noqa: E402
 from .participant import STYLE  # noqa: E402
+from .qc import QC_DICTIONARY, qc_table  # noqa: E402
 
 MEASURES = ("resimulation_rmse", "resimulation_psnr", "mutual_information")
 #: the --qc-holdout columns, where a participant ran the check
@@ -138,10 +141,15 @@ def aggregate_metrics(output_dir: str | Path, participants: list[str] | None = N
     group.to_csv(temporary, sep="\t", index=False, na_rep="n/a", float_format="%.6g")
     temporary.replace(target)
     target.with_suffix(".json").write_text(json.dumps(GROUP_DICTIONARY, indent=2) + "\n")
+    qc = qc_table([(f, methods[f.name.split("_")[-2]]) for f in files], flag_outliers(group))
+    qc_target = output / "group_desc-qc_metrics.tsv"
+    qc.to_csv(qc_target.with_suffix(".tmp"), sep="\t", index=False, na_rep="n/a")
+    qc_target.with_suffix(".tmp").replace(qc_target)
+    qc_target.with_suffix(".json").write_text(json.dumps(QC_DICTIONARY, indent=2) + "\n")
     if evaluation is not None:
         evaluation.to_csv(output / "group_desc-evaluation_metrics.tsv", sep="\t", index=False,
                           na_rep="n/a")
-    write_group_report(group, output, evaluation)
+    write_group_report(group, output, evaluation, qc)
     return target
 
 
@@ -204,8 +212,10 @@ def distribution_figure(group: pd.DataFrame, out_file: Path) -> Path:
 
 
 def write_group_report(group: pd.DataFrame, output: Path,
-                       evaluation: pd.DataFrame | None = None) -> Path:
-    """``group_report.html``: table, distributions and outliers linked to subject pages."""
+                       evaluation: pd.DataFrame | None = None,
+                       qc: pd.DataFrame | None = None) -> Path:
+    """``group_report.html``: one QC line per subject (WARN first), distributions, outliers
+    and the table, linked to the subjects' pages."""
     figures = output / "group_figures"
     figures.mkdir(exist_ok=True)
     distribution_figure(group, figures / "group_desc-distribution_metrics.svg")
@@ -223,6 +233,16 @@ def write_group_report(group: pd.DataFrame, output: Path,
     outliers_shown["participant_id"] = outliers_shown["participant_id"].map(link)
     outlier_html = (outliers_shown.to_html(index=False, escape=False, na_rep="n/a")
                     if len(outliers) else "<p>No outliers.</p>")
+    qc_html = ""
+    if qc is not None and len(qc):
+        warned = int((qc["qc"] == "WARN").sum())
+        qc_shown = qc.drop(columns=["method"] if qc["method"].nunique() == 1 else []).copy()
+        qc_shown["participant_id"] = qc_shown["participant_id"].map(link)
+        qc_html = ("<h2>Quality control: one line per subject</h2>"
+                   f"<p>{warned} of {len(qc)} subject/session(s) to look at (WARN, listed "
+                   "first): registration checks, --qc-holdout gain, re-simulation residual, the "
+                   "fit's stop reason. Also in group_desc-qc_metrics.tsv.</p>"
+                   + qc_shown.to_html(index=False, escape=False, na_rep="n/a"))
     evaluation_html = ""
     if "holdout_gain" in group and group["holdout_gain"].notna().any():
         gains = group["holdout_gain"].dropna()
@@ -243,7 +263,7 @@ def write_group_report(group: pd.DataFrame, output: Path,
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>mcinr-bids group report</title><style>{STYLE}</style></head><body>"
         f"<h1>mcinr-bids group report</h1><p>{group['participant_id'].nunique()} subjects, "
-        f"{len(group)} super-resolved images.</p>"
+        f"{len(group)} super-resolved images.</p>{qc_html}"
         "<h2>Distributions</h2>"
         '<img src="group_figures/group_desc-distribution_metrics.svg" alt="distributions">'
         f"<h2>Outliers (robust z-score &gt; {OUTLIER_Z:g} within a contrast)</h2>"

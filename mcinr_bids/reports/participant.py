@@ -23,6 +23,13 @@ from .. import __version__  # noqa: E402
 from ..anatomical import itk_file_to_ras, sample_on_grid  # noqa: E402
 from ..config import OUTPUT_DESC  # noqa: E402
 from ..geometry import thick_axis  # noqa: E402
+from ..registration_qc import (  # noqa: E402
+    IMAGE_DICE_MIN,
+    TEMPLATE_CENTRE_MAX_MM,
+    TEMPLATE_DICE_MIN,
+    checks_from_rows,
+    registration_status,
+)
 
 CITATION = ("McGinnis J, Shit S, Li HB, Sideri-Lampretsa V, Graf R, Dannecker M, Pan J, "
             "Stolt-Ansó N, Mühlau M, Kirschke JS, Rueckert D, Wiestler B. Multi-contrast MRI "
@@ -36,6 +43,7 @@ h1 { border-bottom: 2px solid #446; } h2 { color: #446; margin-top: 2em; }
 img { width: 100%; height: auto; border: 1px solid #ccc; }
 table { border-collapse: collapse; } td, th { border: 1px solid #bbb; padding: 2px 8px; }
 .note { color: #555; font-size: 90%; }
+.pass { color: #161; } .warn { color: #b00; }
 """
 
 
@@ -235,6 +243,24 @@ def holdout_section(metrics: pd.DataFrame) -> str:
                                           float_format=lambda v: f"{v:.2f}"))
 
 
+def registration_line(metrics: pd.DataFrame) -> str:
+    """PASS or WARN for the registration checks, with their numbers (empty without checks)."""
+    template, images = checks_from_rows(metrics.to_dict("records"))
+    if template is None and not images:
+        return ""
+    reasons = registration_status(template, images)
+    numbers = []
+    if template:
+        numbers.append(f"reference brain on the template's: Dice {template['dice']:.2f}, "
+                       f"centre {template['centre_distance_mm']:.1f} mm off")
+    numbers += [f"{name} on the reference: Dice {value:.2f}" for name, value in images.items()]
+    verdict = (f'<strong class="warn">WARN</strong>: {html.escape("; ".join(reasons))}'
+               if reasons else '<strong class="pass">PASS</strong>')
+    return (f'<p class="qc">Registration checks: {verdict} ({html.escape("; ".join(numbers))}; '
+            f"WARN below Dice {TEMPLATE_DICE_MIN:g} or beyond {TEMPLATE_CENTRE_MAX_MM:g} mm on "
+            f"the template, below Dice {IMAGE_DICE_MIN:g} between images).</p>")
+
+
 def write_fragment(label: str, output_dir: str, inputs: list[str], outputs: list[str],
                    transforms: list[str], mask_file: str, reference_index: int,
                    template_file: str | None, history_file: str, metrics_file: str,
@@ -279,19 +305,22 @@ def write_fragment(label: str, output_dir: str, inputs: list[str], outputs: list
     mask_figure(reference_output, mask_file, str(mask_svg))
     parts.append("<h3>Brain mask</h3>"
                  f'<img src="{subject}/figures/{mask_svg.name}" alt="brain mask">')
+    metrics = pd.read_csv(metrics_file, sep="\t", na_values="n/a", keep_default_na=False)
     if template_file:
         template_svg = figures / f"{label}_desc-template_T1w.svg"
         template_figure(reference_output, template_file, mask_file, str(template_svg))
         parts.append("<h3>Registration to the template</h3>"
                      '<p class="note">Flicker between the template and the output of the '
                      "reference contrast; the outline is the output brain mask.</p>"
-                     f'<img src="{subject}/figures/{template_svg.name}" alt="template">')
+                     f'<img src="{subject}/figures/{template_svg.name}" alt="template">'
+                     + registration_line(metrics))
+    else:
+        parts.append(registration_line(metrics))
     curves_svg = figures / f"{label}_desc-curves_history.svg"
     curves_figure(history_file, fit_info.get("selected_epoch"), str(curves_svg))
     parts.append(("<h3>Reconstruction</h3>" if fit_info.get("method") in ("jtv", "unpaired")
                   else "<h3>Training</h3>") + f"<p>{html.escape(fit_summary(fit_info))}</p>"
                  f'<img src="{subject}/figures/{curves_svg.name}" alt="training curves">')
-    metrics = pd.read_csv(metrics_file, sep="\t", na_values="n/a", keep_default_na=False)
     parts.append(holdout_section(metrics))
     parts.append("<h3>Metrics</h3>" + metrics.to_html(index=False, na_rep="n/a",
                                                         float_format=lambda v: f"{v:.4g}"))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
 from ..interfaces.anatomical import BiasCorrection, BrainMask, RigidRegistration
+from ..interfaces.qc import RegistrationQC
 from ..utils.templates import OutputSpace
 
 
@@ -15,9 +18,12 @@ def init_anat_preproc_wf(*, images: list[str], reference: int, bias_correction: 
                          registration: str = "rigid",
                          omp_nthreads: int = 1, use_gpu: bool = False,
                          registration_images: list[str] | None = None,
+                         names: list[str] | None = None, label: str = "",
                          name: str = "anat_preproc_wf") -> Workflow:
     """N4 (unless ``bias_correction`` is off), every image rigidly registered to the reference,
-    the reference's brain mask, and the reference rigidly registered to the output space.
+    the reference's brain mask, the reference's brain registered to the template's brain, and
+    the checks of those registrations (``registration_qc``: the fit waits for it, and a brain
+    that leaves the template's grid stops the subject there).
 
     Workflow Graph
         .. workflow::
@@ -52,6 +58,9 @@ def init_anat_preproc_wf(*, images: list[str], reference: int, bias_correction: 
         aligned as exactly as their originals are (registering the thick simulations misplaces
         them by ~0.3 mm, which cost the INR 0.7 dB on the BraTS T1c). Default: the
         (bias-corrected) inputs.
+    names, label
+        The images' output stems (default: their file names) and ``sub-X[_ses-Y]``, for the
+        checks' rows and log lines.
 
     Outputs
     -------
@@ -60,11 +69,14 @@ def init_anat_preproc_wf(*, images: list[str], reference: int, bias_correction: 
         reference's world, and of the reference's world -> the output space.
     brain_mask, skull_stripped, mask_method
         The brain mask on the reference's grid and how it was made.
+    registration_qc, registration_status
+        The checks as metrics-table rows (TSV) and PASS or WARN
+        (:mod:`mcinr_bids.registration_qc`).
     """
     workflow = Workflow(name=name)
     outputnode = pe.Node(niu.IdentityInterface(fields=[
         "images", "to_reference", "reference_to_output", "brain_mask", "skull_stripped",
-        "mask_method"]), name="outputnode")
+        "mask_method", "registration_qc", "registration_status"]), name="outputnode")
     if bias_correction:
         bias_correction_node = pe.MapNode(BiasCorrection(num_threads=omp_nthreads),
                                           iterfield=["in_file"], name="bias_correction",
@@ -84,9 +96,13 @@ def init_anat_preproc_wf(*, images: list[str], reference: int, bias_correction: 
     register_to_template = pe.Node(
         RigidRegistration(seed=seed, same_session=False, quick=quick, num_threads=omp_nthreads),
         name="register_to_template", n_procs=omp_nthreads)
+    registration_qc = pe.Node(RegistrationQC(
+        reference_index=reference, label=label, names=list(names or [
+            os.path.basename(path).split(".")[0] for path in images])), name="registration_qc")
     if space.is_template:
         register_to_template.inputs.fixed_file = space.t1w
         register_to_template.inputs.fixed_mask = space.mask
+        registration_qc.inputs.template_mask = space.mask
     else:  # native space: the reference registered onto itself is the identity
         workflow.connect(select_reference, "out", register_to_template, "fixed_file")
     if registration_images:
@@ -103,8 +119,14 @@ def init_anat_preproc_wf(*, images: list[str], reference: int, bias_correction: 
         (select_reference, register_to_template, [("out", "moving_file")]),
         (brain_mask, register_to_template, [("out_mask", "moving_mask")]),
         (bias_correction_node, outputnode, [("out_file", "images")]),
+        (bias_correction_node, registration_qc, [("out_file", "images")]),
+        (register_to_reference, registration_qc, [("out_matrix", "to_reference")]),
+        (register_to_template, registration_qc, [("out_matrix", "reference_to_output")]),
+        (brain_mask, registration_qc, [("out_mask", "brain_mask")]),
         (register_to_reference, outputnode, [("out_matrix", "to_reference")]),
-        (register_to_template, outputnode, [("out_matrix", "reference_to_output")]),
+        (registration_qc, outputnode, [("reference_to_output", "reference_to_output"),
+                                       ("out_tsv", "registration_qc"),
+                                       ("status", "registration_status")]),
         (brain_mask, outputnode, [("out_mask", "brain_mask"),
                                   ("skull_stripped", "skull_stripped"),
                                   ("method", "mask_method")]),

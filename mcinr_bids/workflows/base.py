@@ -123,7 +123,8 @@ def init_single_subject_wf(*, config: AppConfig, inputs: SubjectInputs, space: O
         skull_strip=config.workflow.skull_strip, registration=config.workflow.registration,
         space=space, seed=config.inr.seed,
         quick=config.execution.sloppy, omp_nthreads=omp_nthreads, use_gpu=use_gpu,
-        registration_images=[originals[p] for p in images] if originals else None)
+        registration_images=[originals[p] for p in images] if originals else None,
+        names=[bids_stem(p) for p in images], label=inputs.label)
     superres_wf = init_superres_wf(
         names=[bids_stem(p) for p in images], reference=reference, settings=settings,
         resolution=resolution, omp_nthreads=omp_nthreads, use_gpu=use_gpu, label=inputs.label,
@@ -156,7 +157,8 @@ def init_single_subject_wf(*, config: AppConfig, inputs: SubjectInputs, space: O
                 "images", "to_reference", "reference_to_output", "brain_mask")]),
         (anat_preproc_wf, ds_superres_wf, [
             (f"outputnode.{field}", f"inputnode.{field}") for field in (
-                "to_reference", "reference_to_output", "skull_stripped", "mask_method")]),
+                "to_reference", "reference_to_output", "skull_stripped", "mask_method",
+                "registration_qc")]),
         (superres_wf, ds_superres_wf, [
             (f"outputnode.{field}", f"inputnode.{field}") for field in (
                 "images", "mask", "checkpoint", "history", "metrics", "fit_info")]),

@@ -9,13 +9,15 @@ from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 from ..config import OUTPUT_DESC
 from ..interfaces.anatomical import ExportTransform
 from ..interfaces.bids import DerivativesDataSink, SidecarMetadata
+from ..interfaces.qc import AppendRows
 from ..utils.bids import bids_suffix, resolution_label
 from ..utils.descriptions import METRICS_DICTIONARY
 
 #: source entities that subject-level outputs (mask, model, metrics) do not carry
 SUBJECT_LEVEL_DISMISS = ("acquisition", "ceagent", "reconstruction", "run", "direction", "echo")
 INPUT_FIELDS = ["images", "mask", "checkpoint", "history", "metrics", "to_reference",
-                "reference_to_output", "skull_stripped", "mask_method", "fit_info"]
+                "reference_to_output", "skull_stripped", "mask_method", "fit_info",
+                "registration_qc"]
 
 
 def _sinks(output_dir: str, sources: list[str], reference: int, space: str,
@@ -85,8 +87,9 @@ def init_ds_superres_wf(*, output_dir: str, sources: list[str], reference: int, 
     ------
     images, mask, checkpoint, history, metrics
         The fit's outputs (:func:`~mcinr_bids.workflows.fit.init_superres_wf`).
-    to_reference, reference_to_output, skull_stripped, mask_method
-        From :func:`~mcinr_bids.workflows.anatomical.init_anat_preproc_wf`.
+    to_reference, reference_to_output, skull_stripped, mask_method, registration_qc
+        From :func:`~mcinr_bids.workflows.anatomical.init_anat_preproc_wf` (the registration
+        checks' rows join the metrics table).
     fit_info
         The fit's summary (sidecars).
 
@@ -99,6 +102,7 @@ def init_ds_superres_wf(*, output_dir: str, sources: list[str], reference: int, 
     inputnode = pe.Node(niu.IdentityInterface(fields=INPUT_FIELDS), name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=[
         "images", "mask", "transforms", "history", "metrics"]), name="outputnode")
+    add_registration_qc = pe.Node(AppendRows(), name="add_registration_qc")
     export_transform = pe.MapNode(ExportTransform(), iterfield=["to_reference"],
                                   name="export_transform")
     sidecars = pe.Node(SidecarMetadata(sources=sources, bids_dir=str(source_dir), space=space,
@@ -118,7 +122,8 @@ def init_ds_superres_wf(*, output_dir: str, sources: list[str], reference: int, 
         (inputnode, ds_mask, [("mask", "in_file")]),
         (sidecars, ds_mask, [("mask_metadata", "meta_dict")]),
         (export_transform, ds_xfm, [("out_file", "in_file")]),
-        (inputnode, ds_metrics, [("metrics", "in_file")]),
+        (inputnode, add_registration_qc, [("metrics", "metrics"), ("registration_qc", "rows")]),
+        (add_registration_qc, ds_metrics, [("out_metrics", "in_file")]),
         (inputnode, ds_history, [("history", "in_file")]),
         (ds_superres, outputnode, [("out_file", "images")]),
         (ds_mask, outputnode, [("out_file", "mask")]),
