@@ -113,6 +113,8 @@ class WorkflowSettings:
     simulate_factor: int = 4
     simulate_protocol: str = "decimate"
     evaluate_ablation: bool = False
+    #: evaluation mode: a BIDS-derivatives folder of lesion masks (scores inside the lesion)
+    lesion_masks: str | None = None
     #: ground-truth-free check: every K-th acquired slice of each image left out of a second
     #: reconstruction and scored (0: off; inr and jtv methods)
     qc_holdout: int = 0

@@ -39,6 +39,8 @@ class Simulation:
     #: where that is low (:func:`mcinr_bids.metrics.truth_detail`)
     detail: list[float] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: a lesion (or any region) on the truths' grid: strict PSNR and SSIM there as well
+    lesion: np.ndarray | None = None
 
 
 def simulate_acquisitions(volumes: list[Volume], axes: list[str], protocol: str = "decimate",
@@ -81,9 +83,9 @@ def simulate_acquisitions(volumes: list[Volume], axes: list[str], protocol: str 
 
 
 def score(predictions: list[np.ndarray], simulation: Simulation) -> dict[str, float]:
-    """PSNR and SSIM per image in both conventions, the banding index across each image's thick
-    axis (and the truth's), strict PSNR on the acquired slices and between them (decimation),
-    and the MI errors (first two images)."""
+    """PSNR and SSIM per image in both conventions (and strict inside the simulation's lesion),
+    the banding index across each image's thick axis (and the truth's), strict PSNR on the
+    acquired slices and between them (decimation), and the MI errors (first two images)."""
     row: dict[str, float] = {f"detail_truth_{name}": value
                              for name, value in zip(simulation.names, simulation.detail)}
     for index, (name, prediction, truth) in enumerate(zip(simulation.names, predictions,
@@ -93,6 +95,10 @@ def score(predictions: list[np.ndarray], simulation: Simulation) -> dict[str, fl
                                                             convention)
             row[f"ssim_{convention}_{name}"] = metrics.ssim(prediction, truth, simulation.mask,
                                                             convention)
+        if simulation.lesion is not None:
+            for measure in ("psnr", "ssim"):
+                row[f"{measure}_lesion_{name}"] = getattr(metrics, measure)(
+                    prediction, truth, simulation.mask, "strict", region=simulation.lesion)
         if index < len(simulation.axes):
             axis, offset = simulation.axes[index], simulation.offset
             phase = offset if offset is not None else 0
@@ -194,6 +200,23 @@ def evaluate(simulation: Simulation, methods: list[str], settings: INRSettings,
     return rows
 
 
+def score_rows(method: str, name: str, prediction: np.ndarray, truth: np.ndarray,
+               mask: np.ndarray, lesion: np.ndarray | None = None) -> list[dict]:
+    """Long rows of PSNR and SSIM in both conventions and, with a ``lesion``, strict inside it
+    (NaN where the lesion misses the mask)."""
+    rows = []
+    for measure in ("psnr", "ssim"):
+        score_function = getattr(metrics, measure)
+        for convention in metrics.CONVENTIONS:
+            rows.append({"method": method, "measure": f"{measure}_{convention}", "image": name,
+                         "value": score_function(prediction, truth, mask, convention)})
+        if lesion is not None:
+            rows.append({"method": method, "measure": f"{measure}_lesion", "image": name,
+                         "value": score_function(prediction, truth, mask, "strict",
+                                                 region=lesion)})
+    return rows
+
+
 def slice_rows(method: str, name: str, prediction: np.ndarray, truth: np.ndarray,
                mask: np.ndarray, acquisition: tuple[int, int, int | None]) -> list[dict]:
     """Long rows of the banding index (prediction and truth) and, where the acquired slices lie
@@ -289,7 +312,8 @@ def evaluate_subject(truth_files: list[str], low_resolution_files: list[str],
                      checkpoints: dict[str, str], names: list[str], *,
                      transforms: list | None = None, masks: list | None = None,
                      extra: dict[str, list[np.ndarray]] | None = None,
-                     warn=None, device: str = "cpu", jtv_settings=None) -> list[dict]:
+                     warn=None, device: str = "cpu", jtv_settings=None,
+                     lesion_file: str | None = None) -> list[dict]:
     """Score fitted models, other reconstructions and the clamped cubic baseline against
     isotropic originals.
 
@@ -305,8 +329,10 @@ def evaluate_subject(truth_files: list[str], low_resolution_files: list[str],
     image, banding and, when all truths share one grid, the paper's MI errors of the first
     two images (``image`` = n/a); the truth's detail along each removed axis (method
     ``truth``, measure ``truth_detail``), with ``warn(message)`` called where it is low
-    (:func:`mcinr_bids.metrics.truth_detail`).  The models are evaluated on ``device`` (the
-    fit's), in chunks.
+    (:func:`mcinr_bids.metrics.truth_detail`).  ``lesion_file`` (a lesion mask in the
+    truths' world space, label > 0) adds strict PSNR and SSIM inside the lesion
+    (``psnr_lesion``, ``ssim_lesion``).  The models are evaluated on ``device`` (the fit's), in
+    chunks.
     """
     import nibabel as nib
 
@@ -354,18 +380,16 @@ def evaluate_subject(truth_files: list[str], low_resolution_files: list[str],
                      "value": detail})
         if warning and warn:
             warn(warning)
+        lesion = None
+        if lesion_file:
+            from .anatomical import mask_on_grid
+
+            lesion = mask_on_grid(lesion_file, shape, affine)
         for method in predictions:
             rows += slice_rows(method, names[index], predictions[method][index], truth, mask,
                                acquisition)
-            for convention in metrics.CONVENTIONS:
-                rows.append({"method": method, "measure": f"psnr_{convention}",
-                             "image": names[index],
-                             "value": metrics.psnr(predictions[method][index], truth, mask,
-                                                   convention)})
-                rows.append({"method": method, "measure": f"ssim_{convention}",
-                             "image": names[index],
-                             "value": metrics.ssim(predictions[method][index], truth, mask,
-                                                   convention)})
+            rows += score_rows(method, names[index], predictions[method][index], truth, mask,
+                               lesion)
     same_grid = len(truths) >= 2 and all(
         t.shape == truths[0].shape and np.allclose(t.affine, truths[0].affine, atol=1e-3)
         for t in truths[1:])

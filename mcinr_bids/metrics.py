@@ -42,10 +42,23 @@ def _scale_strict(prediction, truth, mask):
 
 
 def psnr(prediction: np.ndarray, truth: np.ndarray, mask: np.ndarray,
-         convention: str = "strict") -> float:
-    """Peak signal-to-noise ratio in dB (data range 1 after the convention's scaling)."""
+         convention: str = "strict", region: np.ndarray | None = None) -> float:
+    """Peak signal-to-noise ratio in dB (data range 1 after the convention's scaling).
+
+    ``region`` (strict convention): the squared error is averaged over ``region`` inside
+    ``mask`` only (e.g. a lesion), the scaling still set by the truth's range in ``mask``, so
+    that a region's PSNR and the brain's are on one scale.
+    """
     mask = np.asarray(mask, dtype=bool)
-    if convention == "paper":
+    if region is not None:
+        if convention != "strict":
+            raise ValueError("a region's PSNR is defined in the strict convention only")
+        scaled_prediction, scaled_truth = _scale_strict(prediction, truth, mask)
+        inside = mask & np.asarray(region, dtype=bool)
+        if not inside.any():
+            return float("nan")
+        mse = float(np.mean((scaled_prediction[inside] - scaled_truth[inside]) ** 2))
+    elif convention == "paper":
         error = _scale_paper(prediction, mask) - _scale_paper(truth, mask)
         mse = float(np.mean(error**2))
     elif convention == "strict":
@@ -57,12 +70,15 @@ def psnr(prediction: np.ndarray, truth: np.ndarray, mask: np.ndarray,
 
 
 def ssim(prediction: np.ndarray, truth: np.ndarray, mask: np.ndarray,
-         convention: str = "strict") -> float:
+         convention: str = "strict", region: np.ndarray | None = None) -> float:
     """3D structural similarity (scikit-image, 7-voxel window, data range 1); strict: the SSIM
-    map averaged inside the mask, both images set to 0 outside it."""
+    map averaged inside the mask (``region``: inside ``region`` within it), both images set to
+    0 outside the mask."""
     from skimage.metrics import structural_similarity
 
     mask = np.asarray(mask, dtype=bool)
+    if region is not None and convention != "strict":
+        raise ValueError("a region's SSIM is defined in the strict convention only")
     if convention == "paper":
         return float(structural_similarity(_scale_paper(truth, mask),
                                            _scale_paper(prediction, mask), data_range=1.0))
@@ -73,7 +89,8 @@ def ssim(prediction: np.ndarray, truth: np.ndarray, mask: np.ndarray,
         _, ssim_map = structural_similarity(np.where(mask, scaled_truth, 0.0),
                                             np.where(mask, scaled_prediction, 0.0),
                                             data_range=1.0, full=True)
-        return float(ssim_map[mask].mean())
+        inside = mask if region is None else mask & np.asarray(region, dtype=bool)
+        return float(ssim_map[inside].mean()) if inside.any() else float("nan")
     raise ValueError(f"convention must be one of {CONVENTIONS}")
 
 

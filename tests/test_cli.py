@@ -67,6 +67,35 @@ def test_evaluate_writes_a_table(tmp_path, phantom, capsys):
     assert [r["method"] for r in rows] == ["cubic", "cubic-clamped", "split"]
     assert float(rows[1]["psnr_strict_t1"]) >= float(rows[0]["psnr_strict_t1"]) - 0.01
     assert float(rows[2]["fit_seconds"]) > 0
+    assert "psnr_lesion_t1" not in rows[0]
+
+
+def test_evaluate_scores_inside_a_lesion_mask(tmp_path, phantom, capsys):
+    from mcinr_bids.phantom import phantom_labels
+
+    t1, flair, _, affine = phantom
+    images = [write_nifti(tmp_path / "t1.nii.gz", t1, affine),
+              write_nifti(tmp_path / "flair.nii.gz", flair, affine)]
+    lesion = write_nifti(tmp_path / "lesion.nii.gz",
+                         (phantom_labels(t1.shape, seed=1) == 4).astype(np.uint8), affine)
+    out = tmp_path / "evaluation"
+    code = evaluate_cli.main([*images, "--axes", "S", "R", "-o", str(out), "--methods",
+                              "cubic", "cubic-clamped", "--lesion-mask", lesion, "--quiet"])
+    assert code == 0
+    assert "PSNR lesion t1" in capsys.readouterr().out
+    with open(out / "evaluation.tsv") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    for row in rows:
+        for name in ("t1", "flair"):
+            assert 5 < float(row[f"psnr_lesion_{name}"]) < 60
+            assert 0 < float(row[f"ssim_lesion_{name}"]) <= 1
+    # a lesion outside the brain is refused with the file's name
+    outside = np.zeros(t1.shape, np.uint8)
+    outside[0, 0, 0] = 1
+    stray = write_nifti(tmp_path / "stray.nii.gz", outside, affine)
+    assert evaluate_cli.main([*images, "--axes", "S", "R", "-o", str(tmp_path / "other"),
+                              "--methods", "cubic", "--lesion-mask", stray, "--quiet"]) == 2
+    assert "stray.nii.gz: the lesion lies outside" in capsys.readouterr().err
 
 
 def test_settings_round_trip_through_toml(tmp_path):

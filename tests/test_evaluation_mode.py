@@ -9,12 +9,13 @@ import gzip
 import json
 import pickle
 
+import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
 
 from mcinr_bids.cli.run import main
-from mcinr_bids.phantom import write_bids_phantom
+from mcinr_bids.phantom import template_head, write_bids_phantom
 from mcinr_bids.reports.group import aggregate_metrics, robust_z
 
 
@@ -38,8 +39,15 @@ def test_evaluation_mode_beats_clamped_cubic(tmp_path, monkeypatch):
     # time; tests/test_throughplane.py measures what it learns)
     config = tmp_path / "short_network.toml"
     config.write_text("[inr]\nthrough_plane_steps = 40\n")
+    lesions = tmp_path / "lesions"  # a ball in the brain, laid out as derivatives
+    lesion_file = lesions / "sub-01" / "anat" / "sub-01_desc-lesion_mask.nii.gz"
+    lesion_file.parent.mkdir(parents=True)
+    t1, _, brain, affine = template_head(3.0)
+    centre = np.argwhere(brain).mean(axis=0)
+    ball = np.linalg.norm(np.indices(brain.shape) - centre[:, None, None, None], axis=0) < 5
+    nib.Nifti1Image(ball.astype(np.uint8), affine).to_filename(lesion_file)
     bids, output, code = run_evaluation_mode(tmp_path, monkeypatch, "--config-file",
-                                             str(config))
+                                             str(config), "--lesion-masks", str(lesions))
     assert code == 0
     table = pd.read_csv(output / "sub-01" / "anat" / "sub-01_desc-superres_metrics.tsv",
                         sep="\t", na_values="n/a")
@@ -49,11 +57,16 @@ def test_evaluation_mode_beats_clamped_cubic(tmp_path, monkeypatch):
     assert set(strict.columns) == {"inr-split", "cubic-clamped", "jtv"}
     assert (strict["inr-split"] > strict["cubic-clamped"]).all(), strict
     assert {"epsilon_mi_joint", "ssim_paper", "psnr_paper"} <= set(table["measure"])
+    lesion = table[table["measure"] == "psnr_lesion"].pivot(index="image", columns="method",
+                                                            values="value")
+    assert set(lesion.columns) == set(strict.columns) and len(lesion) == 2
+    assert np.isfinite(lesion.to_numpy()).all() and (lesion.to_numpy() > 10).all()
     # the group level shows the Table-1 summary
     assert main([str(bids), str(output), "group"]) == 0
     summary = pd.read_csv(output / "group_desc-evaluation_metrics.tsv", sep="\t")
     row = summary[(summary["method"] == "inr-split") & (summary["measure"] == "psnr_strict")]
     assert len(row) == 2 and (row["difference_vs_cubic_mean"] > 0).all()
+    assert "psnr_lesion" in set(summary["measure"])
     assert "Table 1" in (output / "group_report.html").read_text()
     sidecar = json.loads(next(output.rglob("*desc-superres_T1w.json")).read_text())
     assert sidecar["Sources"] == ["bids::sub-01/anat/sub-01_T1w.nii.gz"]

@@ -47,6 +47,28 @@ def test_ssim_conventions_match_scikit_image(images):
     assert 0 < metrics.ssim(prediction, truth, mask, "paper") < 1
 
 
+def test_region_scores_use_the_brain_scaling_inside_the_region(images):
+    prediction, truth, mask = images
+    region = np.zeros(truth.shape, bool)
+    region[6:10, 6:10, 4:8] = True
+    low, high = truth[mask].min(), truth[mask].max()
+    expected = peak_signal_noise_ratio((truth[region] - low) / (high - low),
+                                       (prediction[region] - low) / (high - low), data_range=1.0)
+    assert metrics.psnr(prediction, truth, mask, region=region) == pytest.approx(expected)
+    _, full = structural_similarity(np.where(mask, (truth - low) / (high - low), 0),
+                                    np.where(mask, (prediction - low) / (high - low), 0),
+                                    data_range=1.0, full=True)
+    assert metrics.ssim(prediction, truth, mask, region=region) == pytest.approx(
+        full[region].mean())
+    # an error confined to the region lowers its PSNR, not much the brain's
+    damaged = np.where(region, truth + 40, truth)
+    assert (metrics.psnr(damaged, truth, mask, region=region)
+            < metrics.psnr(damaged, truth, mask) - 10)
+    assert np.isnan(metrics.psnr(prediction, truth, mask, region=~mask))
+    with pytest.raises(ValueError, match="strict"):
+        metrics.psnr(prediction, truth, mask, "paper", region=region)
+
+
 def test_paper_convention_punishes_overshoot_that_strict_scores_locally(images):
     """One overshooting voxel rescales the whole prediction in the paper convention only."""
     _, truth, mask = images

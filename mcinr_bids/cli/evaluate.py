@@ -19,11 +19,16 @@ from .options import HelpFormatter, given_options
 
 
 def format_table(rows: list[dict], names: list[str]) -> str:
-    """A Markdown Table-1-style table: PSNR/SSIM per image in both conventions, MI error, time."""
+    """A Markdown Table-1-style table: PSNR/SSIM per image in both conventions (and inside the
+    lesion, strict, when scored), banding, MI error, time."""
     header = ["method"]
     for convention in metrics.CONVENTIONS:
         for name in names:
             header += [f"PSNR {convention} {name}", f"SSIM {convention} {name}"]
+    lesion = any(f"psnr_lesion_{name}" in row for row in rows for name in names)
+    if lesion:
+        for name in names:
+            header += [f"PSNR lesion {name}", f"SSIM lesion {name}"]
     header += [f"banding {name}" for name in names] + ["eps_MI joint", "fit s"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
@@ -32,6 +37,10 @@ def format_table(rows: list[dict], names: list[str]) -> str:
             for name in names:
                 cells += [f"{row[f'psnr_{convention}_{name}']:.2f}",
                           f"{row[f'ssim_{convention}_{name}']:.3f}"]
+        if lesion:
+            for name in names:
+                cells += [f"{row.get(f'psnr_lesion_{name}', float('nan')):.2f}",
+                          f"{row.get(f'ssim_lesion_{name}', float('nan')):.3f}"]
         cells += [f"{row.get(f'banding_{name}', float('nan')):.2f}" for name in names]
         cells += [f"{row.get('epsilon_mi_joint', float('nan')):.3f}",
                   f"{row['fit_seconds']:.0f}"]
@@ -55,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "a box slice profile")
     parser.add_argument("--factor", type=int, default=4, help="slice spacing / voxel size")
     parser.add_argument("--mask", help="brain mask on the images' grid (default: foreground)")
+    parser.add_argument("--lesion-mask", metavar="MASK",
+                        help="lesion (or any region) on the images' grid, label > 0 (e.g. "
+                             "BraTS tumour labels): strict PSNR and SSIM inside it as well, "
+                             "for every method")
     parser.add_argument("--methods", nargs="+", choices=BASELINES + INR_MODELS,
                         default=list(BASELINES + INR_MODELS), help="what to compare")
     parser.add_argument("--unpaired-models", nargs="+", metavar="MODEL",
@@ -99,6 +112,11 @@ def main(argv: list[str] | None = None) -> int:
                                                mask)
         except ValueError as error:
             raise InputError(str(error)) from error
+        if args.lesion_mask:
+            simulation.lesion = load_mask(args.lesion_mask, volumes[0])
+            if not (simulation.lesion & simulation.mask).any():
+                raise InputError(f"{args.lesion_mask}: the lesion lies outside the evaluation "
+                                 "mask; check that it belongs to these images.")
         for warning in simulation.warnings:
             print(f"mcinr-evaluate: warning: {warning}", file=sys.stderr)
         settings = inr_settings(given_options(build_parser, argv), EVALUATE_OPTIONS)

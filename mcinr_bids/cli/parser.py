@@ -115,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
                                  "through a box slice profile")
     evaluation.add_argument("--evaluate-ablation", action="store_true",
                             help="also fit and score single-contrast INRs")
+    evaluation.add_argument("--lesion-masks", metavar="DIR",
+                            help="a folder of lesion masks laid out as BIDS derivatives "
+                                 "(sub-X[/ses-Y]/anat/sub-X[_ses-Y]_*desc-lesion_mask.nii.gz or "
+                                 "*label-lesion_roi.nii.gz, on the originals' world space, "
+                                 "label > 0): strict PSNR and SSIM inside the lesion as well")
 
     unpaired = parser.add_argument_group(
         "Unpaired cohort method (Li et al.: trained at the group level, applied per "

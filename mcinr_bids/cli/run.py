@@ -40,6 +40,7 @@ APP_OPTIONS: OptionMap = {
         "simulate_lowres", "simulate_factor", "simulate_protocol", "evaluate_ablation",
         "train_unpaired", "qc_holdout")},
     "unpaired_models": ("workflow", "unpaired_models", absolute),
+    "lesion_masks": ("workflow", "lesion_masks", absolute),
     "model": ("inr", "model"),
     "psf": ("inr", "psf"),
     "device": ("inr", "device"),

@@ -34,6 +34,8 @@ class _EvaluateInputSpec(BaseInterfaceInputSpec):
                         "(auto, cpu, cuda, mps: the fit's --device)")
     use_gpu = traits.Bool(False, usedefault=True,
                           desc="a GPU job for MultiProc (one --n-gpu-procs slot)")
+    lesion_file = File(exists=True, desc="lesion mask in the originals' world (label > 0): "
+                                         "scores inside it as well (--lesion-masks)")
 
 
 class _EvaluateOutputSpec(TraitedSpec):
@@ -95,7 +97,8 @@ class EvaluateSuperresolution(SimpleInterface):
                                 list(self.inputs.low_resolution_files), checkpoints,
                                 list(self.inputs.names), transforms=transforms, masks=masks,
                                 extra=extra, warn=_warn, device=self.inputs.device,
-                                jtv_settings=jtv_settings)
+                                jtv_settings=jtv_settings,
+                                lesion_file=self.inputs.lesion_file or None)
         self._results["out_metrics"] = append_metrics(
             self.inputs.metrics, rows, os.path.join(runtime.cwd, "metrics.tsv"))
         return runtime

@@ -153,8 +153,8 @@ def aggregate_metrics(output_dir: str | Path, participants: list[str] | None = N
     return target
 
 
-TABLE_MEASURES = ("psnr_strict", "ssim_strict", "psnr_paper", "ssim_paper", "banding_index",
-                  "psnr_acquired", "psnr_unacquired")
+TABLE_MEASURES = ("psnr_strict", "ssim_strict", "psnr_paper", "ssim_paper", "psnr_lesion",
+                  "ssim_lesion", "banding_index", "psnr_acquired", "psnr_unacquired")
 
 
 def evaluation_summary(files: list[Path]) -> pd.DataFrame | None:
@@ -169,6 +169,8 @@ def evaluation_summary(files: list[Path]) -> pd.DataFrame | None:
         if "method" not in long:
             continue
         long = long[long["method"].notna() & long["measure"].isin(TABLE_MEASURES)]
+        if long.empty:  # a participant without the evaluation mode
+            continue
         long = long.assign(unit=path.name.split("_desc-")[0],
                            contrast=long["image"].str.rsplit("_", n=1).str[-1])
         rows.append(long)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -208,6 +209,21 @@ def choose_reference(images: list[str]) -> int:
     if not t1w:
         return 0
     return min(t1w, key=lambda i: (in_plane_area(images[i]), i))
+
+
+def find_lesion_mask(folder: str, subject: str, session: str | None) -> str | None:
+    """The lesion mask of a subject/session in a BIDS-derivatives-like ``folder``
+    (``sub-X[/ses-Y]/anat/sub-X[_ses-Y]*`` ending ``desc-lesion_mask.nii[.gz]`` or
+    ``label-lesion_roi.nii[.gz]``); ``None`` when there is none.  Two candidates are an
+    error: which one is meant cannot be guessed."""
+    anat = Path(folder) / f"sub-{subject}" / (f"ses-{session}" if session else "") / "anat"
+    prefix = f"sub-{subject}" + (f"_ses-{session}" if session else "")
+    found = sorted(str(p) for p in anat.glob(f"{prefix}_*")
+                   if re.search(r"(desc-lesion_mask|label-lesion_roi)\.nii(\.gz)?$", p.name))
+    if len(found) > 1:
+        raise BIDSError(f"{anat}: {len(found)} lesion masks for {prefix} ({', '.join(found)});"
+                        " keep one.")
+    return found[0] if found else None
 
 
 def bids_suffix(path: str) -> str:

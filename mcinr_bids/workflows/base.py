@@ -21,6 +21,7 @@ from ..utils.bids import (
     bids_suffix,
     bids_uri,
     choose_reference,
+    find_lesion_mask,
     sidecar_slabs,
 )
 from ..utils.descriptions import methods_text
@@ -136,6 +137,9 @@ def init_single_subject_wf(*, config: AppConfig, inputs: SubjectInputs, space: O
         # the simulations of the evaluation mode have their own (contiguous) slices
         slice_thickness=None if originals else [
             inputs.slice_thickness.get(path, 0.0) for path in images],
+        lesion_file=find_lesion_mask(config.workflow.lesion_masks, inputs.subject,
+                                     inputs.session)
+        if originals and config.workflow.lesion_masks else None,
         mem_gb=estimate_memory_gb(images, space.t1w if space.is_template else None,
                                   resolution))
     ds_superres_wf = init_ds_superres_wf(

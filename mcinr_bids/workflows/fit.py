@@ -21,6 +21,7 @@ def init_superres_wf(*, names: list[str], reference: int, settings: dict, resolu
                      unpaired_settings: dict | None = None,
                      evaluation_models: dict | None = None, qc_holdout: int = 0,
                      slice_thickness: list[float] | None = None,
+                     lesion_file: str | None = None,
                      name: str = "superres_wf") -> Workflow:
     """Fit one INR to all images of a subject and predict every contrast on the output grid
     (``method="inr"``), or reconstruct them all by joint total variation (``"jtv"``: node
@@ -69,6 +70,8 @@ def init_superres_wf(*, names: list[str], reference: int, settings: dict, resolu
     truth_files : list of str or None
         Evaluation mode: the isotropic original of each image; adds ``evaluate`` (scores in the
         metrics table) and, with ``ablation``, ``fit_single`` (single-contrast INRs).
+    lesion_file : str or None
+        Evaluation mode: the subject's lesion mask (``--lesion-masks``): scores inside it too.
 
     Inputs
     ------
@@ -129,6 +132,8 @@ def init_superres_wf(*, names: list[str], reference: int, settings: dict, resolu
         **({"use_gpu": True, "device": settings.get("device", "auto")} if gpu_evaluation
            else {})),
         name="evaluate", n_procs=1 if gpu_evaluation else omp_nthreads, mem_gb=mem_gb)
+    if lesion_file:
+        evaluate.inputs.lesion_file = lesion_file
     workflow.connect([
         (inputnode, evaluate, [("images", "low_resolution_files"),
                                ("to_reference", "to_reference"),
