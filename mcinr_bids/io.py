@@ -20,8 +20,22 @@ TEMPORARY_PREFIX = ".tmp-"
 STAGING_PREFIX = ".staging-"
 
 
+def current_umask() -> int:
+    """The process's file-creation mask (read by setting it and setting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def honour_umask(path: str | Path) -> None:
+    """Give a file the mode any ``open()`` would: 0666 less the umask (a temporary file from
+    :func:`tempfile.mkstemp` is 0600, which kept a colleague's group run out of the outputs)."""
+    os.chmod(path, 0o666 & ~current_umask())
+
+
 def atomic_write(path: str | Path, write: Callable[[str], object]) -> None:
-    """Call ``write(temporary_path)`` then rename onto ``path``; no half-written file remains."""
+    """Call ``write(temporary_path)`` then rename onto ``path``; no half-written file remains,
+    and the file's mode honours the umask as any other tool's files do."""
     path = str(path)
     directory = os.path.dirname(os.path.abspath(path)) or "."
     suffix = ".nii.gz" if path.endswith(".nii.gz") else os.path.splitext(path)[1]
@@ -29,6 +43,7 @@ def atomic_write(path: str | Path, write: Callable[[str], object]) -> None:
     os.close(handle)
     try:
         write(temporary)
+        honour_umask(temporary)
         os.replace(temporary, path)
     except BaseException as error:
         if os.path.exists(temporary):
@@ -97,6 +112,7 @@ def write_once(path: str | Path, text: str) -> None:
     try:
         with os.fdopen(handle, "w") as stream:
             stream.write(text)
+        honour_umask(temporary)
         try:
             # os.link fails if another job won the race: the file is then complete already
             os.link(temporary, path)

@@ -9,7 +9,9 @@ only and sub-04 a T1w with a few NaN voxels (both must be skipped while the othe
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 import subprocess
 
 import nibabel as nib
@@ -92,6 +94,12 @@ def test_exact_output_files(app_run):
         "sub-02_ses-01", "sub-02/ses-01/anat") | {"dataset_description.json", ".bidsignore"}
     assert found == expected
     assert not list(out.rglob(".staging-*")) and not list(out.rglob(".tmp-*"))
+    # every output honours the umask (they were 0600: a colleague could not read them)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    modes = {str(p.relative_to(out)): stat.S_IMODE(p.stat().st_mode)
+             for p in out.rglob("*") if p.is_file()}
+    assert {name for name, mode in modes.items() if mode != 0o666 & ~umask} == set()
     description = json.loads((out / "dataset_description.json").read_text())
     assert description["DatasetType"] == "derivative"
     assert description["GeneratedBy"][0]["Name"] == "mcinr-bids"
