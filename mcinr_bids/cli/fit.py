@@ -21,7 +21,7 @@ from ..inr.settings import DEVICES, MODELS, PRESETS
 from ..inr.slices import load_acquisition
 from ..io import write_json
 from ..superres import superresolve
-from .options import HelpFormatter, OptionMap, given_options, to_tables
+from .options import HelpFormatter, OptionMap, describe_os_error, given_options, to_tables
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -202,9 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mcinr-fit: error: {error}", file=sys.stderr)
         return 2
     except OSError as error:  # e.g. the disk filled up while writing the outputs
-        print(f"mcinr-fit: error: {error.filename or args.output_dir}: cannot be written "
-              f"({error.strerror}); free space or choose another output folder (-o). Nothing "
-              "half-written was left.", file=sys.stderr)
+        print(f"mcinr-fit: error: {describe_os_error(error, args.output_dir)}",
+              file=sys.stderr)
         return 2
     for name, path in parameters["outputs"].items():
         print(f"{name}: {path}")

@@ -4,6 +4,7 @@ only the options the user typed count, whatever their value."""
 from __future__ import annotations
 
 import argparse
+import errno
 from collections.abc import Callable
 from pathlib import Path
 
@@ -49,3 +50,21 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if action.default is None or "(default" in text:
             return text
         return super()._get_help_string(action)
+
+
+#: errors of writing: the folders' fault, not the inputs'
+WRITE_ERRNOS = {errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EDQUOT, errno.EPERM}
+
+
+def describe_os_error(error: OSError, where: str) -> str:
+    """One line for an ``OSError`` that ended a command: the file and the reason, and the fix
+    where the error was one of writing (no space, no permission) into ``where`` (the output
+    and work folders, in words)."""
+    name = error.filename or ""
+    reason = error.strerror or str(error) or type(error).__name__
+    if error.errno == errno.ENOSPC:
+        return (f"{name or where}: No space left on device; free space there or choose other "
+                "output and work folders. Nothing half-written was left.")
+    if error.errno in WRITE_ERRNOS:
+        return f"{name or where}: {reason}; check that {where} can be written."
+    return f"{name}: {reason}" if name else reason

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..config import AppConfig, resolve_config_file
-from .options import OptionMap, absolute, given_options, to_tables
+from .options import OptionMap, absolute, describe_os_error, given_options, to_tables
 from .parser import build_parser
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -121,13 +121,32 @@ def image_problem(path: str, slice_thickness: float | None = None) -> str | None
     return None
 
 
+def overlap_problem(paths: list[str]) -> str | None:
+    """An image whose field of view misses every other image of its session (a header
+    hundreds of mm off: no registration can start there), as one message; else ``None``."""
+    import nibabel as nib
+    import numpy as np
+
+    from ..inr.data import InputError, Volume, check_overlap
+
+    headers = [nib.load(path) for path in paths]
+    try:  # the headers alone: zero-size stand-ins for the data
+        check_overlap([Volume(np.broadcast_to(np.float32(0), h.shape[:3]), h.affine, path=path)
+                       for h, path in zip(headers, paths)])
+    except InputError as error:
+        return str(error)
+    return None
+
+
 def split_by_image_content(groups: list, logger: logging.Logger) -> tuple[list, list]:
-    """Groups whose every image is usable, and the others (each logged once, with the
-    problem of its first bad image): a bad image stops only its own subject/session."""
+    """Groups whose every image is usable and overlaps the others, and the others (each logged
+    once, with the problem of its first bad image): a bad image stops only its own
+    subject/session, before anything of it runs."""
     good, bad = [], []
     for group in groups:
         problem = next(filter(None, (image_problem(path, group.slice_thickness.get(path))
                                      for path in group.images)), None)
+        problem = problem or overlap_problem(group.images)
         if problem is None:
             good.append(group)
         else:
@@ -338,9 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, BIDSError, ValueError) as error:
         print(f"mcinr-bids: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except OSError as error:  # an unwritable or full output/work folder
-        print(f"mcinr-bids: error: {error.filename or ''}: {error.strerror}; check that the "
-              "output and work folders can be written and have space.", file=sys.stderr)
+    except OSError as error:  # an unwritable or full output/work folder, or a damaged file
+        print(f"mcinr-bids: error: {describe_os_error(error, 'the output and work folders')}",
+              file=sys.stderr)
         return EXIT_USAGE
 
 

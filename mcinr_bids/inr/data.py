@@ -8,7 +8,9 @@ into the common space).
 from __future__ import annotations
 
 import errno
+import gzip
 import os
+import zlib
 from dataclasses import dataclass
 
 import nibabel as nib
@@ -78,6 +80,12 @@ def validate_array(data: np.ndarray, source: str) -> np.ndarray:
             f"{source}: shape {data.shape} has an axis with fewer than 2 voxels; a single slice "
             "cannot be super-resolved. Give a 3D stack of slices."
         )
+    if np.issubdtype(data.dtype, np.floating) and np.isfinite(data).all():
+        too_large = np.abs(data) > np.finfo(np.float32).max
+        if too_large.any():
+            raise InputError(
+                f"{source}: {int(too_large.sum())} voxels hold values beyond what 32-bit floats "
+                f"can hold (largest {float(np.abs(data).max()):.3g}); rescale the image.")
     data = np.asarray(data, dtype=np.float32)
     if not np.isfinite(data).all():
         count = int((~np.isfinite(data)).sum())
@@ -108,20 +116,55 @@ def unreadable_reason(path: str, error: OSError) -> str:
     return f"{path}: cannot be read ({error.strerror}); check the file and its permissions."
 
 
+#: voxels larger than this (mm) along any axis are no anatomical MRI: a header error
+MAX_VOXEL_SIZE_MM = 20.0
+
+
 def load_volume(path: str) -> Volume:
-    """Load a NIfTI file as a validated :class:`Volume`."""
+    """Load a NIfTI file as a validated :class:`Volume`: readable to its last byte, with a
+    usable position in the scanner (:func:`check_header`), finite and not constant."""
     try:
         image = nib.load(path)
     except OSError as error:
         raise InputError(unreadable_reason(path, error)) from error
     except Exception as error:  # nibabel raises several types for unreadable files
         raise InputError(f"{path}: not a readable NIfTI image ({error}).") from error
-    data = validate_array(np.asanyarray(image.dataobj), path)
+    check_header(image, path)
+    try:  # the data are read here, completely: a damaged file stops here, not in a node
+        raw = np.asanyarray(image.dataobj)
+        if str(path).endswith(".gz"):  # to the gzip trailer: its length and CRC checked too
+            with gzip.open(path, "rb") as stream:
+                while stream.read(1 << 24):
+                    pass
+    except (OSError, EOFError, ValueError, zlib.error) as error:
+        raise InputError(f"{path}: the file is damaged or truncated ({type(error).__name__}: "
+                         f"{error}); copy it again from its source.") from error
+    data = validate_array(raw, path)
     affine = image.affine
     if abs(np.linalg.det(affine[:3, :3])) < 1e-9:
         raise InputError(f"{path}: the affine is singular; fix the NIfTI header (qform/sform).")
     return Volume(data=data, affine=np.asarray(affine, dtype=np.float64), name=image_name(path),
                   path=path)
+
+
+def check_header(image, path: str) -> None:
+    """Refuse a header without a usable position in the scanner: NIfTI qform and sform codes
+    both 0 (no orientation: nibabel would guess one), voxel sizes (pixdim) zero, negative or
+    not finite, or larger than :data:`MAX_VOXEL_SIZE_MM`."""
+    header = image.header
+    if isinstance(header, nib.Nifti1Header) and int(header["qform_code"]) == 0 \
+            and int(header["sform_code"]) == 0:
+        raise InputError(f"{path}: the header holds no position in the scanner (qform and sform "
+                         "codes are both 0); convert the image again from its DICOM files (e.g. "
+                         "with dcm2niix) or set its sform.")
+    sizes = np.asarray(header.get_zooms()[:3], dtype=np.float64)
+    if not np.all(np.isfinite(sizes)) or np.any(sizes <= 0):
+        raise InputError(f"{path}: the header's voxel sizes (pixdim) are {sizes.tolist()}; "
+                         "fix the header (convert the image again from its DICOM files).")
+    if np.any(sizes > MAX_VOXEL_SIZE_MM):
+        raise InputError(f"{path}: voxel sizes {sizes.tolist()} mm, larger than "
+                         f"{MAX_VOXEL_SIZE_MM:g} mm: no anatomical MRI has those; fix the "
+                         "header's pixdim.")
 
 
 def load_mask(path: str, volume: Volume) -> np.ndarray:

@@ -1,0 +1,115 @@
+"""Damaged files and implausible headers stop only their subject, with one message naming the
+file and the fix, before anything of that subject runs (no traceback, nothing written)."""
+
+from __future__ import annotations
+
+import errno
+import logging
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from mcinr_bids.cli import fit as fit_cli
+from mcinr_bids.cli.options import describe_os_error
+from mcinr_bids.cli.run import image_problem, overlap_problem, split_by_image_content
+from mcinr_bids.utils.bids import SubjectInputs
+
+
+def write_image(path, data=None, affine=None):
+    data = np.random.default_rng(0).random((8, 8, 6)).astype(np.float32) if data is None \
+        else data
+    nib.Nifti1Image(data, np.diag([1.0, 1.0, 4.0, 1.0]) if affine is None else affine
+                    ).to_filename(path)
+    return str(path)
+
+
+def damaged(tmp_path, kind: str) -> str:
+    """A file damaged as a copy or transfer leaves them."""
+    if kind == "truncated-gz":  # the last 20 bytes cut: the header reads, the data do not
+        path = write_image(tmp_path / "sub-02_T1w.nii.gz")
+        data = open(path, "rb").read()
+        open(path, "wb").write(data[:-20])
+    elif kind == "bad-crc":  # one byte of the gzip trailer's CRC changed
+        path = write_image(tmp_path / "sub-02_T1w.nii.gz")
+        data = bytearray(open(path, "rb").read())
+        data[-6] ^= 0xFF
+        open(path, "wb").write(bytes(data))
+    elif kind == "truncated-nii":
+        path = write_image(tmp_path / "sub-02_T1w.nii")
+        data = open(path, "rb").read()
+        open(path, "wb").write(data[:-100])
+    return path
+
+
+@pytest.mark.parametrize("kind", ["truncated-gz", "bad-crc", "truncated-nii"])
+def test_a_damaged_file_is_named_and_skips_only_its_subject(tmp_path, kind, caplog):
+    bad = damaged(tmp_path, kind)
+    message = image_problem(bad)
+    assert message.startswith(f"{bad}: the file is damaged or truncated")
+    assert "copy it again" in message
+    good = write_image(tmp_path / "good.nii.gz")
+    groups = [SubjectInputs("01", None, [good, good]), SubjectInputs("02", None, [good, bad])]
+    with caplog.at_level(logging.ERROR):
+        runnable, skipped = split_by_image_content(groups, logging.getLogger("test"))
+    assert [g.subject for g in runnable] == ["01"] and [g.subject for g in skipped] == ["02"]
+    assert "sub-02: skipped" in caplog.text and bad in caplog.text
+
+
+def test_mcinr_fit_names_a_truncated_file_without_a_traceback(tmp_path, capsys):
+    bad = damaged(tmp_path, "truncated-gz")
+    good = write_image(tmp_path / "sub-02_FLAIR.nii.gz")
+    code = fit_cli.main([bad, good, "-o", str(tmp_path / "out"), "--epochs", "1", "--quiet"])
+    error = capsys.readouterr().err
+    assert code == 2 and f"{bad}: the file is damaged or truncated" in error
+    assert "Traceback" not in error
+
+
+def test_a_header_without_position_or_voxel_sizes_is_refused(tmp_path):
+    path = write_image(tmp_path / "sub-01_T1w.nii.gz")
+    image = nib.load(path)
+    header = image.header.copy()
+    header["pixdim"][1:4] = 0.0
+    header.set_qform(None, code=0)
+    header.set_sform(None, code=0)
+    blank = tmp_path / "sub-01_FLAIR.nii.gz"
+    nib.Nifti1Image(image.get_fdata(dtype=np.float32), None, header).to_filename(blank)
+    message = image_problem(str(blank))
+    assert message.startswith(f"{blank}: the header holds no position in the scanner")
+    # nibabel sets zero pixdim to 1 when it reads a header: only the codes tell
+    assert nib.load(blank).header.get_zooms()[:3] == (1.0, 1.0, 1.0)
+
+
+def test_voxels_larger_than_20_mm_are_refused(tmp_path):
+    path = write_image(tmp_path / "sub-01_T1w.nii.gz", affine=np.diag([100.0, 1.0, 1.0, 1.0]))
+    assert "larger than 20 mm" in image_problem(path)
+
+
+def test_an_image_far_from_the_others_is_refused_before_registration(tmp_path):
+    first = write_image(tmp_path / "sub-01_T1w.nii.gz")
+    far = np.diag([1.0, 1.0, 4.0, 1.0])
+    far[:3, 3] = (500.0, 0.0, 0.0)
+    second = write_image(tmp_path / "sub-01_FLAIR.nii.gz", affine=far)
+    assert "does not overlap" in overlap_problem([first, second])
+    assert overlap_problem([first, first]) is None
+
+
+def test_values_beyond_float32_are_not_called_nan(tmp_path):
+    data = np.random.default_rng(0).random((8, 8, 6))
+    data[0, 0, 0] = 1e300
+    path = write_image(tmp_path / "sub-01_T1w.nii.gz", data=data)
+    message = image_problem(path)
+    assert "beyond what 32-bit floats can hold" in message and "NaN" not in message
+
+
+def test_os_errors_blame_the_folders_only_when_writing_failed():
+    damaged_read = OSError(errno.EIO, "Input/output error", "/data/sub-01_T1w.nii.gz")
+    assert describe_os_error(damaged_read, "the output folder") == \
+        "/data/sub-01_T1w.nii.gz: Input/output error"
+    assert describe_os_error(OSError("CRC check failed"), "x") == "CRC check failed"
+    full = describe_os_error(OSError(errno.ENOSPC, "No space left on device", "/out/a.nii.gz"),
+                             "the output folder")
+    assert full.startswith("/out/a.nii.gz: No space left on device")
+    denied = describe_os_error(OSError(errno.EACCES, "Permission denied"), "the output folder")
+    assert denied == "the output folder: Permission denied; check that the output folder can " \
+                     "be written."
