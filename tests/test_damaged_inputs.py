@@ -113,3 +113,27 @@ def test_os_errors_blame_the_folders_only_when_writing_failed():
     denied = describe_os_error(OSError(errno.EACCES, "Permission denied"), "the output folder")
     assert denied == "the output folder: Permission denied; check that the output folder can " \
                      "be written."
+
+
+@pytest.mark.parametrize("text, message", [
+    ('[inr]\nepochs = "many"\n', "[inr] epochs = 'many': expected a whole number, got a text"),
+    ('[execution]\nnprocs = "two"\n', "[execution] nprocs = 'two': expected a whole number"),
+    ("[workflow]\noutput_resolution = 0\n", "[workflow] output_resolution = 0: must be above 0"),
+    ('[workflow]\ncontrasts = "T1w"\n', "[workflow] contrasts = 'T1w': expected a list of texts"),
+    ("[workflow]\nbias_correction = 1\n",
+     "[workflow] bias_correction = 1: expected true or false, got a whole number"),
+])
+def test_config_values_of_the_wrong_type_stop_before_anything_is_written(tmp_path, capsys,
+                                                                         text, message):
+    from mcinr_bids.cli.run import main
+    from mcinr_bids.phantom import write_bids_phantom
+
+    bids = tmp_path / "bids"
+    write_bids_phantom(str(bids), subjects=(("01", None, False),), resolution=4.0, factor=1)
+    config = tmp_path / "settings.toml"
+    config.write_text(text)
+    code = main([str(bids), str(tmp_path / "out"), "participant", "-w", str(tmp_path / "work"),
+                 "--config-file", str(config), "--skip-bids-validation"])
+    error = capsys.readouterr().err
+    assert code == 2 and f"{config}: {message}" in error and "Traceback" not in error
+    assert not (tmp_path / "out").exists() and not (tmp_path / "work").exists()
