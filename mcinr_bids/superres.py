@@ -136,15 +136,18 @@ def progress_reporter(say, every_seconds: float = 30.0):
     ``every_seconds`` (and on the first epoch): epoch, loss per image, MI, time left."""
     started = time.perf_counter()
     last = [-float("inf")]
+    first = []  # the first epoch this run reports (after a resume: not 1)
 
     def report(epoch: int, fitted) -> None:
         now = time.perf_counter()
-        if now - last[0] < every_seconds and epoch != 1:
+        if not first:
+            first.append(epoch)
+        if now - last[0] < every_seconds and epoch != first[0]:
             return
         last[0] = now
         row = fitted.history[-1]
         elapsed = now - started
-        left = elapsed / epoch * (fitted.settings.epochs - epoch)
+        left = elapsed / (epoch - first[0] + 1) * (fitted.settings.epochs - epoch)
         losses = ", ".join(f"{name} {row[f'loss_{name}']:.2e}" for name in fitted.names)
         say(f"INR fit epoch {epoch}/{fitted.settings.epochs}: loss {losses}; MI "
             f"{row['mutual_information']:.3f}; {elapsed:.0f} s so far, at most {left:.0f} s "

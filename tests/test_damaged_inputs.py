@@ -137,3 +137,49 @@ def test_config_values_of_the_wrong_type_stop_before_anything_is_written(tmp_pat
     error = capsys.readouterr().err
     assert code == 2 and f"{config}: {message}" in error and "Traceback" not in error
     assert not (tmp_path / "out").exists() and not (tmp_path / "work").exists()
+
+
+def test_time_left_counts_the_epochs_of_this_run_after_a_resume(monkeypatch):
+    from types import SimpleNamespace
+
+    from mcinr_bids import superres
+
+    clock = iter([100.0, 110.0, 120.0])  # started; then epochs 118 and 119, 10 s each
+    monkeypatch.setattr(superres.time, "perf_counter", lambda: next(clock))
+    messages: list[str] = []
+    report = superres.progress_reporter(messages.append, every_seconds=0.0)
+    fitted = SimpleNamespace(settings=SimpleNamespace(epochs=300), names=["t1"],
+                             history=[{"loss_t1": 0.1, "mutual_information": 0.5}])
+    report(118, fitted)
+    report(119, fitted)
+    assert messages[0].endswith("10 s so far, at most 1820 s left")  # 182 epochs x 10 s
+    assert messages[1].endswith("20 s so far, at most 1810 s left")
+
+
+@pytest.fixture
+def small_dataset(tmp_path):
+    from mcinr_bids.phantom import write_bids_phantom
+
+    bids = tmp_path / "bids"
+    write_bids_phantom(str(bids), subjects=(("01", "a", False),), resolution=4.0, factor=1)
+    return bids
+
+
+@pytest.mark.parametrize("option, message", [
+    (["--session-label", "zz"], "no session(s) zz for the selected participant(s) (they "
+                                "have: a); check --session-label"),
+    (["--bids-filter-file", "{filters}"], "filters for T3w, which is not among the selected "
+                                          "contrasts"),
+    (["--bids-database-dir", "{bids}/db"], "--bids-database-dir lies inside the input dataset"),
+])
+def test_selection_mistakes_are_named(tmp_path, small_dataset, capsys, option, message):
+    from mcinr_bids.cli.run import main
+
+    filters = tmp_path / "filters.json"
+    filters.write_text('{"T3w": {"acquisition": "axial"}}')
+    option = [o.format(filters=filters, bids=small_dataset) for o in option]
+    code = main([str(small_dataset), str(tmp_path / "out"), "participant", "-w",
+                 str(tmp_path / "work"), "--skip-bids-validation", *option])
+    assert code == 2 and message in capsys.readouterr().err
+    assert not (small_dataset / "db").exists() and not (tmp_path / "out").exists()
+    assert not (tmp_path / "work").exists()

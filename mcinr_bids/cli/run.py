@@ -181,6 +181,18 @@ def select_inputs(config: AppConfig, logger: logging.Logger) -> tuple[list, list
                             f"{len(errors)} error(s):\n  " + "\n  ".join(errors)
                             + "\nFix them, or pass --skip-bids-validation to go on anyway.")
     filters = _load_filters(execution.bids_filter_file)
+    axes = parse_simulation_specs(workflow.simulate_lowres) if workflow.simulate_lowres else {}
+    contrasts = list(axes) or workflow.contrasts
+    stray = sorted(set(filters) - set(contrasts))
+    if stray:  # a filter for a contrast that is not selected would be ignored in silence
+        raise UsageError(f"{execution.bids_filter_file}: filters for {', '.join(stray)}, which "
+                         f"is not among the selected contrasts ({', '.join(contrasts)}); check "
+                         "the filter file or --contrasts.")
+    database = execution.bids_database_dir
+    if database and Path(database).resolve().is_relative_to(Path(execution.bids_dir).resolve()):
+        raise UsageError(f"{database}: --bids-database-dir lies inside the input dataset, which "
+                         "is never written to; choose a folder outside it (e.g. in the work "
+                         "folder).")
     layout = BIDSLayout(execution.bids_dir, validate=False,
                         database_path=execution.bids_database_dir, reset_database=False)
     available = layout.get_subjects()
@@ -190,11 +202,16 @@ def select_inputs(config: AppConfig, logger: logging.Logger) -> tuple[list, list
         raise UsageError(f"{execution.bids_dir}: no participant(s) {', '.join(unknown)} in this "
                          f"dataset (it has: {', '.join(available) or 'none'}); check "
                          "--participant-label.")
+    if execution.session_label:
+        sessions = set(layout.get_sessions(subject=subjects))
+        missing = sorted(set(execution.session_label) - sessions)
+        if missing:
+            raise UsageError(f"{execution.bids_dir}: no session(s) {', '.join(missing)} for the "
+                             f"selected participant(s) (they have: "
+                             f"{', '.join(sorted(sessions)) or 'none'}); check --session-label.")
     prepare_work_dir(execution.work_dir, execution.clean_workdir)
     # what a killed run left: temporary files and sink staging folders (a live run's are fresh)
     remove_stale_temporaries(execution.output_dir, (TEMPORARY_PREFIX, STAGING_PREFIX))
-    axes = parse_simulation_specs(workflow.simulate_lowres) if workflow.simulate_lowres else {}
-    contrasts = list(axes) or workflow.contrasts
     groups = collect_inputs(layout, subjects, execution.session_label, contrasts, filters)
     groups, skipped = split_by_image_content(groups, logger)
     originals: dict[str, str] = {}
