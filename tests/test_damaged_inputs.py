@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from mcinr_bids.cli import fit as fit_cli
+from mcinr_bids.cli.inputs import image_problem, overlap_problem, split_by_image_content
 from mcinr_bids.cli.options import describe_os_error
-from mcinr_bids.cli.run import image_problem, overlap_problem, split_by_image_content
 from mcinr_bids.utils.bids import SubjectInputs
 
 
@@ -183,3 +183,18 @@ def test_selection_mistakes_are_named(tmp_path, small_dataset, capsys, option, m
     assert code == 2 and message in capsys.readouterr().err
     assert not (small_dataset / "db").exists() and not (tmp_path / "out").exists()
     assert not (tmp_path / "work").exists()
+
+
+def test_a_failed_step_is_reported_by_its_own_error(tmp_path):
+    from mcinr_bids.cli.run import crash_summaries
+
+    folder = tmp_path / "sub-01" / "log" / "run1"
+    folder.mkdir(parents=True)
+    (folder / "crash-20261206-fit.txt").write_text(
+        "Node: mcinr_wf.sub_01_wf.superres_wf.fit\nWorking directory: /work/fit\n\n"
+        "Traceback (most recent call last):\n  File \"x.py\", line 1, in <module>\n"
+        "OSError: [Errno 28] No space left on device: '/out/sub-01/anat/model.pt'\n\n")
+    assert crash_summaries(str(tmp_path), "run1") == [
+        "sub-01: step mcinr_wf.sub_01_wf.superres_wf.fit failed: OSError: [Errno 28] No space "
+        "left on device: '/out/sub-01/anat/model.pt'"]
+    assert crash_summaries(str(tmp_path), "another-run") == []

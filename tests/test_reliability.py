@@ -13,7 +13,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from mcinr_bids.cli.run import image_problem, main, split_by_image_content
+from mcinr_bids.cli.inputs import image_problem, split_by_image_content
+from mcinr_bids.cli.run import main
 from mcinr_bids.config import AppConfig
 from mcinr_bids.io import remove_stale_temporaries, write_once
 from mcinr_bids.phantom import write_bids_phantom

@@ -59,7 +59,7 @@ def test_sidecar_thickness_narrows_the_slab_of_every_forward_model(tmp_path):
     ("{not json", "not a readable JSON sidecar"),
 ])
 def test_a_thickness_that_cannot_be_is_named_with_its_file(tmp_path, sidecar, words):
-    from mcinr_bids.cli.run import image_problem
+    from mcinr_bids.cli.inputs import image_problem
 
     path = write_image(tmp_path / "sub-01_T2w.nii.gz", GAPPED, sidecar)
     with pytest.raises(InputError, match=words) as error:
@@ -78,7 +78,7 @@ def test_the_app_reads_inherited_thickness_and_gives_it_to_every_reconstruction(
     reconstruction nodes get one thickness per image (0 = the spacing)."""
     from bids import BIDSLayout
 
-    from mcinr_bids.cli.run import image_problem
+    from mcinr_bids.cli.inputs import image_problem
     from mcinr_bids.inr.settings import settings_for_preset
     from mcinr_bids.phantom import write_bids_phantom
     from mcinr_bids.superres import load_subject

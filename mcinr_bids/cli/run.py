@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import os
 import sys
@@ -12,14 +11,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..config import AppConfig, resolve_config_file
+from .inputs import UsageError, load_filters, split_by_image_content
 from .options import OptionMap, absolute, describe_os_error, given_options, to_tables
 from .parser import build_parser
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-class UsageError(ValueError):
-    """Bad arguments or input data, reported as one message with exit code 2."""
 
 
 #: where each option of the mcinr-bids command line goes (the one home of every setting)
@@ -77,84 +73,6 @@ def _setup_logging(verbose: int) -> logging.Logger:
     return logger
 
 
-#: query entities a filter file may not change: they would mix subjects or contrasts, or make
-#: two groups write the same derivative
-PROTECTED_FILTER_KEYS = ("subject", "session", "suffix", "datatype", "extension",
-                         "return_type", "scope", "target")
-
-
-def _load_filters(path: str | None) -> dict:
-    if not path:
-        return {}
-    try:
-        with open(path) as handle:
-            filters = json.load(handle)
-    except (OSError, json.JSONDecodeError) as error:
-        raise UsageError(f"{path}: not a readable JSON filter file ({error}); write e.g. "
-                         '{"T1w": {"acquisition": "axial"}}.') from error
-    if not isinstance(filters, dict) or not all(isinstance(v, dict) for v in filters.values()):
-        raise UsageError(f"{path}: the filter file must map a contrast (T1w, FLAIR, ...) to a "
-                         "dictionary of pybids entities.")
-    for contrast, entities in filters.items():
-        protected = sorted(set(entities) & set(PROTECTED_FILTER_KEYS))
-        if protected:
-            raise UsageError(
-                f"{path}: the filter of {contrast} sets {', '.join(protected)}, which the app "
-                "chooses itself (use --participant-label, --session-label and --contrasts); "
-                "filter on other entities, e.g. acquisition, run or reconstruction.")
-    return filters
-
-
-def image_problem(path: str, slice_thickness: float | None = None) -> str | None:
-    """What makes an input image unusable (unreadable, not 3D, NaN/inf, all zeros, constant,
-    singular affine, a slice thickness (its sidecar's, BIDS inheritance applied: given) that
-    does not fit its slices), as one message naming the file and the fix; ``None`` when usable."""
-    from ..inr.data import InputError, load_volume
-    from ..inr.slices import check_slice_thickness
-
-    try:
-        volume = load_volume(path)
-        volume.slice_thickness_mm = slice_thickness
-        check_slice_thickness(volume)
-    except InputError as error:
-        return str(error)
-    return None
-
-
-def overlap_problem(paths: list[str]) -> str | None:
-    """An image whose field of view misses every other image of its session (a header
-    hundreds of mm off: no registration can start there), as one message; else ``None``."""
-    import nibabel as nib
-    import numpy as np
-
-    from ..inr.data import InputError, Volume, check_overlap
-
-    headers = [nib.load(path) for path in paths]
-    try:  # the headers alone: zero-size stand-ins for the data
-        check_overlap([Volume(np.broadcast_to(np.float32(0), h.shape[:3]), h.affine, path=path)
-                       for h, path in zip(headers, paths)])
-    except InputError as error:
-        return str(error)
-    return None
-
-
-def split_by_image_content(groups: list, logger: logging.Logger) -> tuple[list, list]:
-    """Groups whose every image is usable and overlaps the others, and the others (each logged
-    once, with the problem of its first bad image): a bad image stops only its own
-    subject/session, before anything of it runs."""
-    good, bad = [], []
-    for group in groups:
-        problem = next(filter(None, (image_problem(path, group.slice_thickness.get(path))
-                                     for path in group.images)), None)
-        problem = problem or overlap_problem(group.images)
-        if problem is None:
-            good.append(group)
-        else:
-            bad.append(group)
-            logger.error("%s: skipped: %s", group.label, problem)
-    return good, bad
-
-
 def select_inputs(config: AppConfig, logger: logging.Logger) -> tuple[list, list, dict]:
     """Validate the dataset, select every subject/session's images and keep those that can run.
 
@@ -180,7 +98,7 @@ def select_inputs(config: AppConfig, logger: logging.Logger) -> tuple[list, list
             raise BIDSError(f"{execution.bids_dir}: bids-validator-deno found "
                             f"{len(errors)} error(s):\n  " + "\n  ".join(errors)
                             + "\nFix them, or pass --skip-bids-validation to go on anyway.")
-    filters = _load_filters(execution.bids_filter_file)
+    filters = load_filters(execution.bids_filter_file)
     axes = parse_simulation_specs(workflow.simulate_lowres) if workflow.simulate_lowres else {}
     contrasts = list(axes) or workflow.contrasts
     stray = sorted(set(filters) - set(contrasts))
@@ -288,13 +206,34 @@ def execute_workflow(config: AppConfig, runnable: list, space, originals: dict,
         if execution.verbose:
             logger.info("time per step (s):\n%s", "\n".join(
                 f"{seconds:9.1f}  {name}" for name, seconds in node_timings(graph.nodes())))
-    except RuntimeError as error:
-        logger.error("the workflow failed: %s; crash files are in %s/sub-*/log/%s/",
-                     error, execution.output_dir, execution.run_uuid)
+    except RuntimeError:
+        # nipype's own message is a list of traceback lines or "2 raised. Re-raising first.":
+        # each failed step's own error, from its crash file, says what happened and where
+        for line in crash_summaries(execution.output_dir, execution.run_uuid):
+            logger.error("%s", line)
+        logger.error("the workflow failed; crash files are in %s/sub-*/log/%s/",
+                     execution.output_dir, execution.run_uuid)
         return True
     finally:
         gc.unfreeze()
     return False
+
+
+def crash_summaries(output_dir: str, run_uuid: str) -> list[str]:
+    """One line per crash file of this run: the subject, the failed step and the error it
+    raised (the crash file's last line, e.g. ``OSError: [Errno 28] No space left on
+    device: '/out/...'``)."""
+    lines = []
+    for crash in sorted(Path(output_dir).glob(f"sub-*/log/{run_uuid}/crash-*.txt")):
+        try:
+            text = crash.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            continue
+        node = next((line.split(":", 1)[1].strip() for line in text
+                     if line.startswith("Node:")), crash.name)
+        error = next((line.strip() for line in reversed(text) if line.strip()), "?")
+        lines.append(f"{crash.parts[-4]}: step {node} failed: {error}")
+    return lines
 
 
 def run_participant(config: AppConfig, logger: logging.Logger) -> int:

@@ -15,14 +15,14 @@ def cohort_images(config, logger: logging.Logger) -> dict[str, list[str]]:
     from bids import BIDSLayout
 
     from ..utils.bids import bids_suffix, collect_inputs
-    from .run import _load_filters, split_by_image_content
+    from .inputs import load_filters, split_by_image_content
 
     execution = config.execution
     layout = BIDSLayout(execution.bids_dir, validate=False,
                         database_path=execution.bids_database_dir, reset_database=False)
     subjects = execution.participant_label or layout.get_subjects()
     groups = collect_inputs(layout, subjects, execution.session_label,
-                            config.workflow.contrasts, _load_filters(execution.bids_filter_file))
+                            config.workflow.contrasts, load_filters(execution.bids_filter_file))
     groups, _ = split_by_image_content(groups, logger)
     images: dict[str, list[str]] = {}
     for group in groups:
