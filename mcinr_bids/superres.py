@@ -27,6 +27,7 @@ from .geometry import (
 from .inr import InputError, fit_inr, save_checkpoint
 from .inr.data import output_foreground
 from .inr.predict import predict_at_voxels, union_grid, write_history
+from .inr.resume import exclusive_state
 from .inr.settings import INRSettings
 from .inr.slices import check_slice_thickness, load_acquisition
 from .io import save_nifti, write_tsv
@@ -187,10 +188,12 @@ def superresolve(volumes: list, settings: INRSettings, output_dir: str, *,
     """
     started = time.perf_counter()
     os.makedirs(output_dir, exist_ok=True)
-    fitted = fit_inr(volumes, settings, masks=masks, transforms=transforms,
-                     reference=reference, progress=progress,
-                     epoch_callback=progress_reporter(say) if say else None,
-                     resume_file=os.path.join(output_dir, RESUME_FILE))
+    resume_file = os.path.join(output_dir, RESUME_FILE)
+    with exclusive_state(resume_file):
+        fitted = fit_inr(volumes, settings, masks=masks, transforms=transforms,
+                         reference=reference, progress=progress,
+                         epoch_callback=progress_reporter(say) if say else None,
+                         resume_file=resume_file)
 
     predict_started = time.perf_counter()
     shape, affine = grid if grid is not None else union_grid(fitted, resolution)

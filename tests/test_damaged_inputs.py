@@ -198,3 +198,27 @@ def test_a_failed_step_is_reported_by_its_own_error(tmp_path):
         "sub-01: step mcinr_wf.sub_01_wf.superres_wf.fit failed: OSError: [Errno 28] No space "
         "left on device: '/out/sub-01/anat/model.pt'"]
     assert crash_summaries(str(tmp_path), "another-run") == []
+
+
+def test_a_state_held_by_a_live_process_is_not_resumed(tmp_path):
+    import subprocess
+    import sys
+
+    from mcinr_bids.inr.resume import StateInUseError, exclusive_state
+
+    state = tmp_path / ".mcinr-fit-resume.pt"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\nfrom mcinr_bids.inr.resume import exclusive_state\n"
+        f"with exclusive_state({str(state)!r}):\n    print('held', flush=True)\n"
+        "    time.sleep(30)\n")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(StateInUseError, match=rf"another live process \(pid {holder.pid}\)"):
+            with exclusive_state(str(state)):
+                pass
+    finally:
+        holder.kill()  # kill -9: the system releases its lock
+        holder.wait()
+    with exclusive_state(str(state)):
+        assert (tmp_path / ".mcinr-fit-resume.pt.lock").exists()
+    assert not (tmp_path / ".mcinr-fit-resume.pt.lock").exists()

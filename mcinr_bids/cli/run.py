@@ -174,6 +174,7 @@ def execute_workflow(config: AppConfig, runnable: list, space, originals: dict,
     """Build and run the workflow of ``runnable`` (MultiProc); return whether it failed."""
     from nipype import config as nipype_config
 
+    from ..utils.processes import WatchedMultiProc
     from ..workflows.base import init_mcinr_wf
 
     execution = config.execution
@@ -202,7 +203,8 @@ def execute_workflow(config: AppConfig, runnable: list, space, originals: dict,
     gc.collect()
     gc.freeze()
     try:
-        graph = wf.run(plugin="MultiProc", plugin_args=plugin_args)
+        # MultiProc whose workers end when this process dies (kill -9 of the PID alone)
+        graph = wf.run(plugin=WatchedMultiProc(plugin_args=plugin_args))
         if execution.verbose:
             logger.info("time per step (s):\n%s", "\n".join(
                 f"{seconds:9.1f}  {name}" for name, seconds in node_timings(graph.nodes())))

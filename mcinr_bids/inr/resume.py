@@ -4,6 +4,8 @@ and settings) instead of starting from epoch 0."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -89,3 +91,40 @@ def resume_or_start(path: str | None, key: str, *, fitted, optimiser, scheduler,
     restore_state(state, fitted=fitted, optimiser=optimiser, scheduler=scheduler,
                   generator=generator)
     return state["epoch"] + 1, state["elapsed"], list(state["mi_values"]), state["selected_state"]
+
+
+class StateInUseError(ValueError):
+    """Another live process is fitting with the same resumable state."""
+
+
+@contextlib.contextmanager
+def exclusive_state(path: str | None):
+    """Hold ``path``'s lock (``<path>.lock``, an advisory ``flock`` the system releases when
+    its holder dies, even by ``kill -9``) for a fit; :class:`StateInUseError` when a live
+    process holds it: a resume never trusts a state another process is writing."""
+    if not path:
+        yield
+        return
+    lock_path = f"{path}.lock"
+    handle = open(lock_path, "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as error:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            raise StateInUseError(
+                f"{os.path.dirname(path) or '.'}: another live process (pid {holder}) is "
+                "fitting this subject in this work folder; wait for it to end or stop it, then "
+                "run again.") from error
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:  # removed while still held: no one else can hold this file meanwhile
+            with contextlib.suppress(OSError):
+                os.unlink(lock_path)
+    finally:
+        handle.close()

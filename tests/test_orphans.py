@@ -1,0 +1,59 @@
+"""kill -9 of the mcinr-bids process alone (as a scheduler's or a user's kill of the PID often
+does) ends its workers too, and the rerun finishes from the saved state (a worker left fitting
+went on rewriting that state; the rerun resumed from it, then failed)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mcinr_bids.phantom import write_bids_phantom
+
+
+def session_processes(session: int) -> list[int]:
+    """The live (not zombie) processes of a session, from /proc."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[3]) == session and fields[0] != "Z":
+            alive.append(int(stat.parent.name))
+    return alive
+
+
+def test_killing_the_main_process_ends_its_workers_and_the_rerun_finishes(tmp_path):
+    bids, out, work = tmp_path / "bids", tmp_path / "out", tmp_path / "work"
+    write_bids_phantom(str(bids), subjects=(("01", None, False),), resolution=4.0, factor=2)
+    config = tmp_path / "settings.toml"  # a fit long enough to be killed, saved every epoch
+    config.write_text("[inr]\nepochs = 60\nearly_stopping = false\ncheckpoint_seconds = 0.0\n"
+                      "through_plane_steps = 10\n")
+    command = [sys.executable, "-m", "mcinr_bids.cli.run", str(bids), str(out), "participant",
+               "-w", str(work), "--nprocs", "2", "--omp-nthreads", "1", "--output-space",
+               "native", "--output-resolution", "4", "--skip-bids-validation",
+               "--config-file", str(config)]
+    environment = {**os.environ, "TEMPLATEFLOW_HOME": str(tmp_path / "templateflow-empty")}
+    main = subprocess.Popen(command, start_new_session=True, env=environment,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not list(work.rglob(".mcinr-fit-resume.pt")) and time.time() < deadline:
+        time.sleep(0.2)
+    assert list(work.rglob(".mcinr-fit-resume.pt")), "the fit saved no state"
+    os.kill(main.pid, signal.SIGKILL)  # the main process alone
+    main.wait()
+    deadline = time.time() + 30
+    while session_processes(main.pid) and time.time() < deadline:
+        time.sleep(0.5)
+    left = session_processes(main.pid)
+    for pid in left:  # no orphan outlives the test
+        os.kill(pid, signal.SIGKILL)
+    assert left == [], "workers outlived the main process"
+    rerun = subprocess.run(command, env=environment, capture_output=True, text=True,
+                           check=False)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert list(out.rglob("sub-01_*desc-superres_T1w.nii.gz"))
