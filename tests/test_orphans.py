@@ -57,3 +57,37 @@ def test_killing_the_main_process_ends_its_workers_and_the_rerun_finishes(tmp_pa
                            check=False)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert list(out.rglob("sub-01_*desc-superres_T1w.nii.gz"))
+
+
+def test_ctrl_c_keeps_the_fit_resumable(tmp_path):
+    """SIGINT to the whole process group (Ctrl-C in a terminal): the rerun resumes the fit
+    (it started again at epoch 1)."""
+    import json
+
+    bids, out, work = tmp_path / "bids", tmp_path / "out", tmp_path / "work"
+    write_bids_phantom(str(bids), subjects=(("01", None, False),), resolution=4.0, factor=2)
+    config = tmp_path / "settings.toml"
+    config.write_text("[inr]\nepochs = 60\nearly_stopping = false\ncheckpoint_seconds = 0.0\n"
+                      "through_plane_steps = 10\n")
+    command = [sys.executable, "-m", "mcinr_bids.cli.run", str(bids), str(out), "participant",
+               "-w", str(work), "--nprocs", "2", "--omp-nthreads", "1", "--output-space",
+               "native", "--output-resolution", "4", "--skip-bids-validation",
+               "--config-file", str(config)]
+    environment = {**os.environ, "TEMPLATEFLOW_HOME": str(tmp_path / "templateflow-empty")}
+    main = subprocess.Popen(command, start_new_session=True, env=environment,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not list(work.rglob(".mcinr-fit-resume.pt")) and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    os.killpg(main.pid, signal.SIGINT)
+    main.wait(timeout=60)
+    deadline = time.time() + 30
+    while session_processes(main.pid) and time.time() < deadline:
+        time.sleep(0.5)
+    assert session_processes(main.pid) == []
+    rerun = subprocess.run(command, env=environment, capture_output=True, text=True,
+                           check=False)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    sidecar = json.loads(next(out.rglob("sub-01_*desc-superres_T1w.json")).read_text())
+    assert (sidecar["INR"]["ResumedFromEpoch"] or 0) >= 1, sidecar["INR"]

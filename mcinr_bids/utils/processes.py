@@ -4,7 +4,8 @@ Nipype's MultiProc workers are children of a forkserver, not of the ``mcinr-bids
 ``kill -9`` of that process alone (a scheduler's or a user's kill of the PID) left a worker
 fitting for minutes and rewriting the fit's resumable state, which the rerun then resumed from.
 :class:`WatchedMultiProc` starts each worker with a watchdog thread that ends the worker (SIGTERM,
-as a scheduler would) as soon as the main process is gone.
+as a scheduler would) as soon as the main process is gone, and ends at once on SIGINT, as
+on SIGTERM, so that the fit stays resumable.
 """
 
 from __future__ import annotations
@@ -50,8 +51,13 @@ def watch_main_process(main_pid: int, every: float = WATCH_SECONDS) -> threading
 
 
 def watched_initializer(cwd: str, main_pid: int) -> None:
-    """Nipype's worker set-up, then the watchdog."""
+    """Nipype's worker set-up, then the watchdog; SIGINT (Ctrl-C reaches the whole process
+    group) ends a worker at once as SIGTERM does.  As a Python ``KeyboardInterrupt`` it
+    unwound the running node, and nipype, taking it for the node's failure, removed the
+    node's unfinished-hash file, so the rerun emptied the node folder and fitted again from
+    epoch 1 instead of resuming."""
     process_initializer(cwd)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     watch_main_process(main_pid)
 
 
