@@ -222,3 +222,21 @@ def test_a_state_held_by_a_live_process_is_not_resumed(tmp_path):
     with exclusive_state(str(state)):
         assert (tmp_path / ".mcinr-fit-resume.pt.lock").exists()
     assert not (tmp_path / ".mcinr-fit-resume.pt.lock").exists()
+
+
+def test_outputs_of_an_earlier_run_with_other_options_are_named(tmp_path):
+    from mcinr_bids.cli.inputs import earlier_outputs
+
+    anat = tmp_path / "sub-01" / "ses-a" / "anat"
+    anat.mkdir(parents=True)
+    for name in ("sub-01_ses-a_space-MNI152NLin2009aSym_res-1_desc-superres_T1w.nii.gz",
+                 "sub-01_ses-a_space-MNI152NLin2009aSym_res-1_desc-brain_mask.nii.gz",
+                 "sub-01_ses-a_space-T1w_res-1_desc-superres_T1w.nii.gz",
+                 "sub-01_ses-a_space-MNI152NLin2009aSym_res-2_desc-superres_FLAIR.nii.gz"):
+        (anat / name).write_bytes(b"")
+    group = SubjectInputs("01", "a", [])
+    assert earlier_outputs(str(tmp_path), group, "MNI152NLin2009aSym", "1", "superres") == [
+        "sub-01_ses-a_space-MNI152NLin2009aSym_res-2_desc-superres_FLAIR.nii.gz",
+        "sub-01_ses-a_space-T1w_res-1_desc-superres_T1w.nii.gz"]
+    assert earlier_outputs(str(tmp_path), SubjectInputs("02", None, []), "T1w", "1",
+                           "superres") == []

@@ -90,3 +90,21 @@ def split_by_image_content(groups: list, logger: logging.Logger) -> tuple[list, 
             bad.append(group)
             logger.error("%s: skipped: %s", group.label, problem)
     return good, bad
+
+
+def earlier_outputs(output_dir: str, group, space_label: str, resolution: str, desc: str
+                    ) -> list[str]:
+    """The subject/session's output images that this run will not write: those of an earlier
+    run with another output space, resolution or method (``space-``, ``res-``, ``desc-``)."""
+    import re
+    from pathlib import Path
+
+    folder = Path(output_dir) / f"sub-{group.subject}" / (
+        f"ses-{group.session}" if group.session else "") / "anat"
+    kept = f"_space-{space_label}_res-{resolution}_desc-{desc}_"
+    found = []
+    for path in sorted(folder.glob(f"{group.label}_*_desc-*.nii.gz")):
+        if re.search(r"_desc-(superres|jtv|unpaired)_", path.name) and kept not in path.name:
+            found.append(path.name)
+    return found
+

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..config import AppConfig, resolve_config_file
-from .inputs import UsageError, load_filters, split_by_image_content
+from .inputs import UsageError, earlier_outputs, load_filters, split_by_image_content
 from .options import OptionMap, absolute, describe_os_error, given_options, to_tables
 from .parser import build_parser
 
@@ -238,6 +238,25 @@ def crash_summaries(output_dir: str, run_uuid: str) -> list[str]:
     return lines
 
 
+def warn_about_earlier_outputs(config: AppConfig, runnable: list, space,
+                               logger: logging.Logger) -> None:
+    """A warning per subject whose folder holds outputs of an earlier run with other options
+    (they stay beside this run's: say so rather than mix them in silence)."""
+    from ..config import OUTPUT_DESC
+    from ..utils.bids import bids_suffix, choose_reference, resolution_label
+
+    for group in runnable:
+        label = space.name if space.is_template else bids_suffix(
+            group.images[choose_reference(group.images)])
+        found = earlier_outputs(config.execution.output_dir, group, label,
+                                resolution_label(config.workflow.output_resolution),
+                                OUTPUT_DESC[config.workflow.method])
+        if found:
+            logger.warning("%s: %d output(s) of an earlier run with other options stay beside "
+                           "this run's (e.g. %s); remove them if they are not wanted.",
+                           group.label, len(found), found[0])
+
+
 def run_participant(config: AppConfig, logger: logging.Logger) -> int:
     from ..reports.participant import assemble_report
     from ..utils.descriptions import write_derivative_metadata
@@ -263,6 +282,7 @@ def run_participant(config: AppConfig, logger: logging.Logger) -> int:
                        "using nilearn's %s template instead (outputs are named space-%s).",
                        space.name, space.name)
 
+    warn_about_earlier_outputs(config, runnable, space, logger)
     write_derivative_metadata(execution.output_dir, execution.bids_dir)
     config.save(work_dir / f"config-{execution.run_uuid}.toml")
     for group in runnable:
