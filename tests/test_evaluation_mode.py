@@ -182,3 +182,24 @@ def test_jtv_method_through_the_app(tmp_path, monkeypatch):
     assert "holdout_psnr_inr" not in group  # no INR ran
     assert "beats clamped cubic interpolation on 2 of 2 images" in (
         output / "group_report.html").read_text()
+
+
+def test_group_level_names_a_damaged_table_and_goes_on(tmp_path, capsys, caplog):
+    output = tmp_path / "out"
+    for subject in ("01", "02", "03"):
+        fake_participant(output, subject)
+    fake_participant(output, "04")
+    damaged = output / "sub-04" / "anat" / "sub-04_desc-superres_metrics.tsv"
+    damaged.write_bytes(b"\x00\x01 not a table \xff\n\x02")
+    empty = output / "sub-05" / "anat" / "sub-05_desc-superres_metrics.tsv"
+    empty.parent.mkdir(parents=True)
+    empty.write_text("")
+    code = main([str(tmp_path / "raw-gone"), str(output), "group"])
+    error = capsys.readouterr().err + caplog.text
+    assert code == 1
+    assert f"{damaged}: not a readable participant metrics table" in error
+    assert f"{empty}: not a readable participant metrics table" in error
+    assert "Traceback" not in error
+    table = pd.read_csv(output / "group_desc-superres_metrics.tsv", sep="\t")
+    assert set(table["participant_id"]) == {"sub-01", "sub-02", "sub-03"}
+    assert not (output / "group_desc-evaluation_metrics.tsv").exists()

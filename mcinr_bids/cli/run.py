@@ -238,6 +238,18 @@ def crash_summaries(output_dir: str, run_uuid: str) -> list[str]:
     return lines
 
 
+def use_work_temporaries(work_dir: Path) -> None:
+    """Temporary files (ANTs' transforms, ...) of this process and its workers go into the
+    work folder, not the system's /tmp: nothing is written outside the output and work
+    folders."""
+    import tempfile
+
+    folder = work_dir / "tmp"
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ["TMPDIR"] = str(folder)
+    tempfile.tempdir = None  # read TMPDIR again
+
+
 def warn_about_earlier_outputs(config: AppConfig, runnable: list, space,
                                logger: logging.Logger) -> None:
     """A warning per subject whose folder holds outputs of an earlier run with other options
@@ -283,6 +295,7 @@ def run_participant(config: AppConfig, logger: logging.Logger) -> int:
                        space.name, space.name)
 
     warn_about_earlier_outputs(config, runnable, space, logger)
+    use_work_temporaries(work_dir)
     write_derivative_metadata(execution.output_dir, execution.bids_dir)
     config.save(work_dir / f"config-{execution.run_uuid}.toml")
     for group in runnable:
@@ -307,9 +320,16 @@ def run_participant(config: AppConfig, logger: logging.Logger) -> int:
 def run_group(config: AppConfig, logger: logging.Logger) -> int:
     from ..reports.group import aggregate_metrics
 
-    table = aggregate_metrics(config.execution.output_dir, config.execution.participant_label)
+    damaged: list[str] = []
+
+    def warn(message: str) -> None:
+        damaged.append(message)
+        logger.error("%s", message)
+
+    table = aggregate_metrics(config.execution.output_dir, config.execution.participant_label,
+                              warn=warn)
     print(f"group metrics: {table}")
-    return EXIT_OK
+    return EXIT_FAILED if damaged else EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:

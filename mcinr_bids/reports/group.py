@@ -114,12 +114,34 @@ def flag_outliers(group: pd.DataFrame) -> pd.DataFrame:
                                           "measure", "value", "robust_z"])
 
 
-def aggregate_metrics(output_dir: str | Path, participants: list[str] | None = None) -> Path:
+def readable_tables(files: list[Path], warn) -> tuple[list[Path], list[pd.DataFrame]]:
+    """The participant metrics tables that can be read, and their per-image tables; each
+    other one is named through ``warn(message)`` and left out (one damaged file never stops
+    the group level)."""
+    kept, tables = [], []
+    for path in files:
+        try:
+            table = read_participant_table(path)
+            if table.empty or not {"image", "contrast"} <= set(table):
+                raise ValueError("no rows")
+        except Exception as error:  # noqa: BLE001 - pandas raises many kinds for a bad file
+            warn(f"{path}: not a readable participant metrics table ({type(error).__name__}: "
+                 f"{error}); left out of the group results. Rerun that participant, or remove "
+                 "the file.")
+            continue
+        kept.append(path)
+        tables.append(table)
+    return kept, tables
+
+
+def aggregate_metrics(output_dir: str | Path, participants: list[str] | None = None,
+                      warn=None) -> Path:
     """Gather every ``sub-*_desc-superres_metrics.tsv`` (INR), ``sub-*_desc-jtv_metrics.tsv``
     (``--method jtv``) and ``sub-*_desc-unpaired_metrics.tsv`` (``--method unpaired``) into
     the group table (column ``method``) and report.
 
-    Reads only the derivatives; returns the path of the group TSV.
+    Reads only the derivatives; a damaged table is named through ``warn(message)`` and left
+    out; returns the path of the group TSV.
     """
     output = Path(output_dir)
     files = [path for desc in OUTPUT_DESC.values()
@@ -131,8 +153,12 @@ def aggregate_metrics(output_dir: str | Path, participants: list[str] | None = N
             f"{output}: no participant results (sub-*/anat/*_desc-superres_metrics.tsv); run "
             "the participant level first, with this folder as output_dir.")
     methods = {f"desc-{desc}": method for method, desc in OUTPUT_DESC.items()}
-    group = pd.concat([read_participant_table(f).assign(
-        method=methods[f.name.split("_")[-2]]) for f in files], ignore_index=True)
+    files, tables = readable_tables(files, warn or (lambda message: None))
+    if not files:
+        raise NoParticipantsError(f"{output}: no readable participant metrics table; rerun "
+                                  "the participant level.")
+    group = pd.concat([table.assign(method=methods[f.name.split("_")[-2]])
+                       for f, table in zip(files, tables)], ignore_index=True)
     evaluation = evaluation_summary(files)
     group = group[["participant_id", "session_id", "image", "contrast", "method", *MEASURES,
                    *[m for m in HOLDOUT_MEASURES if m in group]]]
