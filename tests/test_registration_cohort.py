@@ -3,7 +3,12 @@ checks say WARN for that one only, and the group level lists it first, linked to
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import nibabel as nib
 import pandas as pd
@@ -12,6 +17,29 @@ import pytest
 from mcinr_bids.cli.run import main
 from mcinr_bids.geometry import rigid_matrix
 from mcinr_bids.phantom import write_bids_phantom
+
+#: system calls that create, change or remove files (strace's names)
+WRITING_CALLS = "openat,open,creat,mkdir,mkdirat,rename,renameat,renameat2,unlink,unlinkat," \
+    "link,linkat,symlink,symlinkat,truncate,chmod,fchmodat"
+
+
+def written_paths(trace: Path) -> set[str]:
+    """The absolute paths that strace's per-process logs (``-ff -o trace``: ``trace.PID``, one
+    whole line per call) show written, created or removed by a successful call."""
+    written = set()
+    lines = [line for log in trace.parent.glob(f"{trace.name}.*")
+             for line in log.read_text(errors="replace").splitlines()]
+    for line in lines:
+        match = re.match(r"(\w+)\((.*)\)\s+=\s+(-?\d+)", line)
+        if not match or int(match.group(3)) < 0:
+            continue
+        call, arguments = match.group(1), match.group(2)
+        paths = re.findall(r'"([^"]*)"', arguments)
+        if not paths or (call in ("open", "openat")
+                         and not re.search(r"O_WRONLY|O_RDWR|O_CREAT|O_TRUNC", arguments)):
+            continue
+        written.add(paths[-1] if call.startswith(("rename", "link", "symlink")) else paths[0])
+    return {path for path in written if path.startswith("/")}
 
 
 @pytest.fixture(scope="module")
@@ -28,18 +56,36 @@ def cohort(tmp_path_factory):
     moved.set_qform(affine, 1)
     moved.set_sform(affine, 1)
     moved.to_filename(paths[("02", None)]["FLAIR"])
-    arguments = [str(bids_dir), str(output_dir), "participant", "-w", str(work_dir),
-                 "--sloppy", "--nprocs", "2", "--omp-nthreads", "1", "--output-resolution", "2",
-                 "--registration", "header"]
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("TEMPLATEFLOW_HOME", str(root / "templateflow-empty"))
-        participant = main(arguments)
-        group = main([str(bids_dir), str(output_dir), "group"])
-    return {"out": output_dir, "codes": (participant, group)}
+    # the participant level runs under strace where it is installed: every file it writes
+    trace = root / "trace.log" if shutil.which("strace") else None
+    command = [sys.executable, "-m", "mcinr_bids.cli.run", str(bids_dir), str(output_dir),
+               "participant", "-w", str(work_dir), "--sloppy", "--nprocs", "2",
+               "--omp-nthreads", "1", "--output-resolution", "2", "--registration", "header"]
+    if trace:
+        command = ["strace", "-ff", "-qq", "-o", str(trace), "-e", f"trace={WRITING_CALLS}",
+                   *command]
+    environment = {**os.environ, "TEMPLATEFLOW_HOME": str(root / "templateflow-empty"),
+                   "PYTHONDONTWRITEBYTECODE": "1"}
+    participant = subprocess.run(command, env=environment, cwd=root, capture_output=True,
+                                 text=True, check=False)
+    group = main([str(bids_dir), str(output_dir), "group"])
+    return {"root": root, "out": output_dir, "work": work_dir, "trace": trace,
+            "codes": (participant.returncode, group), "stderr": participant.stderr}
 
 
 def test_every_subject_finishes(cohort):
-    assert cohort["codes"] == (0, 0)
+    assert cohort["codes"] == (0, 0), cohort["stderr"][-3000:]
+
+
+def test_nothing_is_written_outside_the_output_and_work_folders(cohort):
+    if cohort["trace"] is None:
+        pytest.skip("strace is not installed (.ci/run installs it)")
+    allowed = (str(cohort["out"]), str(cohort["work"]), "/dev/", "/proc/", "/sys/",
+               # TemplateFlow lays out its own (empty) home when it is first imported
+               str(cohort["root"] / "templateflow-empty"))
+    written = written_paths(cohort["trace"])
+    assert any(path.startswith(str(cohort["out"])) for path in written)  # the trace works
+    assert sorted(p for p in written if not p.startswith(allowed)) == []
 
 
 def test_the_misregistered_subject_is_flagged_in_its_metrics_and_page(cohort):

@@ -112,8 +112,12 @@ def run_bids_validator(bids_dir: str | Path) -> list[str]:
     if executable is None:
         raise BIDSError("bids-validator-deno is not installed; install it (pip install "
                         "bids-validator-deno) or pass --skip-bids-validation.")
+    # its module cache (~/.cache/deno by default) pointed at a folder that cannot be made: the
+    # validator runs the same without it, and writes nothing outside the output and work
+    # folders
     result = subprocess.run([executable, str(bids_dir), "--format", "json"],
-                            capture_output=True, text=True, check=False)
+                            capture_output=True, text=True, check=False,
+                            env={**os.environ, "DENO_DIR": os.path.join(os.devnull, "deno")})
     try:
         report = json.loads(result.stdout)
     except json.JSONDecodeError as error:
