@@ -103,6 +103,17 @@ def registration_status(template: dict | None, images: dict[str, float]) -> list
     return reasons
 
 
+def describe_checks(template: dict | None, images: dict[str, float]) -> str:
+    """The checks' numbers in words (``n/a`` without checks)."""
+    numbers = []
+    if template:
+        numbers.append(f"reference brain on the template's: Dice "
+                       f"{template.get('dice', float('nan')):.2f}, centre "
+                       f"{template.get('centre_distance_mm', float('nan')):.1f} mm off")
+    numbers += [f"{name} on the reference: Dice {value:.2f}" for name, value in images.items()]
+    return "; ".join(numbers) or "n/a"
+
+
 def qc_rows(reference_name: str, template: dict | None, images: dict[str, float]) -> list[dict]:
     """The checks as rows of the metrics table (``measure``, ``image``, ``value``): the
     template's on the reference image, each image's on itself."""

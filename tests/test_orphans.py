@@ -27,10 +27,12 @@ def session_processes(session: int) -> list[int]:
     return alive
 
 
-def test_killing_the_main_process_ends_its_workers_and_the_rerun_finishes(tmp_path):
+def start_fit(tmp_path: Path):
+    """A participant run in its own session, once its fit has saved a resumable state:
+    ``(process, command, environment, output folder)``."""
     bids, out, work = tmp_path / "bids", tmp_path / "out", tmp_path / "work"
     write_bids_phantom(str(bids), subjects=(("01", None, False),), resolution=4.0, factor=2)
-    config = tmp_path / "settings.toml"  # a fit long enough to be killed, saved every epoch
+    config = tmp_path / "settings.toml"  # a fit long enough to be stopped, saved every epoch
     config.write_text("[inr]\nepochs = 60\nearly_stopping = false\ncheckpoint_seconds = 0.0\n"
                       "through_plane_steps = 10\n")
     command = [sys.executable, "-m", "mcinr_bids.cli.run", str(bids), str(out), "participant",
@@ -38,21 +40,33 @@ def test_killing_the_main_process_ends_its_workers_and_the_rerun_finishes(tmp_pa
                "native", "--output-resolution", "4", "--skip-bids-validation",
                "--config-file", str(config)]
     environment = {**os.environ, "TEMPLATEFLOW_HOME": str(tmp_path / "templateflow-empty")}
-    main = subprocess.Popen(command, start_new_session=True, env=environment,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(command, start_new_session=True, env=environment,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while not list(work.rglob(".mcinr-fit-resume.pt")) and time.time() < deadline:
         time.sleep(0.2)
     assert list(work.rglob(".mcinr-fit-resume.pt")), "the fit saved no state"
+    time.sleep(1.0)  # a few epochs further
+    return process, command, environment, out
+
+
+def wait_for_session_to_end(session: int, seconds: float = 30.0) -> list[int]:
+    """The session's processes still alive after ``seconds`` (killed then, so that no orphan
+    outlives the test)."""
+    deadline = time.time() + seconds
+    while session_processes(session) and time.time() < deadline:
+        time.sleep(0.5)
+    left = session_processes(session)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    return left
+
+
+def test_killing_the_main_process_ends_its_workers_and_the_rerun_finishes(tmp_path):
+    main, command, environment, out = start_fit(tmp_path)
     os.kill(main.pid, signal.SIGKILL)  # the main process alone
     main.wait()
-    deadline = time.time() + 30
-    while session_processes(main.pid) and time.time() < deadline:
-        time.sleep(0.5)
-    left = session_processes(main.pid)
-    for pid in left:  # no orphan outlives the test
-        os.kill(pid, signal.SIGKILL)
-    assert left == [], "workers outlived the main process"
+    assert wait_for_session_to_end(main.pid) == [], "workers outlived the main process"
     rerun = subprocess.run(command, env=environment, capture_output=True, text=True,
                            check=False)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
@@ -64,28 +78,10 @@ def test_ctrl_c_keeps_the_fit_resumable(tmp_path):
     (it started again at epoch 1)."""
     import json
 
-    bids, out, work = tmp_path / "bids", tmp_path / "out", tmp_path / "work"
-    write_bids_phantom(str(bids), subjects=(("01", None, False),), resolution=4.0, factor=2)
-    config = tmp_path / "settings.toml"
-    config.write_text("[inr]\nepochs = 60\nearly_stopping = false\ncheckpoint_seconds = 0.0\n"
-                      "through_plane_steps = 10\n")
-    command = [sys.executable, "-m", "mcinr_bids.cli.run", str(bids), str(out), "participant",
-               "-w", str(work), "--nprocs", "2", "--omp-nthreads", "1", "--output-space",
-               "native", "--output-resolution", "4", "--skip-bids-validation",
-               "--config-file", str(config)]
-    environment = {**os.environ, "TEMPLATEFLOW_HOME": str(tmp_path / "templateflow-empty")}
-    main = subprocess.Popen(command, start_new_session=True, env=environment,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not list(work.rglob(".mcinr-fit-resume.pt")) and time.time() < deadline:
-        time.sleep(0.2)
-    time.sleep(1.0)
+    main, command, environment, out = start_fit(tmp_path)
     os.killpg(main.pid, signal.SIGINT)
     main.wait(timeout=60)
-    deadline = time.time() + 30
-    while session_processes(main.pid) and time.time() < deadline:
-        time.sleep(0.5)
-    assert session_processes(main.pid) == []
+    assert wait_for_session_to_end(main.pid) == []
     rerun = subprocess.run(command, env=environment, capture_output=True, text=True,
                            check=False)
     assert rerun.returncode == 0, rerun.stderr[-2000:]

@@ -28,6 +28,7 @@ from ..registration_qc import (  # noqa: E402
     TEMPLATE_CENTRE_MAX_MM,
     TEMPLATE_DICE_MIN,
     checks_from_rows,
+    describe_checks,
     registration_status,
 )
 
@@ -249,14 +250,10 @@ def registration_line(metrics: pd.DataFrame) -> str:
     if template is None and not images:
         return ""
     reasons = registration_status(template, images)
-    numbers = []
-    if template:
-        numbers.append(f"reference brain on the template's: Dice {template['dice']:.2f}, "
-                       f"centre {template['centre_distance_mm']:.1f} mm off")
-    numbers += [f"{name} on the reference: Dice {value:.2f}" for name, value in images.items()]
     verdict = (f'<strong class="warn">WARN</strong>: {html.escape("; ".join(reasons))}'
                if reasons else '<strong class="pass">PASS</strong>')
-    return (f'<p class="qc">Registration checks: {verdict} ({html.escape("; ".join(numbers))}; '
+    numbers = html.escape(describe_checks(template, images))
+    return (f'<p class="qc">Registration checks: {verdict} ({numbers}; '
             f"WARN below Dice {TEMPLATE_DICE_MIN:g} or beyond {TEMPLATE_CENTRE_MAX_MM:g} mm on "
             f"the template, below Dice {IMAGE_DICE_MIN:g} between images).</p>")
 

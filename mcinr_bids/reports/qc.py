@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..registration_qc import checks_from_rows, registration_status
+from ..registration_qc import checks_from_rows, describe_checks, registration_status
 
 QC_COLUMNS = ("participant_id", "session_id", "method", "qc", "registration",
               "registration_detail", "holdout", "residual", "stop_reason", "reasons")
@@ -60,11 +60,6 @@ def subject_line(metrics_file: Path, method: str, low_outliers: set[str]) -> dic
         long = long[long["method"].isna()]
     template, images = checks_from_rows(long.to_dict("records"))
     reasons = registration_status(template, images)
-    detail = []
-    if template:
-        detail.append(f"template Dice {template.get('dice', float('nan')):.2f}, centre "
-                      f"{template.get('centre_distance_mm', float('nan')):.1f} mm")
-    detail += [f"{name} Dice {value:.2f}" for name, value in images.items()]
     gains = long.loc[long["measure"] == "holdout_gain", "value"].astype(float)
     holdout = "n/a" if gains.empty else ("WARN" if (gains <= 0).any() else "PASS")
     if holdout == "WARN":
@@ -81,7 +76,7 @@ def subject_line(metrics_file: Path, method: str, low_outliers: set[str]) -> dic
             "qc": "WARN" if reasons else "PASS",
             "registration": "n/a" if template is None and not images else (
                 "WARN" if registration_status(template, images) else "PASS"),
-            "registration_detail": "; ".join(detail) or "n/a", "holdout": holdout,
+            "registration_detail": describe_checks(template, images), "holdout": holdout,
             "residual": "WARN" if outliers else "PASS", "stop_reason": stop,
             "reasons": "; ".join(reasons)}
 
