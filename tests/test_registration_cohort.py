@@ -112,6 +112,11 @@ def test_the_group_lists_the_warning_first_with_a_link(cohort):
     assert list(qc["registration"]) == ["WARN", "PASS"]
     assert "sub-02_FLAIR on the reference" in qc.loc[0, "reasons"]
     assert qc.loc[1, "reasons"] == "" and qc.loc[0, "holdout"] == "n/a"
+    table = pd.read_csv(out / "group_desc-superres_metrics.tsv", sep="\t")
+    flair = table[table["image"] == "sub-02_FLAIR"]
+    assert float(flair["registration_image_dice"].iloc[0]) < 0.85
+    reference = table[table["image"] == "sub-01_T1w"]
+    assert float(reference["registration_template_dice"].iloc[0]) >= 0.85
     report = (out / "group_report.html").read_text()
     assert "1 of 2 subject/session(s) to look at" in report
     first, second = report.index('<a href="sub-02.html">'), report.index('<a href="sub-01.html">')

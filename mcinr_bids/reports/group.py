@@ -29,6 +29,9 @@ from .qc import QC_DICTIONARY, qc_table  # noqa: E402
 MEASURES = ("resimulation_rmse", "resimulation_psnr", "mutual_information")
 #: the --qc-holdout columns, where a participant ran the check
 HOLDOUT_MEASURES = ("holdout_psnr_inr", "holdout_psnr_jtv", "holdout_psnr_cubic", "holdout_gain")
+#: the registration checks' columns (template ones on the reference image's row)
+REGISTRATION_MEASURES = ("registration_template_dice", "registration_template_centre_distance_mm",
+                         "registration_template_outside_fraction", "registration_image_dice")
 OUTLIER_MEASURES = ("resimulation_psnr", "mutual_information")
 OUTLIER_Z = 3.0
 
@@ -54,6 +57,17 @@ GROUP_DICTIONARY = {
        for method, text in (("inr", "the INR output (consistency step and JTV blend)"),
                             ("jtv", "the JTV reconstruction"),
                             ("cubic", "clamped cubic interpolation"))},
+    "registration_template_dice": {"Description": "Reference image's row: Dice of its brain "
+                                                  "mask carried onto the template with the "
+                                                  "template's brain mask (template spaces)."},
+    "registration_template_centre_distance_mm": {
+        "Description": "Reference image's row: distance between the registered brain's centre "
+                       "and the template brain's.", "Units": "mm"},
+    "registration_template_outside_fraction": {
+        "Description": "Reference image's row: share of the registered brain outside the "
+                       "template's grid (above 0.01 the subject stops)."},
+    "registration_image_dice": {"Description": "Dice of this image's foreground carried onto "
+                                               "the reference's foreground (other images)."},
     "holdout_gain": {"Description": "--qc-holdout: the method's hold-out PSNR minus clamped "
                                     "cubic's (> 0: better than interpolation on this subject's "
                                     "own slices).", "Units": "dB"},
@@ -161,7 +175,7 @@ def aggregate_metrics(output_dir: str | Path, participants: list[str] | None = N
                        for f, table in zip(files, tables)], ignore_index=True)
     evaluation = evaluation_summary(files)
     group = group[["participant_id", "session_id", "image", "contrast", "method", *MEASURES,
-                   *[m for m in HOLDOUT_MEASURES if m in group]]]
+                   *[m for m in REGISTRATION_MEASURES + HOLDOUT_MEASURES if m in group]]]
     target = output / "group_desc-superres_metrics.tsv"
     temporary = target.with_suffix(".tmp")
     group.to_csv(temporary, sep="\t", index=False, na_rep="n/a", float_format="%.6g")
