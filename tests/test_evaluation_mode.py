@@ -203,3 +203,19 @@ def test_group_level_names_a_damaged_table_and_goes_on(tmp_path, capsys, caplog)
     table = pd.read_csv(output / "group_desc-superres_metrics.tsv", sep="\t")
     assert set(table["participant_id"]) == {"sub-01", "sub-02", "sub-03"}
     assert not (output / "group_desc-evaluation_metrics.tsv").exists()
+
+
+def test_lesion_masks_are_found_per_subject_and_session(tmp_path):
+    from mcinr_bids.utils.bids import BIDSError, find_lesion_mask
+
+    anat = tmp_path / "sub-01" / "ses-a" / "anat"
+    anat.mkdir(parents=True)
+    mask = anat / "sub-01_ses-a_desc-lesion_mask.nii.gz"
+    mask.write_bytes(b"")
+    (anat / "sub-01_ses-a_desc-brain_mask.nii.gz").write_bytes(b"")
+    assert find_lesion_mask(str(tmp_path), "01", "a") == str(mask)
+    assert find_lesion_mask(str(tmp_path), "01", None) is None
+    assert find_lesion_mask(str(tmp_path), "02", "a") is None
+    (anat / "sub-01_ses-a_label-lesion_roi.nii.gz").write_bytes(b"")
+    with pytest.raises(BIDSError, match="2 lesion masks for sub-01_ses-a"):
+        find_lesion_mask(str(tmp_path), "01", "a")
