@@ -200,23 +200,6 @@ def evaluate(simulation: Simulation, methods: list[str], settings: INRSettings,
     return rows
 
 
-def score_rows(method: str, name: str, prediction: np.ndarray, truth: np.ndarray,
-               mask: np.ndarray, lesion: np.ndarray | None = None) -> list[dict]:
-    """Long rows of PSNR and SSIM in both conventions and, with a ``lesion``, strict inside it
-    (NaN where the lesion misses the mask)."""
-    rows = []
-    for measure in ("psnr", "ssim"):
-        score_function = getattr(metrics, measure)
-        for convention in metrics.CONVENTIONS:
-            rows.append({"method": method, "measure": f"{measure}_{convention}", "image": name,
-                         "value": score_function(prediction, truth, mask, convention)})
-        if lesion is not None:
-            rows.append({"method": method, "measure": f"{measure}_lesion", "image": name,
-                         "value": score_function(prediction, truth, mask, "strict",
-                                                 region=lesion)})
-    return rows
-
-
 def slice_rows(method: str, name: str, prediction: np.ndarray, truth: np.ndarray,
                mask: np.ndarray, acquisition: tuple[int, int, int | None]) -> list[dict]:
     """Long rows of the banding index (prediction and truth) and, where the acquired slices lie
@@ -388,8 +371,8 @@ def evaluate_subject(truth_files: list[str], low_resolution_files: list[str],
         for method in predictions:
             rows += slice_rows(method, names[index], predictions[method][index], truth, mask,
                                acquisition)
-            rows += score_rows(method, names[index], predictions[method][index], truth, mask,
-                               lesion)
+            rows += metrics.score_rows(method, names[index], predictions[method][index],
+                                       truth, mask, lesion)
     same_grid = len(truths) >= 2 and all(
         t.shape == truths[0].shape and np.allclose(t.affine, truths[0].affine, atol=1e-3)
         for t in truths[1:])

@@ -237,3 +237,20 @@ def truth_detail(truth: np.ndarray, mask: np.ndarray, affine: np.ndarray, axis: 
         f"{ratios[axis]:.2f} against {ratios[best]:.2f} along {better}): it was probably "
         f"acquired thick along {letter} and interpolated, so a score along {letter} measures "
         f"agreement with an interpolation; simulate along {better} instead")
+
+
+def score_rows(method: str, name: str, prediction: np.ndarray, truth: np.ndarray,
+               mask: np.ndarray, lesion: np.ndarray | None = None) -> list[dict]:
+    """Long rows of PSNR and SSIM in both conventions and, with a ``lesion``, strict inside it
+    (NaN where the lesion misses the mask)."""
+    rows = []
+    for measure in ("psnr", "ssim"):
+        score_function = {"psnr": psnr, "ssim": ssim}[measure]
+        for convention in CONVENTIONS:
+            rows.append({"method": method, "measure": f"{measure}_{convention}", "image": name,
+                         "value": score_function(prediction, truth, mask, convention)})
+        if lesion is not None:
+            rows.append({"method": method, "measure": f"{measure}_lesion", "image": name,
+                         "value": score_function(prediction, truth, mask, "strict",
+                                                 region=lesion)})
+    return rows

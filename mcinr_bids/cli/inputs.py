@@ -46,7 +46,8 @@ def image_problem(path: str, slice_thickness: float | None = None) -> str | None
     """What makes an input image unusable (unreadable, not 3D, NaN/inf, all zeros, constant,
     singular affine, a slice thickness (its sidecar's, BIDS inheritance applied: given) that
     does not fit its slices), as one message naming the file and the fix; ``None`` when usable."""
-    from ..inr.data import InputError, load_volume
+    from ..inr.data import InputError
+    from ..inr.images import load_volume
     from ..inr.slices import check_slice_thickness
 
     try:

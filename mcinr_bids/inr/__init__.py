@@ -8,7 +8,7 @@ The names below load lazily, so that importing a torch-free part (``inr.settings
 from importlib import import_module
 
 _HOMES = {
-    "InputError": "data", "Volume": "data", "load_mask": "data", "load_volume": "data",
+    "InputError": "data", "Volume": "data", "load_mask": "images", "load_volume": "images",
     "FittedINR": "fit", "fit_inr": "fit", "select_device": "device",
     "load_checkpoint": "predict", "predict_on_grid": "predict", "reference_grid": "predict",
     "save_checkpoint": "predict", "union_grid": "predict",

@@ -13,7 +13,8 @@ import os
 import numpy as np
 
 from ..geometry import FWHM_TO_SIGMA, has_thick_slices, thick_axis
-from .data import InputError, Volume, load_volume
+from .data import InputError, Volume
+from .images import load_volume
 
 #: the thickest slice profile accepted, in slice spacings (overlapping slices reach ~2)
 MAX_SLAB_FRACTION = 3.0
