@@ -280,6 +280,11 @@ def write_group_report(group: pd.DataFrame, output: Path,
         warned = int((qc["qc"] == "WARN").sum())
         qc_shown = qc.drop(columns=["method"] if qc["method"].nunique() == 1 else []).copy()
         qc_shown["participant_id"] = qc_shown["participant_id"].map(link)
+        for column in ("qc", "registration", "holdout", "residual"):
+            qc_shown[column] = qc_shown[column].map(
+                lambda value: f'<strong class="{value.lower()}">{value}</strong>'
+                if value in ("PASS", "WARN") else html.escape(str(value)))
+        qc_shown["reasons"] = qc_shown["reasons"].map(lambda value: html.escape(str(value)))
         qc_html = ("<h2>Quality control: one line per subject</h2>"
                    f"<p>{warned} of {len(qc)} subject/session(s) to look at (WARN, listed "
                    "first): registration checks, --qc-holdout gain, re-simulation residual, the "
