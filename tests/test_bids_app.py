@@ -210,7 +210,7 @@ def test_participant_report(app_run):
         assert "<script" not in page and "http://" not in page and "https://" not in page
         assert "MICCAI 2023" in page and "resimulation_psnr" in page
         assert re.search(r"Registration checks: <strong class=\"pass\">PASS</strong> \("
-                         r"reference brain on the template's: Dice 0\.(8[5-9]|9\d)", page)
+                         r"reference brain on the template&#x27;s: Dice 0\.(8[5-9]|9\d)", page)
         assert re.search(r"\d+ epochs \(selected epoch \d+, stopped by [a-z ]+\), \d+ s of "
                          r"fitting on cpu", page)
         # every image the page refers to exists
