@@ -215,6 +215,9 @@ def test_lesion_masks_are_found_per_subject_and_session(tmp_path):
     (anat / "sub-01_ses-a_desc-brain_mask.nii.gz").write_bytes(b"")
     assert find_lesion_mask(str(tmp_path), "01", "a") == str(mask)
     assert find_lesion_mask(str(tmp_path), "01", None) is None
+    with pytest.MonkeyPatch.context() as patch:  # a relative folder (a config file's) too
+        patch.chdir(tmp_path)
+        assert find_lesion_mask(".", "01", "a") == str(mask)
     assert find_lesion_mask(str(tmp_path), "02", "a") is None
     (anat / "sub-01_ses-a_label-lesion_roi.nii.gz").write_bytes(b"")
     with pytest.raises(BIDSError, match="2 lesion masks for sub-01_ses-a"):

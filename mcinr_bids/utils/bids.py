@@ -220,7 +220,9 @@ def find_lesion_mask(folder: str, subject: str, session: str | None) -> str | No
     (``sub-X[/ses-Y]/anat/sub-X[_ses-Y]*`` ending ``desc-lesion_mask.nii[.gz]`` or
     ``label-lesion_roi.nii[.gz]``); ``None`` when there is none.  Two candidates are an
     error: which one is meant cannot be guessed."""
-    anat = Path(folder) / f"sub-{subject}" / (f"ses-{session}" if session else "") / "anat"
+    # absolute: a config file's relative folder must still be found by a node in its own folder
+    anat = Path(folder).absolute() / f"sub-{subject}" / (f"ses-{session}" if session else "") \
+        / "anat"
     prefix = f"sub-{subject}" + (f"_ses-{session}" if session else "")
     found = sorted(str(p) for p in anat.glob(f"{prefix}_*")
                    if re.search(r"(desc-lesion_mask|label-lesion_roi)\.nii(\.gz)?$", p.name))
