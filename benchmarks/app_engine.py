@@ -6,9 +6,9 @@ transforms its registrations estimated (identity in truth: the simulation does n
 image) and the reference's brain mask carried onto each image; ``mcinr-fit`` / the engine
 benchmarks use identity transforms and each image's automatic foreground.  Each variant fits
 with the app node's own settings (seed, threads, preset) and is scored by the app's evaluation
-(:func:`mcinr_bids.evaluation.evaluate_subject`: each truth's foreground inside the output
+(:func:`mcinr_bids.quality.evaluation.evaluate_subject`: each truth's foreground inside the output
 foreground) and by the engine's (both truths > 0, as
-:func:`mcinr_bids.evaluation.simulate_acquisitions` makes it).
+:func:`mcinr_bids.quality.evaluation.simulate_acquisitions` makes it).
 
     python benchmarks/app_engine.py DIR --variants app identity auto engine [--threads 1]
 """
@@ -49,11 +49,11 @@ def main() -> int:
 
     import torch
 
-    from mcinr_bids import evaluation
-    from mcinr_bids.inr import load_volume
-    from mcinr_bids.inr.data import automatic_foreground_mask
-    from mcinr_bids.inr.settings import INRSettings
-    from mcinr_bids.superres import load_subject, superresolve
+    from mcinr_bids.core.images import load_volume
+    from mcinr_bids.core.volumes import automatic_foreground_mask
+    from mcinr_bids.methods.inr.settings import INRSettings
+    from mcinr_bids.pipeline.reconstruct import load_subject, superresolve
+    from mcinr_bids.quality import evaluation
 
     torch.set_num_threads(args.threads)
     inputs, truth_files = app_inputs(args.keep)

@@ -31,8 +31,8 @@ CASE = "brats-gli-00001-000"
 
 def write_bids_case(root: Path) -> Path:
     """The BraTS case as BIDS: decimated t1c (axial T1w) and t2f (coronal FLAIR)."""
-    from mcinr_bids.geometry import voxel_axis
-    from mcinr_bids.simulate import decimate
+    from mcinr_bids.core.geometry import voxel_axis
+    from mcinr_bids.quality.simulation import decimate
 
     folder = real_data_folder() / CASE
     anat = root / "sub-00001" / "anat"

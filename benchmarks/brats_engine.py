@@ -36,8 +36,8 @@ THICK_EPOCHS = 10  # the point/PSF comparison: the PSF model costs psf_samples t
 
 
 def load_simulation(protocol: str = "decimate"):
-    from mcinr_bids.evaluation import simulate_acquisitions
-    from mcinr_bids.inr import load_volume
+    from mcinr_bids.core.images import load_volume
+    from mcinr_bids.quality.evaluation import simulate_acquisitions
 
     folder = os.path.join(str(real_data_folder()), CASE)
     t1c = load_volume(os.path.join(folder, "BraTS-GLI-00001-000-t1c.nii.gz"))
@@ -51,8 +51,8 @@ def run_method(method: str, time_limit: float | None) -> dict:
     """Run one method in this process; return its row."""
     import torch
 
-    from mcinr_bids.evaluation import run_baseline, run_inr, score
-    from mcinr_bids.inr.settings import settings_for_preset
+    from mcinr_bids.methods.inr.settings import settings_for_preset
+    from mcinr_bids.quality.evaluation import run_baseline, run_inr, score
 
     protocol = "thick" if method.startswith("thick") else "decimate"
     simulation = load_simulation(protocol)
@@ -71,7 +71,7 @@ def run_method(method: str, time_limit: float | None) -> dict:
             # strict PSNR every epoch on a fixed random subset of 2^18 mask voxels
             voxels = np.argwhere(simulation.mask)
             voxels = voxels[np.random.default_rng(0).permutation(len(voxels))[:2**18]]
-            from mcinr_bids.geometry import world_coordinates
+            from mcinr_bids.core.geometry import world_coordinates
 
             world = world_coordinates(simulation.affine, voxels)
             truths = [t[tuple(voxels.T)] for t in simulation.truths]
@@ -86,7 +86,7 @@ def run_method(method: str, time_limit: float | None) -> dict:
                         zip(simulation.names, truths, ranges))}
         else:
             model = method.split("-")[1] if method.startswith("fast") else "split"
-            # "thick-psf" is the fifth session's Gaussian profile, 8 random points (RESULTS);
+            # "thick-psf" is the 2026-12-02 entry's Gaussian profile, 8 random points (RESULTS);
             # every other row the point model (psf given: the automatic choice is off)
             psf = ({"psf": True, "psf_profile": "gaussian", "psf_sampling": "random",
                     "psf_samples": 8} if method == "thick-psf" else {"psf": False})

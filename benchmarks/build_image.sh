@@ -46,7 +46,7 @@ buildah run --isolation chroot "$container" -- mcinr-bids --version
 echo "== --sloppy participant run inside the image"
 buildah run --isolation chroot "$container" -- python - <<'PY'
 import subprocess, sys
-from mcinr_bids.phantom import write_bids_phantom
+from mcinr_bids.quality.phantom import write_bids_phantom
 write_bids_phantom("/tmp/bids", subjects=(("01", None, False),), resolution=3.0)
 code = subprocess.run(["mcinr-bids", "/tmp/bids", "/tmp/out", "participant", "-w", "/tmp/work",
                        "--sloppy", "--nprocs", "2", "--output-resolution", "3"]).returncode

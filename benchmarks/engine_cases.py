@@ -48,8 +48,8 @@ def residual_corrected(predictions, fitted, simulation):
     model at that voxel's centre) onto the output grid, clipped to the LR image's range."""
     import numpy as np
 
-    from mcinr_bids.baselines import cubic_on_grid
-    from mcinr_bids.geometry import world_coordinates
+    from mcinr_bids.core.geometry import world_coordinates
+    from mcinr_bids.core.interpolation import cubic_on_grid
 
     corrected = []
     for index, (prediction, low) in enumerate(zip(predictions, simulation.low_resolution)):
@@ -70,10 +70,11 @@ def run_case(folder: str, t1_name: str, flair_name: str, mask_name: str | None,
              jtv_epsilon: float = 1e-3, psf_epochs: int | None = None,
              image_weights: list[float] | None = None, overrides: dict | None = None,
              slice_thickness: float | None = None) -> list[dict]:
-    from mcinr_bids.evaluation import run_baseline, run_inr, score, simulate_acquisitions
-    from mcinr_bids.inr import load_volume, predict_on_grid
-    from mcinr_bids.inr.settings import settings_for_preset
-    from mcinr_bids.metrics import band_limited
+    from mcinr_bids.core.images import load_volume
+    from mcinr_bids.methods.inr import predict_on_grid
+    from mcinr_bids.methods.inr.settings import settings_for_preset
+    from mcinr_bids.quality.evaluation import run_baseline, run_inr, score, simulate_acquisitions
+    from mcinr_bids.quality.metrics import band_limited
 
     t1 = load_volume(os.path.join(folder, t1_name))
     flair = load_volume(os.path.join(folder, flair_name))
@@ -98,7 +99,7 @@ def run_case(folder: str, t1_name: str, flair_name: str, mask_name: str | None,
     rows.append({"method": "cubic-clamped", "seconds": seconds, "epochs": "",
                  **score(cubic, simulation)})
     for weight in jtv:
-        from mcinr_bids.jtv import JTVSettings
+        from mcinr_bids.methods.jtv import JTVSettings
 
         settings = JTVSettings(regularisation=weight, epsilon=jtv_epsilon,
                                profile="point" if protocol == "decimate" else "box")

@@ -3,7 +3,7 @@
 sub-gli00001 (t1c, t2f), sub-pat0005 and sub-pat0006 (T1c, FLAIR) become T1w and FLAIR images;
 ``mcinr-bids ... participant --simulate-lowres T1w:S FLAIR:R`` simulates x4 acquisitions (issue
 12's protocol: T1w along S, FLAIR along R, axes along which both truths have detail;
-``--axes S A`` gives the first sessions' protocol), runs the pipeline (native space, 1 mm) and
+``--axes S A`` gives the 2026-11-22 entry' protocol), runs the pipeline (native space, 1 mm) and
 scores against the originals; the group level then writes the Table-1 summary, printed here as
 Markdown.
 

@@ -48,9 +48,9 @@ def sample_utilisation(samples: list, stop: threading.Event) -> None:
 def engine_row(preset: str) -> dict:
     import torch
 
-    from mcinr_bids.evaluation import run_inr, score, simulate_acquisitions
-    from mcinr_bids.inr import load_volume
-    from mcinr_bids.inr.settings import settings_for_preset
+    from mcinr_bids.core.images import load_volume
+    from mcinr_bids.methods.inr.settings import settings_for_preset
+    from mcinr_bids.quality.evaluation import run_inr, score, simulate_acquisitions
 
     folder = real_data_folder() / CASE
     volumes = [load_volume(str(folder / f"BraTS-GLI-00001-000-{c}.nii.gz")) for c in

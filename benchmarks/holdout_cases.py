@@ -32,11 +32,16 @@ def main() -> int:
     import numpy as np
     import torch
 
-    from mcinr_bids.blending import blend
-    from mcinr_bids.evaluation import consistent, run_baseline, score, simulate_acquisitions
-    from mcinr_bids.holdout import holdout_check
-    from mcinr_bids.inr import fit_inr, predict_on_grid
-    from mcinr_bids.inr.settings import INRSettings, settings_for_preset
+    from mcinr_bids.methods.inr import fit_inr, predict_on_grid
+    from mcinr_bids.methods.inr.postprocessing import blend
+    from mcinr_bids.methods.inr.settings import INRSettings, settings_for_preset
+    from mcinr_bids.quality.evaluation import (
+        consistent,
+        run_baseline,
+        score,
+        simulate_acquisitions,
+    )
+    from mcinr_bids.quality.holdout import holdout_check
 
     torch.set_num_threads(args.threads)
     folder = real_data_folder()

@@ -27,11 +27,11 @@ def main() -> int:
 
     import torch
 
-    from mcinr_bids.blending import blend
-    from mcinr_bids.evaluation import run_inr, score, simulate_acquisitions
-    from mcinr_bids.inr import load_volume
-    from mcinr_bids.inr.settings import INRSettings
-    from mcinr_bids.jtv import JTVSettings, reconstruct_jtv
+    from mcinr_bids.core.images import load_volume
+    from mcinr_bids.methods.inr.postprocessing import blend
+    from mcinr_bids.methods.inr.settings import INRSettings
+    from mcinr_bids.methods.jtv import JTVSettings, reconstruct_jtv
+    from mcinr_bids.quality.evaluation import run_inr, score, simulate_acquisitions
 
     torch.set_num_threads(args.threads)
     folder = real_data_folder() / args.case
@@ -52,7 +52,7 @@ def main() -> int:
             flush=True)
 
     started = time.perf_counter()
-    # the point model, as measured in the ninth session (thick slices now get the slab model)
+    # the point model, as measured in the 2026-12-02 entry (thick slices now get the slab model)
     inr, fitted = run_inr(INRSettings(seed=args.seed, jtv_blend=0.0, psf=False), simulation)
     show(f"INR + consistency ({len(fitted.history)} epochs)", inr, started)
     shape, affine = simulation.truths[0].shape, simulation.affine

@@ -1,5 +1,5 @@
-"""The INR/JTV blend with JTV started from cubic splines (the seventh session's default) or from
-the INR's consistent output (the default since the ninth session), on the fits of an
+"""The INR/JTV blend with JTV started from cubic splines (the 2026-12-02 entry's default) or from
+the INR's consistent output (the default since the 2026-12-02 entry), on the fits of an
 evaluation-mode app run (``evaluation_real.py --protocol thick --keep DIR``): the same fitted
 model, both blends, scored against the truths with the app's evaluation metric.
 
@@ -29,13 +29,13 @@ def main() -> int:
     import nibabel as nib
     import torch
 
-    from mcinr_bids import metrics
-    from mcinr_bids.blending import blend
-    from mcinr_bids.evaluation import jtv_on_truth_grid, model_outputs
-    from mcinr_bids.inr import load_volume
-    from mcinr_bids.inr.data import automatic_foreground_mask
-    from mcinr_bids.inr.predict import load_checkpoint
-    from mcinr_bids.jtv import JTVSettings
+    from mcinr_bids.core.images import load_volume
+    from mcinr_bids.core.volumes import automatic_foreground_mask
+    from mcinr_bids.methods.inr.postprocessing import blend
+    from mcinr_bids.methods.inr.predict import load_checkpoint
+    from mcinr_bids.methods.jtv import JTVSettings
+    from mcinr_bids.quality import metrics
+    from mcinr_bids.quality.evaluation import jtv_on_truth_grid, model_outputs
 
     torch.set_num_threads(args.threads)
     for node in sorted((args.keep / "work").glob("mcinr_wf/sub_*_wf/superres_wf/fit")):

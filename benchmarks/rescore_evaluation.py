@@ -2,7 +2,7 @@
 subject's ``evaluate`` node run again on its recorded inputs (the fitted model, the app's
 registrations and masks), its metrics written over the participant's metrics table, then the
 group level (``evaluation_real.py --summary-only``) rebuilds Table 1 from them.  For a change of
-the scoring (e.g. the jtv row in each image's own world, thirteenth session).
+the scoring (e.g. the jtv row in each image's own world, 2026-12-03).
 
     python benchmarks/rescore_evaluation.py DIR [--subjects gli00001 ...] [--threads 1]
 """

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A real SLURM on this machine (munge + slurmctld + slurmd on localhost, Debian's slurm-wlm),
-# then the cohort recipe: workflows/slurm/submit_cohort.sh over a 3-subject synthetic dataset
+# then the cohort recipe: hpc/slurm/submit_cohort.sh over a 3-subject synthetic dataset
 # with --sloppy, waiting for the array and the group job, and checking every output.
 #
 #   apt-get install -y slurm-wlm munge     (as root)
@@ -62,7 +62,7 @@ sinfo
 
 echo "== dataset"
 "$python" -c "
-from mcinr_bids.phantom import write_bids_phantom
+from mcinr_bids.quality.phantom import write_bids_phantom
 write_bids_phantom('$root/bids', subjects=(('01', None, False), ('02', None, False), ('03', None, False)), resolution=3.0)
 "
 started=$(date +%s)
@@ -71,7 +71,7 @@ export TEMPLATEFLOW_HOME="$root/templateflow-empty"
 export SCRATCH_DIR="$root/scratch"
 export SBATCH_ARGS="--cpus-per-task=1 --mem=3G"
 mkdir -p "$SCRATCH_DIR"
-bash "$here/workflows/slurm/submit_cohort.sh" "$root/bids" "$root/out" --sloppy \
+bash "$here/hpc/slurm/submit_cohort.sh" "$root/bids" "$root/out" --sloppy \
     --output-resolution 3 --skip-bids-validation --omp-nthreads 1
 for _ in $(seq 600); do
     if [ -z "$(squeue -h)" ]; then break; fi

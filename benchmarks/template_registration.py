@@ -43,8 +43,8 @@ MODES = {"default": {"omp_nthreads": 2, "quick": False},
 
 def write_inputs(case: str, folder: Path) -> list[str]:
     """The case's T1w (T1c x4 along S) and FLAIR (x4 along R) with their own affines."""
-    from mcinr_bids.geometry import voxel_axis
-    from mcinr_bids.simulate import decimate
+    from mcinr_bids.core.geometry import voxel_axis
+    from mcinr_bids.quality.simulation import decimate
 
     name, t1c, flair = CASES[case]
     source = real_data_folder() / name
@@ -66,7 +66,7 @@ def run_one(case: str, mode: str, folder: Path) -> dict:
     """The app's preprocessing workflow on one case in one mode; its checks and timing."""
     import csv
 
-    from mcinr_bids.utils.templates import OutputSpace, nilearn_template
+    from mcinr_bids.pipeline.templates import OutputSpace, nilearn_template
     from mcinr_bids.workflows.anatomical import init_anat_preproc_wf
 
     images = write_inputs(case, folder)

@@ -28,7 +28,7 @@ from engine_cases import CASES
 def load_case(folder, case: str):
     import numpy as np
 
-    from mcinr_bids.inr import load_volume
+    from mcinr_bids.core.images import load_volume
 
     t1_name, flair_name, mask_name = CASES[case]
     t1 = load_volume(os.path.join(folder, case, t1_name))
@@ -44,7 +44,7 @@ def mni_t1():
     import numpy as np
     from nilearn.datasets import MNI152_FILE_PATH
 
-    from mcinr_bids.inr.data import Volume
+    from mcinr_bids.core.volumes import Volume
 
     image = nib.load(MNI152_FILE_PATH)
     return Volume(np.asanyarray(image.dataobj, dtype=np.float32), image.affine, name="mni152")
@@ -76,10 +76,10 @@ def main() -> int:
 
     import torch
 
-    from mcinr_bids.evaluation import run_baseline, score, simulate_acquisitions
-    from mcinr_bids.unpaired.apply import unpaired_on_grid
-    from mcinr_bids.unpaired.settings import UnpairedSettings
-    from mcinr_bids.unpaired.train import train_unpaired
+    from mcinr_bids.methods.unpaired.apply import unpaired_on_grid
+    from mcinr_bids.methods.unpaired.settings import UnpairedSettings
+    from mcinr_bids.methods.unpaired.train import train_unpaired
+    from mcinr_bids.quality.evaluation import run_baseline, score, simulate_acquisitions
 
     torch.set_num_threads(args.threads)
     folder = real_data_folder()

@@ -2,9 +2,10 @@
 
 ``[execution]`` (:class:`ExecutionSettings`: where the data are, how the workflow runs),
 ``[workflow]`` (:class:`WorkflowSettings`: what the participant workflow does), ``[inr]``
-(:class:`~mcinr_bids.inr.settings.INRSettings`, the engine's own settings), ``[jtv]``
-(:class:`~mcinr_bids.jtv.JTVSettings`, the joint-total-variation method's) and ``[unpaired]``
-(:class:`~mcinr_bids.unpaired.settings.UnpairedSettings`, the cohort method's training).
+(:class:`~mcinr_bids.methods.inr.settings.INRSettings`, the engine's own settings), ``[jtv]``
+(:class:`~mcinr_bids.methods.jtv.JTVSettings`, the joint-total-variation method's) and
+``[unpaired]``
+(:class:`~mcinr_bids.methods.unpaired.settings.UnpairedSettings`, the cohort method's training).
 Every setting lives in exactly one of them.  :func:`resolve_config` is the one precedence
 rule, used by every command line and by the workflow: defaults, then the preset
 (``[workflow] preset``), then ``--sloppy``, then the tables of a ``--config-file``, then the
@@ -20,9 +21,9 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .inr.settings import PRESETS, INRSettings
-from .jtv import JTVSettings
-from .unpaired.settings import SLOPPY_UNPAIRED, UnpairedSettings
+from mcinr_bids.methods.inr.settings import PRESETS, INRSettings
+from mcinr_bids.methods.jtv import JTVSettings
+from mcinr_bids.methods.unpaired.settings import SLOPPY_UNPAIRED, UnpairedSettings
 
 
 def _toml_value(value) -> str:
@@ -91,8 +92,12 @@ class ExecutionSettings:
     omp_nthreads: int | None = None
     mem_gb: float | None = None
     n_gpu_procs: int = 1
+    #: how much the log says: 0, or the count of ``-v`` (1 also lists the time of every step at the
+    #: end, slowest first; 2 and more: debug)
     verbose: int = 0
     sloppy: bool = False
+    #: this run's identifier (date, time and a random suffix), set by the run itself; its log
+    #: folder ``sub-X/log/<run_uuid>`` is named after it
     run_uuid: str = ""
 
 
@@ -109,6 +114,8 @@ class WorkflowSettings:
     registration: str = "rigid"
     #: named INR settings that the [inr] table and the command line start from
     preset: str = "fast"
+    #: N4 bias-field correction (ANTs) of every image before registration and the fit; false uses
+    #: the images as they are
     bias_correction: bool = True
     # evaluation mode: simulate anisotropic acquisitions from isotropic inputs
     simulate_lowres: list[str] = field(default_factory=list)
@@ -146,7 +153,7 @@ class AppConfig:
 
     def save(self, path: str | Path) -> Path:
         """Write the TOML atomically (a temporary file renamed onto ``path``)."""
-        from .io import write_text
+        from mcinr_bids.core.io import write_text
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -6,8 +6,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from mcinr_bids import geometry, simulate
-from mcinr_bids.phantom import make_phantom
+from mcinr_bids.core import geometry
+from mcinr_bids.quality import simulation
+from mcinr_bids.quality.phantom import make_phantom
 
 
 @pytest.fixture(scope="session")
@@ -20,8 +21,8 @@ def phantom():
 def low_resolution(phantom):
     """T1 decimated x4 along S (axial), FLAIR x4 along R (sagittal): [(data, affine), ...]."""
     t1, flair, _, affine = phantom
-    return [simulate.decimate(t1, affine, geometry.voxel_axis(affine, "S")),
-            simulate.decimate(flair, affine, geometry.voxel_axis(affine, "R"))]
+    return [simulation.decimate(t1, affine, geometry.voxel_axis(affine, "S")),
+            simulation.decimate(flair, affine, geometry.voxel_axis(affine, "R"))]
 
 
 def write_nifti(path, data, affine):

@@ -1,16 +1,16 @@
-"""Each image's rigid transform refined inside the fit (mcinr_bids.inr.alignment)."""
+"""Each image's rigid transform refined inside the fit (mcinr_bids.methods.inr.alignment)."""
 
 import numpy as np
 import pytest
 import torch
 
-from mcinr_bids import metrics
-from mcinr_bids.geometry import apply_transform
-from mcinr_bids.inr import Volume, fit_inr, load_checkpoint, predict_on_grid, save_checkpoint
-from mcinr_bids.inr.alignment import LEVER_MM, ImageAlignment, rotation_matrices
-from mcinr_bids.inr.data import CoordinateNormaliser
-from mcinr_bids.inr.settings import settings_for_preset
-from mcinr_bids.phantom import rigid_matrix
+from mcinr_bids.core.geometry import apply_transform
+from mcinr_bids.core.volumes import CoordinateNormaliser, Volume
+from mcinr_bids.methods.inr import fit_inr, load_checkpoint, predict_on_grid, save_checkpoint
+from mcinr_bids.methods.inr.alignment import LEVER_MM, ImageAlignment, rotation_matrices
+from mcinr_bids.methods.inr.settings import settings_for_preset
+from mcinr_bids.quality import metrics
+from mcinr_bids.quality.phantom import rigid_matrix
 
 
 def test_rotation_matrices_match_the_closed_form():

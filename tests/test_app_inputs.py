@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from mcinr_bids.cli.run import build_config, main
-from mcinr_bids.io import write_once
-from mcinr_bids.phantom import write_bids_phantom
-from mcinr_bids.utils.bids import choose_reference
-from mcinr_bids.utils.templates import TemplateError, local_template, resolve_output_space
+from mcinr_bids.core.io import write_once
+from mcinr_bids.pipeline.bids import choose_reference
+from mcinr_bids.pipeline.templates import TemplateError, local_template, resolve_output_space
+from mcinr_bids.quality.phantom import write_bids_phantom
 
 
 def tiny_dataset(root: Path) -> Path:
@@ -152,7 +152,7 @@ def test_write_once_keeps_the_first(tmp_path):
 
 
 def test_mask_on_grid_binarises_before_interpolating(tmp_path):
-    from mcinr_bids.anatomical import mask_on_grid
+    from mcinr_bids.core.interpolation import mask_on_grid
 
     data = np.zeros((10, 10, 10), np.uint8)
     data[3:7, 3:7, 3:7] = 255
@@ -166,7 +166,7 @@ def test_mask_on_grid_binarises_before_interpolating(tmp_path):
 
 
 def test_simulated_dataset_is_reused_only_for_the_same_simulation(tmp_path, monkeypatch):
-    from mcinr_bids.utils.bids import SubjectInputs, write_simulated_dataset
+    from mcinr_bids.pipeline.bids import SubjectInputs, write_simulated_dataset
 
     bids = tmp_path / "bids"
     write_bids_phantom(str(bids), subjects=(("01", None, False),), resolution=4.0, factor=1,

@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mcinr_bids.anatomical import mask_on_grid
 from mcinr_bids.cli.run import main
-from mcinr_bids.phantom import write_bids_phantom
+from mcinr_bids.core.interpolation import mask_on_grid
+from mcinr_bids.quality.phantom import write_bids_phantom
 
 SPACE = "MNI152NLin2009aSym"  # nilearn's template: TEMPLATEFLOW_HOME is empty in the test
 IMAGE_KEYS = {"SkullStripped", "Resolution", "Sources", "Description", "INR", "RawSources",

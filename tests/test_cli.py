@@ -10,7 +10,7 @@ import pytest
 from mcinr_bids.cli import evaluate as evaluate_cli
 from mcinr_bids.cli import fit as fit_cli
 from mcinr_bids.config import AppConfig
-from mcinr_bids.inr.settings import INRSettings, settings_for_preset
+from mcinr_bids.methods.inr.settings import INRSettings, settings_for_preset
 
 from .conftest import write_nifti
 
@@ -71,7 +71,7 @@ def test_evaluate_writes_a_table(tmp_path, phantom, capsys):
 
 
 def test_evaluate_scores_inside_a_lesion_mask(tmp_path, phantom, capsys):
-    from mcinr_bids.phantom import phantom_labels
+    from mcinr_bids.quality.phantom import phantom_labels
 
     t1, flair, _, affine = phantom
     images = [write_nifti(tmp_path / "t1.nii.gz", t1, affine),

@@ -16,7 +16,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from mcinr_bids.phantom import write_bids_phantom
+from mcinr_bids.quality.phantom import write_bids_phantom
 
 GUARD = Path(__file__).parent / "network_guard"
 SUBJECTS = [f"0{i}" for i in range(1, 9)]

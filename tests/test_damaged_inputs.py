@@ -13,7 +13,7 @@ import pytest
 from mcinr_bids.cli import fit as fit_cli
 from mcinr_bids.cli.inputs import image_problem, overlap_problem, split_by_image_content
 from mcinr_bids.cli.options import describe_os_error
-from mcinr_bids.utils.bids import SubjectInputs
+from mcinr_bids.pipeline.bids import SubjectInputs
 
 
 def write_image(path, data=None, affine=None):
@@ -126,7 +126,7 @@ def test_os_errors_blame_the_folders_only_when_writing_failed():
 def test_config_values_of_the_wrong_type_stop_before_anything_is_written(tmp_path, capsys,
                                                                          text, message):
     from mcinr_bids.cli.run import main
-    from mcinr_bids.phantom import write_bids_phantom
+    from mcinr_bids.quality.phantom import write_bids_phantom
 
     bids = tmp_path / "bids"
     write_bids_phantom(str(bids), subjects=(("01", None, False),), resolution=4.0, factor=1)
@@ -142,12 +142,12 @@ def test_config_values_of_the_wrong_type_stop_before_anything_is_written(tmp_pat
 def test_time_left_counts_the_epochs_of_this_run_after_a_resume(monkeypatch):
     from types import SimpleNamespace
 
-    from mcinr_bids import superres
+    from mcinr_bids.pipeline import reconstruct
 
     clock = iter([100.0, 110.0, 120.0])  # started; then epochs 118 and 119, 10 s each
-    monkeypatch.setattr(superres.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(reconstruct.time, "perf_counter", lambda: next(clock))
     messages: list[str] = []
-    report = superres.progress_reporter(messages.append, every_seconds=0.0)
+    report = reconstruct.progress_reporter(messages.append, every_seconds=0.0)
     fitted = SimpleNamespace(settings=SimpleNamespace(epochs=300), names=["t1"],
                              history=[{"loss_t1": 0.1, "mutual_information": 0.5}])
     report(118, fitted)
@@ -158,7 +158,7 @@ def test_time_left_counts_the_epochs_of_this_run_after_a_resume(monkeypatch):
 
 @pytest.fixture
 def small_dataset(tmp_path):
-    from mcinr_bids.phantom import write_bids_phantom
+    from mcinr_bids.quality.phantom import write_bids_phantom
 
     bids = tmp_path / "bids"
     write_bids_phantom(str(bids), subjects=(("01", "a", False),), resolution=4.0, factor=1)
@@ -204,11 +204,11 @@ def test_a_state_held_by_a_live_process_is_not_resumed(tmp_path):
     import subprocess
     import sys
 
-    from mcinr_bids.inr.resume import StateInUseError, exclusive_state
+    from mcinr_bids.methods.inr.resume import StateInUseError, exclusive_state
 
     state = tmp_path / ".mcinr-fit-resume.pt"
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time\nfrom mcinr_bids.inr.resume import exclusive_state\n"
+        "import sys, time\nfrom mcinr_bids.methods.inr.resume import exclusive_state\n"
         f"with exclusive_state({str(state)!r}):\n    print('held', flush=True)\n"
         "    time.sleep(30)\n")], stdout=subprocess.PIPE, text=True)
     try:

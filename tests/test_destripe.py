@@ -1,22 +1,24 @@
-"""Acquired-slice softening (mcinr_bids.destripe): less banding, measured on the output only."""
+"""Acquired-slice softening (mcinr_bids.methods.inr.softening): less banding, measured on the
+output only."""
 
 import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from mcinr_bids import metrics
-from mcinr_bids.blending import destripe_image, inr_output
-from mcinr_bids.destripe import (
+from mcinr_bids.core.geometry import voxel_axis
+from mcinr_bids.core.volumes import Volume
+from mcinr_bids.methods.inr import fit_inr
+from mcinr_bids.methods.inr.postprocessing import destripe_image, inr_output
+from mcinr_bids.methods.inr.settings import settings_for_preset
+from mcinr_bids.methods.inr.softening import (
     EVEN_ENOUGH,
     second_difference,
     slice_geometry,
     soften_acquired_slices,
 )
-from mcinr_bids.evaluation import model_outputs
-from mcinr_bids.geometry import voxel_axis
-from mcinr_bids.holdout import hold_out
-from mcinr_bids.inr import Volume, fit_inr
-from mcinr_bids.inr.settings import settings_for_preset
+from mcinr_bids.quality import metrics
+from mcinr_bids.quality.evaluation import model_outputs
+from mcinr_bids.quality.holdout import hold_out
 
 
 def striped_volume(seed=0):

@@ -2,14 +2,14 @@ import numpy as np
 import pytest
 import torch
 
-from mcinr_bids.inr.encodings import (
+from mcinr_bids.methods.inr.encodings import (
     FourierEncoding,
     GridEncoding,
     build_encoding,
     sample_volume,
 )
-from mcinr_bids.inr.model import build_model
-from mcinr_bids.inr.settings import settings_for_preset
+from mcinr_bids.methods.inr.model import build_model
+from mcinr_bids.methods.inr.settings import settings_for_preset
 
 
 def test_fourier_features_are_the_papers():

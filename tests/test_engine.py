@@ -6,22 +6,15 @@ import torch
 from scipy import ndimage
 from skimage.registration import phase_cross_correlation
 
-from mcinr_bids import metrics
-from mcinr_bids.baselines import cubic_on_grid
-from mcinr_bids.geometry import world_coordinates
-from mcinr_bids.inr import (
-    InputError,
-    Volume,
-    fit_inr,
-    load_checkpoint,
-    predict_on_grid,
-    save_checkpoint,
-    select_device,
-)
-from mcinr_bids.inr.data import CoordinateNormaliser
-from mcinr_bids.inr.fit import informed_cell_sizes
-from mcinr_bids.inr.settings import settings_for_preset
-from mcinr_bids.inr.stopping import plateau_reached
+from mcinr_bids.core.device import select_device
+from mcinr_bids.core.geometry import world_coordinates
+from mcinr_bids.core.interpolation import cubic_on_grid
+from mcinr_bids.core.volumes import CoordinateNormaliser, InputError, Volume
+from mcinr_bids.methods.inr import fit_inr, load_checkpoint, predict_on_grid, save_checkpoint
+from mcinr_bids.methods.inr.fit import informed_cell_sizes
+from mcinr_bids.methods.inr.settings import settings_for_preset
+from mcinr_bids.methods.inr.stopping import plateau_reached
+from mcinr_bids.quality import metrics
 
 
 def low_resolution_volumes(low_resolution):
@@ -201,7 +194,7 @@ def test_normaliser_covers_every_image(low_resolution):
 def test_normaliser_over_the_sampled_voxels(low_resolution):
     """With masks (the grid encoding's tables) the box spans every voxel the fit samples (each
     mask dilated) and is smaller than the field of view when the masks are."""
-    from mcinr_bids.inr.data import observed_region, prepare_masks
+    from mcinr_bids.core.volumes import observed_region, prepare_masks
 
     volumes = low_resolution_volumes(low_resolution)
     masks = prepare_masks(volumes, None)
@@ -221,8 +214,8 @@ def test_device_prediction_matches_the_host_computation(fits, phantom):
     grid through a transform, and on the phantom's own grid, whose voxels lie on the thick
     slices and between them (float32 rounding at the foreground's level once dropped 1 % of
     the foreground: -2 dB)."""
-    from mcinr_bids.geometry import apply_transform, grid_coordinates
-    from mcinr_bids.inr.predict import predict_at_voxels
+    from mcinr_bids.core.geometry import apply_transform, grid_coordinates
+    from mcinr_bids.methods.inr.predict import predict_at_voxels
 
     fitted, _ = fits["split"]
     angle = np.deg2rad(7.0)
@@ -232,7 +225,7 @@ def test_device_prediction_matches_the_host_computation(fits, phantom):
     affine = phantom[3] @ np.diag([0.9, 1.1, 1.0, 1.0])
     affine[:3, 3] += [0.25, -0.5, 0.3]
     shape = (30, 26, 28)
-    from mcinr_bids.inr.predict import DevicePredictor
+    from mcinr_bids.methods.inr.predict import DevicePredictor
 
     predictor = DevicePredictor(fitted, affine, rotation)
     voxel_grid = torch.from_numpy(np.indices(shape).reshape(3, -1).T.astype(np.float32))
@@ -271,7 +264,7 @@ def test_consistency_step_corrects_the_point_model_on_thick_slices(phantom):
     truth, and run_inr applies it (decimation would use the point profile)."""
     import dataclasses
 
-    from mcinr_bids.evaluation import consistent, run_inr, simulate_acquisitions
+    from mcinr_bids.quality.evaluation import consistent, run_inr, simulate_acquisitions
 
     t1, flair, mask, affine = phantom
     simulation = simulate_acquisitions([Volume(t1, affine, "t1"), Volume(flair, affine, "flair")],
@@ -299,7 +292,7 @@ def test_the_training_step_reads_nothing_back_from_the_device(low_resolution, mo
     """No host sync per step (issue 13, item 3): every way of reading a tensor's value on the
     host is counted during train_epoch; the count does not grow with the number of steps (on
     a GPU each of these would wait for the device)."""
-    from mcinr_bids.inr.fit import make_optimiser, prepare_fit, train_epoch
+    from mcinr_bids.methods.inr.fit import make_optimiser, prepare_fit, train_epoch
 
     reads = {"n": 0}
     for name in ("item", "tolist", "numpy", "__int__", "__float__", "__bool__", "__index__",
@@ -335,8 +328,8 @@ def test_the_evaluation_blends_jtv_started_from_the_models_output(tmp_path, fits
 
     import nibabel as nib
 
-    from mcinr_bids.evaluation import consistent, jtv_on_truth_grid, model_outputs
-    from mcinr_bids.jtv import JTVSettings
+    from mcinr_bids.methods.jtv import JTVSettings
+    from mcinr_bids.quality.evaluation import consistent, jtv_on_truth_grid, model_outputs
 
     fitted, _ = fits["split"]
     t1, flair, _, affine = phantom
@@ -371,10 +364,10 @@ def test_the_jtv_row_is_scored_in_each_images_own_world(tmp_path, phantom, low_r
     pays for that, as the INR does); with one transform for all, one plain run."""
     import nibabel as nib
 
-    from mcinr_bids import metrics
-    from mcinr_bids.evaluation import jtv_on_truth_grid
-    from mcinr_bids.inr.data import automatic_foreground_mask
-    from mcinr_bids.jtv import JTVSettings, reconstruct_jtv
+    from mcinr_bids.core.volumes import automatic_foreground_mask
+    from mcinr_bids.methods.jtv import JTVSettings, reconstruct_jtv
+    from mcinr_bids.quality import metrics
+    from mcinr_bids.quality.evaluation import jtv_on_truth_grid
 
     t1, flair, _, affine = phantom
     truth_file = str(tmp_path / "t1.nii.gz")

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from mcinr_bids.cli.run import main
-from mcinr_bids.phantom import template_head, write_bids_phantom
+from mcinr_bids.quality.phantom import template_head, write_bids_phantom
 from mcinr_bids.reports.group import aggregate_metrics, robust_z
 
 
@@ -206,7 +206,7 @@ def test_group_level_names_a_damaged_table_and_goes_on(tmp_path, capsys, caplog)
 
 
 def test_lesion_masks_are_found_per_subject_and_session(tmp_path):
-    from mcinr_bids.utils.bids import BIDSError, find_lesion_mask
+    from mcinr_bids.pipeline.bids import BIDSError, find_lesion_mask
 
     anat = tmp_path / "sub-01" / "ses-a" / "anat"
     anat.mkdir(parents=True)

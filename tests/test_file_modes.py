@@ -9,8 +9,8 @@ import stat
 import numpy as np
 import pytest
 
-from mcinr_bids.anatomical import write_itk_transform
-from mcinr_bids.io import save_nifti, write_once, write_text, write_tsv
+from mcinr_bids.core.io import save_nifti, write_once, write_text, write_tsv
+from mcinr_bids.pipeline.anatomical import write_itk_transform
 
 
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])

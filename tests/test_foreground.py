@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mcinr_bids.inr.data import output_foreground
+from mcinr_bids.core.volumes import output_foreground
 
 
 def test_the_rim_between_a_brain_slice_and_a_background_slice_is_foreground():

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mcinr_bids.inr.device import select_device
-from mcinr_bids.inr.settings import INRSettings
-from mcinr_bids.superres import estimate_memory_gb
+from mcinr_bids.core.device import select_device
+from mcinr_bids.methods.inr.settings import INRSettings
+from mcinr_bids.pipeline.reconstruct import estimate_memory_gb
 from mcinr_bids.workflows.fit import init_superres_wf
 
 
@@ -59,7 +59,7 @@ def test_memory_estimate_follows_the_grid(low_resolution_files):
 
 
 def test_deepbet_counts_as_a_gpu_job():
-    from mcinr_bids.utils.templates import OutputSpace
+    from mcinr_bids.pipeline.templates import OutputSpace
     from mcinr_bids.workflows.anatomical import init_anat_preproc_wf
 
     space = OutputSpace(name="native", t1w=None, mask=None, source="native")

@@ -8,10 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mcinr_bids import geometry, simulate
-from mcinr_bids.holdout import fill_slices, held_out_slices, hold_out, holdout_scores
-from mcinr_bids.inr import Volume
-from mcinr_bids.inr.data import automatic_foreground_mask, observed_region, training_samples
+from mcinr_bids.core import geometry
+from mcinr_bids.core.interpolation import fill_slices
+from mcinr_bids.core.volumes import (
+    Volume,
+    automatic_foreground_mask,
+    observed_region,
+    training_samples,
+)
+from mcinr_bids.quality import simulation
+from mcinr_bids.quality.holdout import held_out_slices, hold_out, holdout_scores
 
 
 def test_every_kth_slice_is_held_out_and_the_first_stays():
@@ -37,7 +43,7 @@ def test_held_out_values_reach_no_reconstruction(phantom):
     method (their stored values are an interpolation from the kept slices), and those slices
     leave every data term (observed_region, the INR's training samples)."""
     t1, _, _, affine = phantom
-    data, low_affine = simulate.thick_slices(t1, affine, geometry.voxel_axis(affine, "S"), 4)
+    data, low_affine = simulation.thick_slices(t1, affine, geometry.voxel_axis(affine, "S"), 4)
     axis = geometry.thick_axis(low_affine)
     assert data.shape[axis] == 10
     other = data.copy()
@@ -76,12 +82,12 @@ def test_too_few_slices_is_one_clear_error():
 def test_the_check_ranks_the_truth_above_interpolation(phantom):
     """Scored on the held-out slices through the box profile, the isotropic truth (a perfect
     reconstruction) beats clamped cubic from the kept slices by far; the rows say so."""
-    from mcinr_bids.baselines import cubic_on_grid
+    from mcinr_bids.core.interpolation import cubic_on_grid
 
     t1, flair, mask, affine = phantom
     originals, held, cubic = [], [], []
     for image, letter, name in ((t1, "S", "t1"), (flair, "R", "flair")):
-        data, low_affine = simulate.thick_slices(image, affine,
+        data, low_affine = simulation.thick_slices(image, affine,
                                                  geometry.voxel_axis(affine, letter), 4)
         original = Volume(data, low_affine, name)
         originals.append(original)
@@ -125,10 +131,10 @@ def test_mcinr_fit_reports_the_check(tmp_path, low_resolution_files, capsys):
 def test_the_second_fit_keeps_the_first_fits_reference(phantom, monkeypatch):
     """The hold-out fit is given the reference image the app's fit keeps fixed (the in-fit
     alignment moves every other image), not image 0 whatever the reference."""
-    import mcinr_bids.inr
+    import mcinr_bids.methods.inr
 
     t1, flair, _, affine = phantom
-    volumes = [Volume(*simulate.thick_slices(image, affine, geometry.voxel_axis(affine, letter),
+    volumes = [Volume(*simulation.thick_slices(image, affine, geometry.voxel_axis(affine, letter),
                                              4), name)
                for image, letter, name in ((t1, "S", "t1"), (flair, "R", "flair"))]
     seen = {}
@@ -140,9 +146,9 @@ def test_the_second_fit_keeps_the_first_fits_reference(phantom, monkeypatch):
         seen.update(kwargs)
         raise Stop
 
-    monkeypatch.setattr(mcinr_bids.inr, "fit_inr", fit_inr)
-    from mcinr_bids.holdout import holdout_check
-    from mcinr_bids.inr.settings import settings_for_preset
+    monkeypatch.setattr(mcinr_bids.methods.inr, "fit_inr", fit_inr)
+    from mcinr_bids.methods.inr.settings import settings_for_preset
+    from mcinr_bids.quality.holdout import holdout_check
 
     with pytest.raises(Stop):
         holdout_check(volumes, 4, (t1.shape, affine), masks=None, transforms=None,

@@ -15,10 +15,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mcinr_bids.phantom import write_bids_phantom
+from mcinr_bids.quality.phantom import write_bids_phantom
 
 ROOT = Path(__file__).resolve().parents[1]
-SLURM = ROOT / "workflows" / "slurm"
+SLURM = ROOT / "hpc" / "slurm"
 
 
 def environment(tmp_path: Path, **extra) -> dict:

@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 
 from mcinr_bids.cli import fit as fit_cli
-from mcinr_bids.inr import InputError, Volume, fit_inr, load_mask, load_volume
-from mcinr_bids.inr.settings import settings_for_preset
+from mcinr_bids.core.images import load_mask, load_volume
+from mcinr_bids.core.volumes import InputError, Volume
+from mcinr_bids.methods.inr import fit_inr
+from mcinr_bids.methods.inr.settings import settings_for_preset
 
 from .conftest import write_nifti
 
@@ -92,7 +94,7 @@ def test_bad_setting_in_a_config_file_leaves_no_output_folder(tmp_path, capsys,
 
 def test_automatic_mask_keeps_slices_at_the_array_border():
     """A thick-slice image whose brain reaches its first and last slice keeps them."""
-    from mcinr_bids.inr.data import automatic_foreground_mask
+    from mcinr_bids.core.volumes import automatic_foreground_mask
 
     data = np.zeros((20, 20, 5), np.float32)
     data[4:16, 4:16, :] = 100.0

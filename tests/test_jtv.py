@@ -7,16 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from mcinr_bids import geometry, metrics, simulate
-from mcinr_bids.baselines import cubic_on_grid
-from mcinr_bids.inr.data import Volume
-from mcinr_bids.jtv import (
-    JTVSettings,
-    joint_total_variation,
-    noise_sigma,
-    profile_offsets,
-    reconstruct_jtv,
-)
+from mcinr_bids.core import geometry
+from mcinr_bids.core.forward import profile_offsets
+from mcinr_bids.core.interpolation import cubic_on_grid
+from mcinr_bids.core.volumes import Volume
+from mcinr_bids.methods.jtv import JTVSettings, joint_total_variation, noise_sigma, reconstruct_jtv
+from mcinr_bids.quality import metrics, simulation
 
 
 def test_joint_total_variation_couples_the_contrasts():
@@ -54,7 +50,7 @@ def test_joint_total_variation_gradient_is_the_derivative():
 def test_projection_matrix_is_the_forward_model():
     """JTV's sparse forward model gives forward_project's numbers (grid_sample, border
     padding), box and point profiles, a rotated image and points beyond the grid."""
-    from mcinr_bids.jtv import forward_project, profile_indices, projection_matrix
+    from mcinr_bids.core.forward import forward_project, profile_indices, projection_matrix
 
     rng = np.random.default_rng(0)
     shape, affine = (9, 10, 11), np.diag([1.0, 1.0, 1.0, 1.0])
@@ -95,8 +91,8 @@ def test_thick_slices_reconstructed_better_than_cubic(phantom):
     t1, flair, mask, affine = phantom
     volumes = []
     for data, letter, name in ((t1, "S", "t1"), (flair, "R", "flair")):
-        low, low_affine = simulate.thick_slices(data, affine, geometry.voxel_axis(affine, letter),
-                                                4)
+        low, low_affine = simulation.thick_slices(
+            data, affine, geometry.voxel_axis(affine, letter), 4)
         volumes.append(Volume(low.astype(np.float32), low_affine, name=name))
     outputs, facts = reconstruct_jtv(volumes, t1.shape, affine,
                                      JTVSettings(profile="box"))
@@ -110,16 +106,16 @@ def test_thick_slices_reconstructed_better_than_cubic(phantom):
 
 
 def test_back_projection_makes_a_blurred_reconstruction_consistent_with_thick_slices(phantom):
-    """The INR's data-consistency step (mcinr_bids.backprojection): a reconstruction that
+    """The INR's data-consistency step (mcinr_bids.methods.inr.consistency): a reconstruction that
     misses the slab means (cubic splines, which treat each slab mean as a point sample) is
     re-simulated through the box profile and corrected; the re-simulation error falls, the
     image gets closer to the truth, 0 steps changes nothing, and nothing changes outside the
     given foreground."""
-    from mcinr_bids.backprojection import back_project
-    from mcinr_bids.jtv import forward_project
+    from mcinr_bids.core.forward import forward_project
+    from mcinr_bids.methods.inr.consistency import back_project
 
     t1, _, mask, affine = phantom
-    low, low_affine = simulate.thick_slices(t1, affine, geometry.voxel_axis(affine, "S"), 4)
+    low, low_affine = simulation.thick_slices(t1, affine, geometry.voxel_axis(affine, "S"), 4)
     volume = Volume(low.astype(np.float32), low_affine, name="t1")
     start = cubic_on_grid(low, low_affine, t1.shape, affine)
     inside = mask > 0
@@ -152,15 +148,15 @@ def test_the_inr_output_can_be_blended_with_jtv(phantom):
     """[inr] jtv_blend: (1 - w) INR + w JTV inside the foreground, the INR outside, JTV started
     from the INR's output; 0 leaves the output alone, unset follows the slice profile; the
     workflow gives the fit node the [jtv] table for it."""
-    from mcinr_bids.blending import blend_jtv
-    from mcinr_bids.inr.settings import INRSettings
+    from mcinr_bids.methods.inr.postprocessing import blend_jtv
+    from mcinr_bids.methods.inr.settings import INRSettings
     from mcinr_bids.workflows.fit import init_superres_wf
 
     t1, flair, mask, affine = phantom
     volumes, starts = [], []
     for data, letter, name in ((t1, "S", "t1"), (flair, "R", "flair")):
-        low, low_affine = simulate.thick_slices(data, affine, geometry.voxel_axis(affine, letter),
-                                                4)
+        low, low_affine = simulation.thick_slices(
+            data, affine, geometry.voxel_axis(affine, letter), 4)
         volumes.append(Volume(low.astype(np.float32), low_affine, name=name))
         starts.append(data.astype(np.float32))  # a perfect INR
     masks = [np.ones(v.shape, bool) for v in volumes]

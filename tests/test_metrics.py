@@ -3,7 +3,7 @@ import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from sklearn.metrics import mutual_info_score
 
-from mcinr_bids import metrics
+from mcinr_bids.quality import metrics
 
 
 @pytest.fixture
@@ -106,7 +106,7 @@ def test_unknown_convention_is_rejected(images):
 def test_banding_index_sees_stripes_every_factor_slices():
     from scipy import ndimage
 
-    from mcinr_bids import metrics
+    from mcinr_bids.quality import metrics
 
     rng = np.random.default_rng(3)
     truth = ndimage.gaussian_filter(rng.random((24, 24, 40)), 1.5)
@@ -125,19 +125,20 @@ def test_banding_index_sees_stripes_every_factor_slices():
 
 
 def test_acquisition_on_the_truth_grid():
-    from mcinr_bids import geometry, simulate
-    from mcinr_bids.geometry import acquisition_on_grid
+    from mcinr_bids.core import geometry
+    from mcinr_bids.core.geometry import acquisition_on_grid
+    from mcinr_bids.quality import simulation
 
     affine = np.diag([1.0, 1.0, 1.0, 1.0])
     data = np.zeros((8, 8, 16), np.float32)
-    _, decimated = simulate.decimate(data, affine, geometry.voxel_axis(affine, "S"), 4)
+    _, decimated = simulation.decimate(data, affine, geometry.voxel_axis(affine, "S"), 4)
     assert acquisition_on_grid(decimated, affine) == (2, 4, 3)
-    _, thick = simulate.thick_slices(data, affine, 0, 4)
+    _, thick = simulation.thick_slices(data, affine, 0, 4)
     assert acquisition_on_grid(thick, affine) == (0, 4, None)
 
 
 def test_strict_ssim_ignores_the_background_fill():
-    from mcinr_bids import metrics
+    from mcinr_bids.quality import metrics
 
     rng = np.random.default_rng(0)
     truth = rng.random((20, 20, 20))
@@ -152,8 +153,8 @@ def test_truth_acquired_thick_along_an_axis_is_flagged(phantom):
     isotropic phantom along the same axis does not."""
     from scipy import ndimage
 
-    from mcinr_bids import geometry
-    from mcinr_bids.metrics import DETAIL_WARNING, truth_detail
+    from mcinr_bids.core import geometry
+    from mcinr_bids.quality.metrics import DETAIL_WARNING, truth_detail
 
     t1, _, mask, affine = phantom
     axis = geometry.voxel_axis(affine, "S")

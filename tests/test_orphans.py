@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from mcinr_bids.phantom import write_bids_phantom
+from mcinr_bids.quality.phantom import write_bids_phantom
 
 
 def session_processes(session: int) -> list[int]:

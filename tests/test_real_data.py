@@ -5,11 +5,14 @@ import os
 import numpy as np
 import pytest
 
-from mcinr_bids import geometry, metrics, simulate
-from mcinr_bids.baselines import cubic_on_grid
-from mcinr_bids.geometry import world_coordinates
-from mcinr_bids.inr import Volume, fit_inr, load_volume, predict_on_grid
-from mcinr_bids.inr.settings import settings_for_preset
+from mcinr_bids.core import geometry
+from mcinr_bids.core.geometry import world_coordinates
+from mcinr_bids.core.images import load_volume
+from mcinr_bids.core.interpolation import cubic_on_grid
+from mcinr_bids.core.volumes import Volume
+from mcinr_bids.methods.inr import fit_inr, predict_on_grid
+from mcinr_bids.methods.inr.settings import settings_for_preset
+from mcinr_bids.quality import metrics, simulation
 
 FOLDER = os.path.join(os.environ.get("MCINR_REAL_DATA", os.path.join(
     os.path.dirname(__file__), "..", "..", "shared", "data", "real")), "brats-gli-00001-000")
@@ -26,7 +29,7 @@ def test_metric_code_reproduces_the_reference_numbers():
     expected = {"strict": (31.03, 27.18), "paper": (32.44, 32.92)}
     for volume, letter, index in ((t1c, "S", 0), (t2f, "A", 1)):
         axis = geometry.voxel_axis(volume.affine, letter)
-        low, low_affine = simulate.decimate(volume.data, volume.affine, axis)
+        low, low_affine = simulation.decimate(volume.data, volume.affine, axis)
         cubic = cubic_on_grid(low, low_affine, volume.shape, volume.affine, clamp=False)
         for convention, values in expected.items():
             assert metrics.psnr(cubic, volume.data, mask, convention) == pytest.approx(
@@ -46,7 +49,7 @@ def test_fast_split_on_a_real_crop_reproduces_slices_and_beats_cubic_on_t1c():
         affine[:3, 3] = volume.affine[:3, :3] @ [s.start for s in crop] + volume.affine[:3, 3]
         axis = geometry.voxel_axis(affine, letter)
         images.append((data, affine))
-        lows.append(simulate.decimate(data, affine, axis))
+        lows.append(simulation.decimate(data, affine, axis))
     mask = (images[0][0] > 0) & (images[1][0] > 0)
     fitted = fit_inr([Volume(d, a, n) for (d, a), n in zip(lows, ["t1c", "t2f"])],
                      settings_for_preset("fast", epochs=15, early_stopping=False,
@@ -66,7 +69,7 @@ def test_on_real_thick_slices_the_consistency_step_lifts_the_inr_above_cubic():
     the point model (psf off) with its data-consistency step beats clamped cubic on both
     contrasts,
     and the step itself gains on both (benchmarks/RESULTS.md: +0.8 dB on the whole case)."""
-    from mcinr_bids.evaluation import run_inr, simulate_acquisitions
+    from mcinr_bids.quality.evaluation import run_inr, simulate_acquisitions
 
     crop = (slice(70, 166), slice(60, 156), slice(40, 104))
     volumes = []

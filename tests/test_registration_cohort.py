@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 
 from mcinr_bids.cli.run import main
-from mcinr_bids.geometry import rigid_matrix
-from mcinr_bids.phantom import write_bids_phantom
+from mcinr_bids.core.geometry import rigid_matrix
+from mcinr_bids.quality.phantom import write_bids_phantom
 
 #: system calls that create, change or remove files (strace's names)
 WRITING_CALLS = "openat,open,creat,mkdir,mkdirat,rename,renameat,renameat2,unlink,unlinkat," \

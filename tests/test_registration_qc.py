@@ -1,5 +1,6 @@
 """The template registration from far poses, and the registration checks that say PASS/WARN or
-stop a subject (mcinr_bids.anatomical.register_to_template, mcinr_bids.registration_qc)."""
+stop a subject (mcinr_bids.pipeline.anatomical.register_to_template,
+mcinr_bids.pipeline.registration_qc)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from mcinr_bids.anatomical import foreground_mask_file, register_to_template
-from mcinr_bids.geometry import apply_transform, rigid_matrix, voxel_axis, world_coordinates
-from mcinr_bids.phantom import template_head
-from mcinr_bids.registration_qc import (
+from mcinr_bids.core.geometry import apply_transform, rigid_matrix, voxel_axis, world_coordinates
+from mcinr_bids.pipeline.anatomical import foreground_mask_file, register_to_template
+from mcinr_bids.pipeline.registration_qc import (
     IMAGE_DICE_MIN,
     RegistrationError,
     check_subject,
@@ -18,8 +18,9 @@ from mcinr_bids.registration_qc import (
     registration_status,
     template_overlap,
 )
-from mcinr_bids.simulate import thick_slices
-from mcinr_bids.utils.templates import nilearn_template
+from mcinr_bids.pipeline.templates import nilearn_template
+from mcinr_bids.quality.phantom import template_head
+from mcinr_bids.quality.simulation import thick_slices
 
 
 @pytest.fixture(scope="module")

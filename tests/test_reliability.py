@@ -16,15 +16,15 @@ import pytest
 from mcinr_bids.cli.inputs import image_problem, split_by_image_content
 from mcinr_bids.cli.run import main
 from mcinr_bids.config import AppConfig
-from mcinr_bids.io import remove_stale_temporaries, write_once
-from mcinr_bids.phantom import write_bids_phantom
-from mcinr_bids.utils.bids import (
+from mcinr_bids.core.io import remove_stale_temporaries, write_once
+from mcinr_bids.pipeline.bids import (
     WORK_MARKER,
     SubjectInputs,
     find_executable,
     prepare_work_dir,
     write_simulated_dataset,
 )
+from mcinr_bids.quality.phantom import write_bids_phantom
 
 
 @pytest.fixture
@@ -181,9 +181,9 @@ def test_validator_is_found_beside_the_interpreter(tmp_path, monkeypatch):
 
 
 def test_fit_progress_is_reported_with_time_left(low_resolution):
-    from mcinr_bids.inr.data import Volume
-    from mcinr_bids.inr.settings import settings_for_preset
-    from mcinr_bids.superres import superresolve
+    from mcinr_bids.core.volumes import Volume
+    from mcinr_bids.methods.inr.settings import settings_for_preset
+    from mcinr_bids.pipeline.reconstruct import superresolve
 
     messages: list[str] = []
     volumes = [Volume(d.astype(np.float32), a, name=n)
@@ -206,8 +206,8 @@ def test_a_killed_fit_resumes_where_it_was(tmp_path, low_resolution_files, phant
     import subprocess
     import sys
 
-    from mcinr_bids import metrics
-    from mcinr_bids.superres import RESUME_FILE
+    from mcinr_bids.pipeline.reconstruct import RESUME_FILE
+    from mcinr_bids.quality import metrics
 
     every_epoch = tmp_path / "every-epoch.toml"  # save the state after every epoch
     every_epoch.write_text("[inr]\ncheckpoint_seconds = 0\n")
@@ -326,7 +326,7 @@ def test_same_seed_same_registration(tmp_path):
     paths = write_bids_phantom(str(bids), subjects=(("01", None, False),), resolution=3.0,
                                factor=2)[("01", None)]
     code = ("import sys, numpy as np\n"
-            "from mcinr_bids.anatomical import rigid_register\n"
+            "from mcinr_bids.pipeline.anatomical import rigid_register\n"
             "print(repr(rigid_register(sys.argv[1], sys.argv[2], seed=0, quick=True).tolist()))")
     environment = {**os.environ, "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": "1"}
     results = [subprocess.run([sys.executable, "-c", code, paths["T1w"], paths["FLAIR"]],

@@ -18,7 +18,7 @@ from mcinr_bids.config import (
     WorkflowSettings,
     resolve_config,
 )
-from mcinr_bids.inr.settings import PRESETS, INRSettings, settings_for_preset
+from mcinr_bids.methods.inr.settings import PRESETS, INRSettings, settings_for_preset
 
 
 def app(tmp_path, *options):
@@ -41,8 +41,8 @@ def single_file(tmp_path):
 def test_every_setting_lives_in_one_table():
     from itertools import combinations
 
-    from mcinr_bids.jtv import JTVSettings
-    from mcinr_bids.unpaired.settings import UnpairedSettings
+    from mcinr_bids.methods.jtv import JTVSettings
+    from mcinr_bids.methods.unpaired.settings import UnpairedSettings
 
     names = [{f.name for f in dataclasses.fields(c)}
              for c in (ExecutionSettings, WorkflowSettings, INRSettings, JTVSettings)]
@@ -200,9 +200,10 @@ def test_pure_modules_import_with_torch_blocked():
     import subprocess
 
     code = ("import sys; sys.modules['torch'] = None\n"  # any import of torch now fails
-            "import mcinr_bids.config, mcinr_bids.inr.settings, mcinr_bids.cli.parser\n"
-            "import mcinr_bids.metrics, mcinr_bids.simulate, mcinr_bids.baselines\n"
-            "import mcinr_bids.geometry, mcinr_bids.io, mcinr_bids.inr.data")
+            "import mcinr_bids.config, mcinr_bids.methods.inr.settings, mcinr_bids.cli.parser\n"
+            "import mcinr_bids.quality.metrics, mcinr_bids.quality.simulation\n"
+            "import mcinr_bids.core.interpolation\n"
+            "import mcinr_bids.core.geometry, mcinr_bids.core.io, mcinr_bids.core.volumes")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=False)
     assert result.returncode == 0, result.stderr
@@ -222,8 +223,8 @@ def test_thick_slices_preset_fits_each_slab_mean():
 def test_slice_model_rule():
     """resolve_slice_model: the automatic psf on thick, not point-sampled slices; a jtv_blend
     given is kept; psf given is never changed.  has_thick_slices: a voxel side >= 2x another."""
-    from mcinr_bids.geometry import has_thick_slices
-    from mcinr_bids.inr.settings import resolve_slice_model
+    from mcinr_bids.core.geometry import has_thick_slices
+    from mcinr_bids.methods.inr.settings import resolve_slice_model
 
     automatic = INRSettings()
     slab = resolve_slice_model(automatic, thick_slices=True)

@@ -5,21 +5,22 @@ import numpy as np
 import pytest
 import torch
 
-from mcinr_bids.geometry import world_coordinates
-from mcinr_bids.inr import Volume, fit_inr
-from mcinr_bids.inr.settings import settings_for_preset
+from mcinr_bids.core.geometry import world_coordinates
+from mcinr_bids.core.volumes import Volume
+from mcinr_bids.methods.inr import fit_inr
+from mcinr_bids.methods.inr.settings import settings_for_preset
 
 
 def test_psf_model_explains_thick_slices_through_its_slice_profile(phantom):
     """With --psf the mean prediction over each LR voxel's slice profile reproduces the thick
     slices better than the prediction at the voxel centre does.  Feature diffusion is off: it
     smooths the representation whatever the forward model, and this test is about the latter."""
-    from mcinr_bids import simulate
-    from mcinr_bids.geometry import FWHM_TO_SIGMA
+    from mcinr_bids.core.geometry import FWHM_TO_SIGMA
+    from mcinr_bids.quality import simulation
 
     t1, flair, mask, affine = phantom
-    low = [simulate.thick_slices(t1, affine, 2, 4, profile="gaussian"),
-           simulate.thick_slices(flair, affine, 0, 4, profile="gaussian")]
+    low = [simulation.thick_slices(t1, affine, 2, 4, profile="gaussian"),
+           simulation.thick_slices(flair, affine, 0, 4, profile="gaussian")]
     volumes = [Volume(d, a, n) for (d, a), n in zip(low, ["t1", "flair"])]
     fitted = fit_inr(volumes, settings_for_preset("fast", epochs=20, psf=True, psf_samples=4,
                                                   psf_profile="gaussian", psf_sampling="random",
@@ -39,9 +40,8 @@ def test_stratified_box_profile_is_a_fixed_quadrature_of_the_slab():
     """psf_sampling 'stratified': each LR voxel's value is the mean of the model at the K
     midpoints of equal parts of its slab (the same points every step, JTV's forward model),
     not at random points; it needs the box profile."""
-    from mcinr_bids.inr.fit import TrainingData
-    from mcinr_bids.inr.model import build_model
-    from mcinr_bids.inr.slab import predict_samples
+    from mcinr_bids.methods.inr.model import build_model
+    from mcinr_bids.methods.inr.slab import TrainingData, predict_samples
 
     settings = settings_for_preset("fast", psf=True, psf_profile="box", psf_samples=4,
                                    psf_sampling="stratified")
@@ -69,9 +69,8 @@ def test_stratified_box_profile_is_a_fixed_quadrature_of_the_slab():
 def test_warm_start_fits_the_slab_model_in_the_last_epochs_only(low_resolution):
     """psf_epochs: the point model first, then the slab model for the last N epochs with the
     learning rate's cosine restarted at the switch; MI selects only among the slab epochs."""
-    from mcinr_bids.inr.fit import TrainingData
-    from mcinr_bids.inr.model import build_model
-    from mcinr_bids.inr.slab import predict_samples
+    from mcinr_bids.methods.inr.model import build_model
+    from mcinr_bids.methods.inr.slab import TrainingData, predict_samples
 
     settings = settings_for_preset("fast", psf=True, psf_profile="box", psf_samples=2,
                                    psf_sampling="stratified", epochs=6, psf_epochs=2,
@@ -101,8 +100,8 @@ def test_warm_start_fits_the_slab_model_in_the_last_epochs_only(low_resolution):
 
 
 def test_box_slice_profile_spans_the_slab_only():
-    from mcinr_bids.inr.data import CoordinateNormaliser, Volume
-    from mcinr_bids.inr.slices import slice_profile_factors
+    from mcinr_bids.core.slices import slice_profile_factors
+    from mcinr_bids.core.volumes import CoordinateNormaliser, Volume
 
     affine = np.diag([1.0, 1.0, 4.0, 1.0])
     volume = Volume(np.ones((10, 10, 5), np.float32), affine)
@@ -114,7 +113,7 @@ def test_box_slice_profile_spans_the_slab_only():
 
 
 def test_unbiased_slab_loss_is_the_squared_error_of_the_mean():
-    from mcinr_bids.inr.slab import slab_loss
+    from mcinr_bids.methods.inr.slab import slab_loss
 
     generator = torch.Generator().manual_seed(0)
     mean = torch.tensor([0.5, -1.0])
@@ -133,10 +132,10 @@ def test_the_slab_model_is_automatic_on_thick_slices(phantom):
     """psf unset: thick slices (4 mm of 1 mm pixels) are fitted through the box profile with 2
     fixed points, with the consistency step but no blend, over the whole schedule; decimated data
     (point samples) and isotropic data with the point model; psf given is kept."""
-    from mcinr_bids import simulate
+    from mcinr_bids.quality import simulation
 
     t1, flair, mask, affine = phantom
-    low = [simulate.thick_slices(t1, affine, 2, 4), simulate.thick_slices(flair, affine, 0, 4)]
+    low = [simulation.thick_slices(t1, affine, 2, 4), simulation.thick_slices(flair, affine, 0, 4)]
     volumes = [Volume(d, a, n) for (d, a), n in zip(low, ["t1", "flair"])]
     settings = settings_for_preset("fast", epochs=2)
     assert settings.psf is None
@@ -163,11 +162,10 @@ def test_an_image_without_thick_slices_is_evaluated_once_per_voxel():
     """Mixed inputs (a 1 mm 3D image with thick 2D ones) under the slab model: the 3D image has
     no slab (a zero box profile), so its voxels are evaluated once, at the centre, and repeated
     K times; the thick image's K points are unchanged; the gradient reaches the model."""
-    from mcinr_bids.inr.data import CoordinateNormaliser
-    from mcinr_bids.inr.fit import TrainingData
-    from mcinr_bids.inr.model import build_model
-    from mcinr_bids.inr.slab import predict_samples
-    from mcinr_bids.inr.slices import slice_profile_factors
+    from mcinr_bids.core.slices import slice_profile_factors
+    from mcinr_bids.core.volumes import CoordinateNormaliser
+    from mcinr_bids.methods.inr.model import build_model
+    from mcinr_bids.methods.inr.slab import TrainingData, predict_samples
 
     normaliser = CoordinateNormaliser(low=np.zeros(3), high=np.full(3, 40.0))
     thick = Volume(np.ones((40, 40, 10), np.float32), np.diag([1.0, 1.0, 4.0, 1.0]))

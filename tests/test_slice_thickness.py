@@ -10,14 +10,13 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from mcinr_bids.inr import InputError
-from mcinr_bids.inr.data import CoordinateNormaliser, Volume
-from mcinr_bids.inr.slices import (
+from mcinr_bids.core.slices import (
     load_acquisition,
     read_slice_thickness,
     slab_fraction,
     slice_profile_factors,
 )
+from mcinr_bids.core.volumes import CoordinateNormaliser, InputError, Volume
 
 GAPPED = np.diag([1.0, 1.0, 6.5, 1.0])  # 5 mm slices every 6.5 mm: 1.5 mm gaps
 
@@ -32,7 +31,7 @@ def write_image(path, affine, sidecar: dict | str | None):
 
 
 def test_sidecar_thickness_narrows_the_slab_of_every_forward_model(tmp_path):
-    from mcinr_bids.jtv import profile_offsets
+    from mcinr_bids.core.forward import profile_offsets
 
     path = write_image(tmp_path / "sub-01_FLAIR.nii.gz", GAPPED, {"SliceThickness": 5.0})
     volume = load_acquisition(path)
@@ -79,10 +78,10 @@ def test_the_app_reads_inherited_thickness_and_gives_it_to_every_reconstruction(
     from bids import BIDSLayout
 
     from mcinr_bids.cli.inputs import image_problem
-    from mcinr_bids.inr.settings import settings_for_preset
-    from mcinr_bids.phantom import write_bids_phantom
-    from mcinr_bids.superres import load_subject
-    from mcinr_bids.utils.bids import collect_inputs
+    from mcinr_bids.methods.inr.settings import settings_for_preset
+    from mcinr_bids.pipeline.bids import collect_inputs
+    from mcinr_bids.pipeline.reconstruct import load_subject
+    from mcinr_bids.quality.phantom import write_bids_phantom
     from mcinr_bids.workflows import fit
 
     root = tmp_path / "bids"
@@ -107,7 +106,7 @@ def test_the_app_reads_inherited_thickness_and_gives_it_to_every_reconstruction(
                                  thickness)
     assert [v.slice_thickness_mm for v in volumes] == thickness
     # the methods text names the image whose slices are thinner than their spacing
-    from mcinr_bids.utils.bids import sidecar_slabs
+    from mcinr_bids.pipeline.bids import sidecar_slabs
 
     assert sidecar_slabs(group.images, group.slice_thickness) == [
         ("sub-01_FLAIR", 6.0, 8.0)]

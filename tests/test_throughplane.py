@@ -1,4 +1,5 @@
-"""The self-supervised through-plane network (mcinr_bids.inr.throughplane): its degradation and
+"""The self-supervised through-plane network (mcinr_bids.methods.inr.through_plane_network): its
+degradation and
 grids match the simulations, it learns detail that cubic splines miss, and the INR's output
 blends it in."""
 
@@ -8,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from mcinr_bids import geometry, metrics, simulate
-from mcinr_bids.baselines import cubic_on_grid
-from mcinr_bids.inr.data import Volume
-from mcinr_bids.inr.settings import INRSettings
-from mcinr_bids.inr.throughplane import (
+from mcinr_bids.core import geometry
+from mcinr_bids.core.interpolation import cubic_on_grid
+from mcinr_bids.core.volumes import Volume
+from mcinr_bids.methods.inr.settings import INRSettings
+from mcinr_bids.methods.inr.through_plane_network import (
     LAYERS,
     ResidualCNN,
     apply_across,
@@ -26,6 +27,7 @@ from mcinr_bids.inr.throughplane import (
     through_plane_image,
     train,
 )
+from mcinr_bids.quality import metrics, simulation
 
 
 @pytest.mark.parametrize("protocol", ["decimate", "thick"])
@@ -35,7 +37,7 @@ def test_the_degradation_and_the_fine_grid_match_the_simulation(phantom, protoco
     spline interpolation is the clamped-cubic baseline's."""
     t1, _, _, affine = phantom
     axis = geometry.voxel_axis(affine, "S")
-    simulator = simulate.decimate if protocol == "decimate" else simulate.thick_slices
+    simulator = simulation.decimate if protocol == "decimate" else simulation.thick_slices
     low, low_affine = simulator(t1, affine, axis, 4)
     volume = Volume(low.astype(np.float32), low_affine, name="t1")
     found_axis, ratio, phase, length = fine_grid(volume, affine)
@@ -74,7 +76,7 @@ def test_the_network_restores_detail_that_cubic_splines_miss(phantom):
     torch.set_num_threads(2)
     t1, _, mask, affine = phantom
     axis = geometry.voxel_axis(affine, "S")
-    low, low_affine = simulate.decimate(t1, affine, axis, 4)
+    low, low_affine = simulation.decimate(t1, affine, axis, 4)
     volume = Volume(low.astype(np.float32), low_affine, name="t1")
     low_mask = low > 0
     image = through_plane_image(volume, low_mask, "point", 300, (t1.shape, affine), seed=0)
@@ -88,10 +90,10 @@ def test_the_network_restores_detail_that_cubic_splines_miss(phantom):
 def test_the_inr_output_blends_the_network(phantom):
     """through_plane_weight: (1 - w) INR + w network inside the foreground for images with
     thick slices; 0 leaves the prediction alone; an image without thick slices is kept."""
-    from mcinr_bids.blending import blend_through_plane
+    from mcinr_bids.methods.inr.postprocessing import blend_through_plane
 
     t1, flair, mask, affine = phantom
-    low, low_affine = simulate.thick_slices(t1, affine, geometry.voxel_axis(affine, "S"), 4)
+    low, low_affine = simulation.thick_slices(t1, affine, geometry.voxel_axis(affine, "S"), 4)
     volumes = [Volume(low.astype(np.float32), low_affine, name="t1"),
                Volume(flair.astype(np.float32), affine, name="flair")]  # isotropic
     predictions = [t1.astype(np.float32), flair.astype(np.float32)]
@@ -126,12 +128,12 @@ def test_slices_held_out_by_qc_holdout_are_not_training_targets(phantom, monkeyp
     """--qc-holdout interpolates every K-th acquired slice in the data; the network must not
     learn from those slices (the check would score it on slices it was trained to reproduce),
     while it trains on every other foreground slice."""
-    from mcinr_bids.holdout import hold_out
-    from mcinr_bids.inr import throughplane
+    from mcinr_bids.methods.inr import through_plane_network as throughplane
+    from mcinr_bids.quality.holdout import hold_out
 
     t1, _, _, affine = phantom
     axis = geometry.voxel_axis(affine, "S")
-    low, low_affine = simulate.thick_slices(t1, affine, axis, 4)
+    low, low_affine = simulation.thick_slices(t1, affine, axis, 4)
     volume = hold_out(Volume(low.astype(np.float32), low_affine, name="t1"), 3)
     held_axis, held = volume.held_out
     assert held_axis == axis and held.any() and (~held).sum() >= 2
@@ -182,7 +184,8 @@ def test_both_memory_layouts_train_and_restore_alike(monkeypatch):
     weights = [np.ones((3, 20, 24), bool)]
     networks = {}
     for layout in (torch.channels_last, torch.contiguous_format):
-        monkeypatch.setattr("mcinr_bids.inr.throughplane.memory_format", lambda _, f=layout: f)
+        monkeypatch.setattr("mcinr_bids.methods.inr.through_plane_network.memory_format",
+                            lambda _, f=layout: f)
         networks[layout] = train(inputs, targets, weights, 5, 0, torch.device("cpu"))
     for name, value in networks[torch.channels_last].state_dict().items():
         np.testing.assert_allclose(value.numpy(),
@@ -205,10 +208,9 @@ def test_the_network_is_blended_after_the_consistency_step(phantom, low_resoluti
     """inr_output: the consistency step corrects the INR's prediction alone, then the network
     is averaged in (run on the network's output, the step spread its errors on the acquired
     slices into the gaps: -0.25 dB on gli decimation)."""
-    from mcinr_bids import blending
-    from mcinr_bids.backprojection import back_project
-    from mcinr_bids.inr import fit_inr, predict_on_grid
-    from mcinr_bids.inr import throughplane as module
+    from mcinr_bids.methods.inr import fit_inr, postprocessing, predict_on_grid
+    from mcinr_bids.methods.inr import through_plane_network as module
+    from mcinr_bids.methods.inr.consistency import back_project
 
     t1, _, _, affine = phantom
     volumes = [Volume(d.astype(np.float32), a, n)
@@ -221,7 +223,7 @@ def test_the_network_is_blended_after_the_consistency_step(phantom, low_resoluti
                         lambda volume, *args, **kwargs: np.full(t1.shape, constant[volume.name],
                                                                 np.float32))
     grid = (t1.shape, affine)
-    output, foreground = blending.inr_output(fitted, grid, volumes)
+    output, foreground = postprocessing.inr_output(fitted, grid, volumes)
     raw, _ = predict_on_grid(fitted, *grid)
     consistent = back_project(raw, grid, volumes, masks=fitted.masks,
                               transforms=fitted.transforms, profile="point",
@@ -243,9 +245,9 @@ def test_the_evaluation_scores_the_output_with_the_network(phantom, low_resoluti
 
     import nibabel as nib
 
-    from mcinr_bids.evaluation import model_outputs
-    from mcinr_bids.inr import fit_inr, predict_on_grid
-    from mcinr_bids.inr import throughplane as module
+    from mcinr_bids.methods.inr import fit_inr, predict_on_grid
+    from mcinr_bids.methods.inr import through_plane_network as module
+    from mcinr_bids.quality.evaluation import model_outputs
 
     t1, flair, _, affine = phantom
     volumes = [Volume(d.astype(np.float32), a, n)
@@ -274,9 +276,8 @@ def test_the_trained_network_is_kept_in_the_checkpoint_and_reused(phantom, low_r
     """Each image's network is trained once: another grid (the evaluation mode's truth grid, a
     checkpoint predicted later) reuses the fit's network from the checkpoint instead of
     training it again (~1.5 min an image on 2 cores), with the same result."""
-    from mcinr_bids import blending
-    from mcinr_bids.inr import fit_inr, load_checkpoint, save_checkpoint
-    from mcinr_bids.inr import throughplane as module
+    from mcinr_bids.methods.inr import fit_inr, load_checkpoint, postprocessing, save_checkpoint
+    from mcinr_bids.methods.inr import through_plane_network as module
 
     t1, _, _, affine = phantom
     volumes = [Volume(d.astype(np.float32), a, n)
@@ -284,7 +285,7 @@ def test_the_trained_network_is_kept_in_the_checkpoint_and_reused(phantom, low_r
     fitted = fit_inr(volumes, INRSettings(epochs=1, consistency_profile="point", seed=0,
                                           through_plane_steps=3))
     grid = (t1.shape, affine)
-    first = blending.network_image(fitted, 0, volumes[0], grid, None)
+    first = postprocessing.network_image(fitted, 0, volumes[0], grid, None)
     assert set(fitted.through_plane_states) == {0}
     path = tmp_path / "model.pt"
     save_checkpoint(fitted, str(path))
@@ -294,16 +295,16 @@ def test_the_trained_network_is_kept_in_the_checkpoint_and_reused(phantom, low_r
         raise AssertionError("the network was trained again")
 
     monkeypatch.setattr(module, "train", no_training)
-    again = blending.network_image(loaded, 0, volumes[0], grid, None)
+    again = postprocessing.network_image(loaded, 0, volumes[0], grid, None)
     np.testing.assert_allclose(again, first, rtol=1e-5, atol=1e-4)
     # a coarser grid of the same world: the kept network, no training
     coarse = np.array(affine, dtype=float)
     coarse[:3, :3] *= 2
-    image = blending.network_image(loaded, 0, volumes[0],
+    image = postprocessing.network_image(loaded, 0, volumes[0],
                                    (tuple(s // 2 for s in t1.shape), coarse), None)
     assert image.shape == tuple(s // 2 for s in t1.shape) and np.isfinite(image).all()
     with pytest.raises(AssertionError, match="trained again"):
-        blending.network_image(loaded, 1, volumes[1], grid, None)
+        postprocessing.network_image(loaded, 1, volumes[1], grid, None)
 
 
 def test_the_network_restores_the_prior_too_and_averages(phantom):
@@ -313,7 +314,7 @@ def test_the_network_restores_the_prior_too_and_averages(phantom):
     covers, the cubic interpolation alone."""
     t1, _, _, affine = phantom
     axis = geometry.voxel_axis(affine, "S")
-    low, low_affine = simulate.decimate(t1, affine, axis, 4)
+    low, low_affine = simulation.decimate(t1, affine, axis, 4)
     volume = Volume(low.astype(np.float32), low_affine, name="t1")
     identity = ResidualCNN()
     last = identity.body[-1]

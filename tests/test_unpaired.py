@@ -10,14 +10,21 @@ import pandas as pd
 import pytest
 import torch
 
-from mcinr_bids import geometry, metrics, simulate
-from mcinr_bids.baselines import cubic_on_grid
-from mcinr_bids.inr.data import Volume
-from mcinr_bids.unpaired.apply import refined_affine, superresolve_volume, unpaired_on_grid
-from mcinr_bids.unpaired.data import PlaneBank, degrade, fine_planes, slice_factor, upsample
-from mcinr_bids.unpaired.model import adversarial_loss, info_nce
-from mcinr_bids.unpaired.settings import UnpairedSettings
-from mcinr_bids.unpaired.train import load_unpaired, train_unpaired, write_model
+from mcinr_bids.core import geometry
+from mcinr_bids.core.interpolation import cubic_on_grid
+from mcinr_bids.core.volumes import Volume
+from mcinr_bids.methods.unpaired.apply import refined_affine, superresolve_volume, unpaired_on_grid
+from mcinr_bids.methods.unpaired.data import (
+    PlaneBank,
+    degrade,
+    fine_planes,
+    slice_factor,
+    upsample,
+)
+from mcinr_bids.methods.unpaired.model import adversarial_loss, info_nce
+from mcinr_bids.methods.unpaired.settings import UnpairedSettings
+from mcinr_bids.methods.unpaired.train import load_unpaired, train_unpaired, write_model
+from mcinr_bids.quality import metrics, simulation
 
 TINY = {"steps": 60, "channels": 12, "blocks": 1, "batch": 4, "patch": 24, "log_every": 15,
         "checkpoint_every": 10, "device": "cpu", "threads": 1}
@@ -68,7 +75,7 @@ def test_refined_grid_keeps_world_coordinates():
 def test_hr_domain_leaves_out_axes_without_detail(phantom):
     t1, _, mask, affine = phantom
     # interpolated from 4 mm slices along axis 2: planes containing that axis are not HR
-    low, low_affine = simulate.thick_slices(t1, affine, 2, 4)
+    low, low_affine = simulation.thick_slices(t1, affine, 2, 4)
     blurred = cubic_on_grid(low, low_affine, t1.shape, affine)
     planes = fine_planes(Volume(blurred, affine), mask > 0)
     assert len(planes) == t1.shape[2] and planes[0].shape == t1.shape[:2]
@@ -90,10 +97,10 @@ def test_patches_are_mostly_foreground():
 @pytest.fixture(scope="module")
 def thick_cohort(phantom):
     """LR: the phantom's T1 in 4 mm slices along S; HR: another phantom's isotropic T1."""
-    from mcinr_bids.phantom import make_phantom
+    from mcinr_bids.quality.phantom import make_phantom
 
     t1, _, mask, affine = phantom
-    low, low_affine = simulate.thick_slices(t1, affine, geometry.voxel_axis(affine, "S"), 4)
+    low, low_affine = simulation.thick_slices(t1, affine, geometry.voxel_axis(affine, "S"), 4)
     other = make_phantom(shape=(48, 48, 40), seed=2)[0]
     return (Volume(low.astype(np.float32), low_affine, name="t1"),
             Volume(other.astype(np.float32), affine, name="other"), t1, mask, affine)
@@ -110,7 +117,7 @@ def test_tiny_training_run_learns_and_resumes_exactly(thick_cohort, tmp_path, mo
     assert trained.training["data_hash"] and trained.training["lr_planes"] > 0
     # killed after step 25: the rerun continues from the step-20 state to the same weights
     resume = tmp_path / "resume.pt"
-    from mcinr_bids.unpaired import data as unpaired_data
+    from mcinr_bids.methods.unpaired import data as unpaired_data
 
     calls = {"n": 0}
     original = unpaired_data.PlaneBank.sample

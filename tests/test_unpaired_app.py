@@ -10,7 +10,7 @@ import nibabel as nib
 import pandas as pd
 
 from mcinr_bids.cli.run import main
-from mcinr_bids.phantom import write_bids_phantom
+from mcinr_bids.quality.phantom import write_bids_phantom
 
 
 def test_unpaired_method_through_the_app(tmp_path, monkeypatch, capsys):

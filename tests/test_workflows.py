@@ -9,8 +9,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from mcinr_bids.inr.settings import settings_for_preset
-from mcinr_bids.utils.descriptions import methods_text, sidecars
+from mcinr_bids.methods.inr.settings import settings_for_preset
+from mcinr_bids.pipeline.descriptions import methods_text, sidecars
 from mcinr_bids.workflows import anatomical, fit, outputs
 
 
@@ -49,7 +49,7 @@ def test_graph_docstrings_build(factory, nodes, user_folder):
 def test_registrations_can_run_on_other_images_of_the_same_frames(user_folder):
     """The evaluation mode registers the isotropic originals, not their thick simulations: the
     registration nodes get the originals and no edge from the (bias-corrected) inputs."""
-    from mcinr_bids.utils.templates import OutputSpace
+    from mcinr_bids.pipeline.templates import OutputSpace
 
     kwargs = dict(images=["sub-01_T1w.nii.gz", "sub-01_FLAIR.nii.gz"], reference=0,
                   bias_correction=False, skull_strip="auto", space=OutputSpace(name="native"),
@@ -75,9 +75,9 @@ def test_header_registration_trusts_the_scanner_coordinates(tmp_path):
     import nibabel as nib
 
     from mcinr_bids.cli.run import build_config
-    from mcinr_bids.geometry import same_grid
+    from mcinr_bids.core.geometry import same_grid
     from mcinr_bids.interfaces.anatomical import RigidRegistration
-    from mcinr_bids.utils.templates import OutputSpace
+    from mcinr_bids.pipeline.templates import OutputSpace
 
     config = build_config([str(tmp_path), str(tmp_path / "o"), "participant",
                            "--registration", "header"])

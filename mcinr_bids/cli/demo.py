@@ -14,11 +14,12 @@ import sys
 
 import nibabel as nib
 
-from .. import geometry, metrics, simulate
-from ..baselines import cubic_on_grid
-from ..phantom import make_phantom
-from . import fit as fit_cli
-from .options import HelpFormatter
+from mcinr_bids.cli import fit as fit_cli
+from mcinr_bids.cli.options import HelpFormatter
+from mcinr_bids.core import geometry
+from mcinr_bids.core.interpolation import cubic_on_grid
+from mcinr_bids.quality import metrics, simulation
+from mcinr_bids.quality.phantom import make_phantom
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, image, axis in (("sub-demo_T1w", t1, "S"), ("sub-demo_FLAIR", flair, "R")):
         # thick slices, as scanners record them and as mcinr-fit's defaults (box slice profile)
         # assume; decimated slices (point samples) need consistency_profile = "point"
-        data, low_affine = simulate.thick_slices(image, affine,
+        data, low_affine = simulation.thick_slices(image, affine,
                                                  geometry.voxel_axis(affine, axis))
         path = os.path.join(inputs, f"{name}.nii.gz")
         nib.save(nib.Nifti1Image(data, low_affine), path)

@@ -11,8 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-from .. import __version__
-from .parser import build_parser
+from mcinr_bids import __version__
+from mcinr_bids.cli.parser import build_parser
 
 IMAGE = f"mcinr-bids:{__version__}"
 #: options whose value is an existing input file

@@ -8,14 +8,16 @@ import sys
 
 import numpy as np
 
-from .. import __version__, metrics
-from ..evaluation import BASELINES, INR_MODELS, evaluate, simulate_acquisitions
-from ..inr import InputError, load_mask
-from ..inr.settings import DEVICES, PRESETS
-from ..inr.slices import load_acquisition
-from ..io import write_text, write_tsv
-from .fit import check_output_dir, inr_settings
-from .options import HelpFormatter, given_options
+from mcinr_bids import __version__
+from mcinr_bids.cli.fit import check_output_dir, inr_settings
+from mcinr_bids.cli.options import HelpFormatter, given_options
+from mcinr_bids.core.images import load_mask
+from mcinr_bids.core.io import write_text, write_tsv
+from mcinr_bids.core.slices import load_acquisition
+from mcinr_bids.core.volumes import InputError
+from mcinr_bids.methods.inr.settings import DEVICES, PRESETS
+from mcinr_bids.quality import metrics
+from mcinr_bids.quality.evaluation import BASELINES, INR_MODELS, evaluate, simulate_acquisitions
 
 
 def format_table(rows: list[dict], names: list[str]) -> str:

@@ -10,18 +10,22 @@ import time
 
 import numpy as np
 
-from .. import __version__
-from ..config import resolve_config_file
-from ..inr import (
-    InputError,
-    load_mask,
-    reference_grid,
+from mcinr_bids import __version__
+from mcinr_bids.cli.options import (
+    HelpFormatter,
+    OptionMap,
+    describe_os_error,
+    given_options,
+    to_tables,
 )
-from ..inr.settings import DEVICES, MODELS, PRESETS
-from ..inr.slices import load_acquisition
-from ..io import write_json
-from ..superres import superresolve
-from .options import HelpFormatter, OptionMap, describe_os_error, given_options, to_tables
+from mcinr_bids.config import resolve_config_file
+from mcinr_bids.core.images import load_mask
+from mcinr_bids.core.io import write_json
+from mcinr_bids.core.slices import load_acquisition
+from mcinr_bids.core.volumes import InputError
+from mcinr_bids.methods.inr import reference_grid
+from mcinr_bids.methods.inr.settings import DEVICES, MODELS, PRESETS
+from mcinr_bids.pipeline.reconstruct import superresolve
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -158,7 +162,7 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
     settings, every = config.inr, config.workflow.qc_holdout
     grid = reference_grid(args.reference) if args.reference else None
     if every:  # too few slices: say so before the first fit
-        from ..holdout import hold_out
+        from mcinr_bids.quality.holdout import hold_out
 
         for volume in volumes:
             hold_out(volume, every)
@@ -167,8 +171,8 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
                            transforms=transforms, grid=grid, resolution=args.resolution,
                            progress=not args.quiet)
     if every:
-        from ..holdout import holdout_check
-        from ..superres import append_metrics
+        from mcinr_bids.pipeline.reconstruct import append_metrics
+        from mcinr_bids.quality.holdout import holdout_check
 
         outputs["holdout"] = holdout_check(volumes, every, masks=masks,
                                            transforms=transforms, resolution=args.resolution,

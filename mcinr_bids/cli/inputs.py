@@ -46,9 +46,9 @@ def image_problem(path: str, slice_thickness: float | None = None) -> str | None
     """What makes an input image unusable (unreadable, not 3D, NaN/inf, all zeros, constant,
     singular affine, a slice thickness (its sidecar's, BIDS inheritance applied: given) that
     does not fit its slices), as one message naming the file and the fix; ``None`` when usable."""
-    from ..inr.data import InputError
-    from ..inr.images import load_volume
-    from ..inr.slices import check_slice_thickness
+    from mcinr_bids.core.images import load_volume
+    from mcinr_bids.core.slices import check_slice_thickness
+    from mcinr_bids.core.volumes import InputError
 
     try:
         volume = load_volume(path)
@@ -65,7 +65,7 @@ def overlap_problem(paths: list[str]) -> str | None:
     import nibabel as nib
     import numpy as np
 
-    from ..inr.data import InputError, Volume, check_overlap
+    from mcinr_bids.core.volumes import InputError, Volume, check_overlap
 
     headers = [nib.load(path) for path in paths]
     try:  # the headers alone: zero-size stand-ins for the data

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .. import __version__
-from ..config import DEFAULT_CONTRASTS, METHODS, OUTPUT_SPACES, REGISTRATIONS, SKULL_STRIP
-from ..inr.settings import DEVICES, MODELS, PRESETS
-from .options import HelpFormatter
+from mcinr_bids import __version__
+from mcinr_bids.cli.options import HelpFormatter
+from mcinr_bids.config import DEFAULT_CONTRASTS, METHODS, OUTPUT_SPACES, REGISTRATIONS, SKULL_STRIP
+from mcinr_bids.methods.inr.settings import DEVICES, MODELS, PRESETS
 
 
 def _positive_float(value: str) -> float:
@@ -117,8 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
                             help="also fit and score single-contrast INRs")
     evaluation.add_argument("--lesion-masks", metavar="DIR",
                             help="a folder of lesion masks laid out as BIDS derivatives "
-                                 "(sub-X[/ses-Y]/anat/sub-X[_ses-Y]_*desc-lesion_mask.nii.gz or "
-                                 "*label-lesion_roi.nii.gz, on the originals' world space, "
+                                 "(sub-X[/ses-Y]/anat/sub-X[_ses-Y]_..._desc-lesion_mask.nii.gz or "
+                                 "..._label-lesion_roi.nii.gz, on the originals' world space, "
                                  "label > 0): strict PSNR and SSIM inside the lesion as well")
 
     unpaired = parser.add_argument_group(

@@ -10,10 +10,10 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..config import AppConfig, resolve_config_file
-from .inputs import UsageError, earlier_outputs, load_filters, split_by_image_content
-from .options import OptionMap, absolute, describe_os_error, given_options, to_tables
-from .parser import build_parser
+from mcinr_bids.cli.inputs import UsageError, earlier_outputs, load_filters, split_by_image_content
+from mcinr_bids.cli.options import OptionMap, absolute, describe_os_error, given_options, to_tables
+from mcinr_bids.cli.parser import build_parser
+from mcinr_bids.config import AppConfig, resolve_config_file
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -49,7 +49,7 @@ def build_config(argv: list[str] | None) -> AppConfig:
     given = given_options(build_parser, argv)
     config = resolve_config_file(given.get("config_file"), to_tables(given, APP_OPTIONS))
     execution = config.execution
-    from ..utils.bids import clean_labels
+    from mcinr_bids.pipeline.bids import clean_labels
 
     execution.work_dir = absolute(execution.work_dir)
     execution.participant_label = clean_labels(execution.participant_label, "sub-")
@@ -81,8 +81,8 @@ def select_inputs(config: AppConfig, logger: logging.Logger) -> tuple[list, list
     """
     from bids import BIDSLayout
 
-    from ..io import STAGING_PREFIX, TEMPORARY_PREFIX, remove_stale_temporaries
-    from ..utils.bids import (
+    from mcinr_bids.core.io import STAGING_PREFIX, TEMPORARY_PREFIX, remove_stale_temporaries
+    from mcinr_bids.pipeline.bids import (
         BIDSError,
         collect_inputs,
         parse_simulation_specs,
@@ -174,8 +174,8 @@ def execute_workflow(config: AppConfig, runnable: list, space, originals: dict,
     """Build and run the workflow of ``runnable`` (MultiProc); return whether it failed."""
     from nipype import config as nipype_config
 
-    from ..utils.processes import WatchedMultiProc
-    from ..workflows.base import init_mcinr_wf
+    from mcinr_bids.workflows.base import init_mcinr_wf
+    from mcinr_bids.workflows.processes import WatchedMultiProc
 
     execution = config.execution
     nipype_config.update_config({
@@ -254,8 +254,8 @@ def warn_about_earlier_outputs(config: AppConfig, runnable: list, space,
                                logger: logging.Logger) -> None:
     """A warning per subject whose folder holds outputs of an earlier run with other options
     (they stay beside this run's: say so rather than mix them in silence)."""
-    from ..config import OUTPUT_DESC
-    from ..utils.bids import bids_suffix, choose_reference, resolution_label
+    from mcinr_bids.config import OUTPUT_DESC
+    from mcinr_bids.pipeline.bids import bids_suffix, choose_reference, resolution_label
 
     for group in runnable:
         label = space.name if space.is_template else bids_suffix(
@@ -270,9 +270,9 @@ def warn_about_earlier_outputs(config: AppConfig, runnable: list, space,
 
 
 def run_participant(config: AppConfig, logger: logging.Logger) -> int:
-    from ..reports.participant import assemble_report
-    from ..utils.descriptions import write_derivative_metadata
-    from ..utils.templates import TemplateError, resolve_output_space
+    from mcinr_bids.pipeline.descriptions import write_derivative_metadata
+    from mcinr_bids.pipeline.templates import TemplateError, resolve_output_space
+    from mcinr_bids.reports.participant import assemble_report
 
     execution, workflow = config.execution, config.workflow
     runnable, skipped, originals = select_inputs(config, logger)
@@ -281,7 +281,7 @@ def run_participant(config: AppConfig, logger: logging.Logger) -> int:
         logger.error("no subject has enough usable images; nothing to do.")
         return EXIT_FAILED
     if workflow.method == "unpaired":  # every model is there before anything is written
-        from ..utils.unpaired_models import model_files_for, models_folder
+        from mcinr_bids.pipeline.unpaired_models import model_files_for, models_folder
 
         for group in runnable:
             model_files_for(group.images, models_folder(config))
@@ -318,7 +318,7 @@ def run_participant(config: AppConfig, logger: logging.Logger) -> int:
 
 
 def run_group(config: AppConfig, logger: logging.Logger) -> int:
-    from ..reports.group import aggregate_metrics
+    from mcinr_bids.reports.group import aggregate_metrics
 
     damaged: list[str] = []
 
@@ -335,13 +335,13 @@ def run_group(config: AppConfig, logger: logging.Logger) -> int:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("NIPYPE_NO_ET", "1")  # no network check for nipype updates
     build_parser().parse_args(argv)  # usage errors and --help exit here, as argparse does
-    from ..utils.bids import BIDSError, check_folders
+    from mcinr_bids.pipeline.bids import BIDSError, check_folders
 
     try:
         config = build_config(argv)
         logger = _setup_logging(config.execution.verbose)
         if config.execution.analysis_level == "group" and config.workflow.train_unpaired:
-            from .train_unpaired import run_train_unpaired
+            from mcinr_bids.cli.train_unpaired import run_train_unpaired
 
             check_folders(config.execution.bids_dir, config.execution.output_dir,
                           config.execution.work_dir)

@@ -7,15 +7,15 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from ..utils.unpaired_models import MODEL_DESC, model_file, models_folder
+from mcinr_bids.pipeline.unpaired_models import MODEL_DESC, model_file, models_folder
 
 
 def cohort_images(config, logger: logging.Logger) -> dict[str, list[str]]:
     """The selected participants' images of each contrast (unreadable ones left out)."""
     from bids import BIDSLayout
 
-    from ..utils.bids import bids_suffix, collect_inputs
-    from .inputs import load_filters, split_by_image_content
+    from mcinr_bids.cli.inputs import load_filters, split_by_image_content
+    from mcinr_bids.pipeline.bids import bids_suffix, collect_inputs
 
     execution = config.execution
     layout = BIDSLayout(execution.bids_dir, validate=False,
@@ -34,10 +34,10 @@ def cohort_images(config, logger: logging.Logger) -> dict[str, list[str]]:
 def run_train_unpaired(config, logger: logging.Logger) -> int:
     """Train and write one model per contrast (and the ``unpaired-nocontrast`` ablation with
     ``--evaluate-ablation``); resumable from ``<work_dir>/unpaired``. Exit code."""
-    from ..inr import load_volume
-    from ..unpaired.data import slice_factor
-    from ..unpaired.train import train_unpaired, write_model
-    from ..utils.bids import bids_stem, prepare_work_dir
+    from mcinr_bids.core.images import load_volume
+    from mcinr_bids.methods.unpaired.data import slice_factor
+    from mcinr_bids.methods.unpaired.train import train_unpaired, write_model
+    from mcinr_bids.pipeline.bids import bids_stem, prepare_work_dir
 
     execution = config.execution
     work = prepare_work_dir(execution.work_dir, execution.clean_workdir) / "unpaired"

@@ -31,13 +31,13 @@ class _BiasCorrectionOutputSpec(TraitedSpec):
 
 
 class BiasCorrection(SimpleInterface):
-    """N4 bias-field correction (:func:`mcinr_bids.anatomical.bias_correct`)."""
+    """N4 bias-field correction (:func:`mcinr_bids.pipeline.anatomical.bias_correct`)."""
 
     input_spec = _BiasCorrectionInputSpec
     output_spec = _BiasCorrectionOutputSpec
 
     def _run_interface(self, runtime):
-        from ..anatomical import bias_correct
+        from mcinr_bids.pipeline.anatomical import bias_correct
 
         use_itk_threads(self.inputs.num_threads)
         name = os.path.basename(self.inputs.in_file).split(".")[0]
@@ -70,8 +70,8 @@ class _RigidRegistrationOutputSpec(TraitedSpec):
 
 class RigidRegistration(SimpleInterface):
     """Rigid registration of images of one session
-    (:func:`mcinr_bids.anatomical.rigid_register`) or onto a template
-    (``same_session=False``: :func:`mcinr_bids.anatomical.register_to_template`).
+    (:func:`mcinr_bids.pipeline.anatomical.rigid_register`) or onto a template
+    (``same_session=False``: :func:`mcinr_bids.pipeline.anatomical.register_to_template`).
 
     The fixed image registered onto itself, and every image with ``header``, gives the identity
     without running ANTs.  Images on the very same voxel grid as the fixed one were resampled
@@ -86,8 +86,12 @@ class RigidRegistration(SimpleInterface):
         import nibabel as nib
         from nipype import logging
 
-        from ..anatomical import register_to_template, rigid_register, transform_to_file
-        from ..geometry import same_grid
+        from mcinr_bids.core.geometry import same_grid
+        from mcinr_bids.pipeline.anatomical import (
+            register_to_template,
+            rigid_register,
+            transform_to_file,
+        )
 
         use_itk_threads(self.inputs.num_threads)
         fixed, moving = self.inputs.fixed_file, self.inputs.moving_file
@@ -142,13 +146,13 @@ class BrainMask(SimpleInterface):
     def _run_interface(self, runtime):
         import nibabel as nib
 
-        from ..anatomical import (
+        from mcinr_bids.core.interpolation import mask_on_grid
+        from mcinr_bids.core.io import save_nifti
+        from mcinr_bids.pipeline.anatomical import (
             extract_brain,
             foreground_mask_file,
             is_skull_stripped,
-            mask_on_grid,
         )
-        from ..io import save_nifti
 
         image = nib.load(self.inputs.in_file)
         data = np.asanyarray(image.dataobj, dtype=np.float32)
@@ -187,7 +191,7 @@ class ExportTransform(SimpleInterface):
     output_spec = _ExportTransformOutputSpec
 
     def _run_interface(self, runtime):
-        from ..anatomical import compose_to_output
+        from mcinr_bids.pipeline.anatomical import compose_to_output
 
         name = os.path.basename(self.inputs.to_reference).split(".")[0]
         self._results["out_file"] = compose_to_output(

@@ -17,8 +17,8 @@ from nipype.interfaces.base import (
 )
 from niworkflows.interfaces.bids import DerivativesDataSink as _DerivativesDataSink
 
-from ..config import METHODS
-from ..io import STAGING_PREFIX
+from mcinr_bids.config import METHODS
+from mcinr_bids.core.io import STAGING_PREFIX
 
 _ANAT = "sub-{subject}[/ses-{session}]/{datatype<anat>|anat}/sub-{subject}[_ses-{session}]"
 _SOURCE = "[_acq-{acquisition}][_ce-{ceagent}][_rec-{reconstruction}][_run-{run}]"
@@ -100,13 +100,13 @@ class _SidecarMetadataOutputSpec(TraitedSpec):
 
 
 class SidecarMetadata(SimpleInterface):
-    """Assemble the JSON sidecars of the outputs (:func:`mcinr_bids.utils.bids.sidecars`)."""
+    """Assemble the JSON sidecars of the outputs (:func:`mcinr_bids.pipeline.bids.sidecars`)."""
 
     input_spec = _SidecarMetadataInputSpec
     output_spec = _SidecarMetadataOutputSpec
 
     def _run_interface(self, runtime):
-        from ..utils.descriptions import sidecars
+        from mcinr_bids.pipeline.descriptions import sidecars
 
         self._results.update(sidecars(
             list(self.inputs.sources), self.inputs.bids_dir, self.inputs.skull_stripped,

@@ -1,4 +1,5 @@
-"""Nipype interface of the evaluation mode (:func:`mcinr_bids.evaluation.evaluate_subject`)."""
+"""Nipype interface of the evaluation mode
+(:func:`mcinr_bids.quality.evaluation.evaluate_subject`)."""
 
 from __future__ import annotations
 
@@ -58,10 +59,10 @@ class EvaluateSuperresolution(SimpleInterface):
         import nibabel as nib
         import numpy as np
 
-        from ..evaluation import evaluate_subject, jtv_on_truth_grid
-        from ..inr.data import prepare_masks
-        from ..jtv import JTVSettings
-        from ..superres import append_metrics, load_subject
+        from mcinr_bids.core.volumes import prepare_masks
+        from mcinr_bids.methods.jtv import JTVSettings
+        from mcinr_bids.pipeline.reconstruct import append_metrics, load_subject
+        from mcinr_bids.quality.evaluation import evaluate_subject, jtv_on_truth_grid
 
         checkpoints = {}
         if self.inputs.checkpoint:
@@ -85,7 +86,7 @@ class EvaluateSuperresolution(SimpleInterface):
             extra["jtv"] = jtv_on_truth_grid(volumes, masks, transforms,
                                              self.inputs.truth_files[0], jtv_settings)
         if self.inputs.unpaired_models:
-            from ..unpaired.apply import predict_images
+            from mcinr_bids.methods.unpaired.apply import predict_images
 
             for variant, files in dict(self.inputs.unpaired_models).items():
                 # each LR image's world is its truth's: no transform

@@ -1,7 +1,8 @@
 """Nipype interfaces of one subject's reconstruction: the INR fit
-(:func:`mcinr_bids.superres.superresolve`), the joint-total-variation reconstruction
-(:func:`mcinr_bids.superres.reconstruct_subject_jtv`) and the cohort-trained unpaired models
-(:func:`mcinr_bids.superres.reconstruct_subject_unpaired`)."""
+(:func:`mcinr_bids.pipeline.reconstruct.superresolve`), the joint-total-variation reconstruction
+(:func:`mcinr_bids.pipeline.reconstruct.reconstruct_subject_jtv`) and the cohort-trained unpaired
+models
+(:func:`mcinr_bids.pipeline.reconstruct.reconstruct_subject_unpaired`)."""
 
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ SUMMARY_KEYS = ("method", "epochs_run", "selected_epoch", "stopped_early", "stop
 
 def load_inputs(inputs) -> tuple[list, list | None, list, tuple | None]:
     """Volumes, masks, transforms and output grid from a reconstruction node's inputs."""
-    from ..superres import load_subject, template_grid
+    from mcinr_bids.pipeline.reconstruct import load_subject, template_grid
 
     to_reference = [np.loadtxt(path) for path in inputs.to_reference]
     reference_to_output = (np.loadtxt(inputs.reference_to_output)
@@ -94,15 +95,15 @@ class FitINR(SimpleInterface):
     input_spec = _FitINRInputSpec
     output_spec = _FitINROutputSpec
     # a rerun after the fit was killed keeps the node folder, where the fit left its training
-    # state (mcinr_bids.superres.RESUME_FILE), and continues from it
+    # state (mcinr_bids.pipeline.reconstruct.RESUME_FILE), and continues from it
     _can_resume = True
 
     def _run_interface(self, runtime):
         import torch
 
-        from ..inr.settings import INRSettings
-        from ..jtv import JTVSettings
-        from ..superres import superresolve
+        from mcinr_bids.methods.inr.settings import INRSettings
+        from mcinr_bids.methods.jtv import JTVSettings
+        from mcinr_bids.pipeline.reconstruct import superresolve
 
         settings = INRSettings.from_dict(dict(self.inputs.settings))
         settings.threads = self.inputs.omp_nthreads
@@ -134,8 +135,8 @@ class ReconstructJTV(SimpleInterface):
     def _run_interface(self, runtime):
         import torch
 
-        from ..jtv import JTVSettings
-        from ..superres import reconstruct_subject_jtv
+        from mcinr_bids.methods.jtv import JTVSettings
+        from mcinr_bids.pipeline.reconstruct import reconstruct_subject_jtv
 
         torch.set_num_threads(max(1, self.inputs.omp_nthreads))
         volumes, masks, transforms, grid = load_inputs(self.inputs)
@@ -157,7 +158,7 @@ class ReconstructUnpaired(SimpleInterface):
     def _run_interface(self, runtime):
         import torch
 
-        from ..superres import reconstruct_subject_unpaired
+        from mcinr_bids.pipeline.reconstruct import reconstruct_subject_unpaired
 
         torch.set_num_threads(max(1, self.inputs.omp_nthreads))
         volumes, masks, transforms, grid = load_inputs(self.inputs)
@@ -181,7 +182,8 @@ class _QCHoldoutOutputSpec(TraitedSpec):
 
 
 class QCHoldout(SimpleInterface):
-    """The ground-truth-free check (:func:`mcinr_bids.holdout.holdout_check`): the subject's
+    """The ground-truth-free check (:func:`~mcinr_bids.quality.holdout.holdout_check`): the
+    subject's
     method, JTV and clamped cubic reconstructed again without every K-th slice and scored on
     those slices (``settings``: the INR's; ``jtv_settings``: the ``[jtv]`` table)."""
 
@@ -193,10 +195,10 @@ class QCHoldout(SimpleInterface):
 
         import torch
 
-        from ..holdout import holdout_check
-        from ..inr.settings import INRSettings
-        from ..jtv import JTVSettings
-        from ..superres import append_metrics
+        from mcinr_bids.methods.inr.settings import INRSettings
+        from mcinr_bids.methods.jtv import JTVSettings
+        from mcinr_bids.pipeline.reconstruct import append_metrics
+        from mcinr_bids.quality.holdout import holdout_check
 
         settings = INRSettings.from_dict(dict(self.inputs.settings))
         settings.threads = self.inputs.omp_nthreads

@@ -1,4 +1,4 @@
-"""Nipype interfaces of the registration checks (:mod:`mcinr_bids.registration_qc`)."""
+"""Nipype interfaces of the registration checks (:mod:`mcinr_bids.pipeline.registration_qc`)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,8 @@ class _RegistrationQCOutputSpec(TraitedSpec):
 
 
 class RegistrationQC(SimpleInterface):
-    """The subject's registration checks (:func:`mcinr_bids.registration_qc.check_subject`):
+    """The subject's registration checks
+    (:func:`mcinr_bids.pipeline.registration_qc.check_subject`):
     a WARN line in the log when one fails; the subject stops when its brain leaves the
     template's grid."""
 
@@ -47,8 +48,8 @@ class RegistrationQC(SimpleInterface):
         import numpy as np
         from nipype import logging
 
-        from ..io import write_tsv
-        from ..registration_qc import check_subject
+        from mcinr_bids.core.io import write_tsv
+        from mcinr_bids.pipeline.registration_qc import check_subject
 
         rows, reasons = check_subject(
             list(self.inputs.images), list(self.inputs.names), self.inputs.reference_index,
@@ -83,7 +84,7 @@ class AppendRows(SimpleInterface):
     def _run_interface(self, runtime):
         import csv
 
-        from ..superres import append_metrics
+        from mcinr_bids.pipeline.reconstruct import append_metrics
 
         with open(self.inputs.rows, newline="") as handle:
             rows = [{**row, "value": float(row["value"])}

@@ -40,7 +40,7 @@ class ParticipantReport(SimpleInterface):
     output_spec = _ParticipantReportOutputSpec
 
     def _run_interface(self, runtime):
-        from ..reports.participant import write_fragment
+        from mcinr_bids.reports.participant import write_fragment
 
         self._results["out_file"] = write_fragment(
             self.inputs.label, self.inputs.output_dir, list(self.inputs.inputs),

@@ -22,9 +22,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ..config import OUTPUT_DESC  # noqa: E402
-from .participant import STYLE  # noqa: E402
-from .qc import QC_DICTIONARY, qc_table  # noqa: E402
+from mcinr_bids.config import OUTPUT_DESC  # noqa: E402
+from mcinr_bids.reports.participant import STYLE  # noqa: E402
+from mcinr_bids.reports.qc import QC_DICTIONARY, qc_table  # noqa: E402
 
 MEASURES = ("resimulation_rmse", "resimulation_psnr", "mutual_information")
 #: the --qc-holdout columns, where a participant ran the check

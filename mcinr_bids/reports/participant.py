@@ -19,11 +19,12 @@ import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .. import __version__  # noqa: E402
-from ..anatomical import itk_file_to_ras, sample_on_grid  # noqa: E402
-from ..config import OUTPUT_DESC  # noqa: E402
-from ..geometry import thick_axis  # noqa: E402
-from ..registration_qc import (  # noqa: E402
+from mcinr_bids import __version__  # noqa: E402
+from mcinr_bids.config import OUTPUT_DESC  # noqa: E402
+from mcinr_bids.core.geometry import thick_axis  # noqa: E402
+from mcinr_bids.core.interpolation import sample_on_grid
+from mcinr_bids.pipeline.anatomical import itk_file_to_ras
+from mcinr_bids.pipeline.registration_qc import (  # noqa: E402
     IMAGE_DICE_MIN,
     TEMPLATE_CENTRE_MAX_MM,
     TEMPLATE_DICE_MIN,

@@ -1,6 +1,7 @@
 """One quality-control line per subject/session for the group level, from the derivatives only.
 
-Each line says PASS or WARN for the registration checks (:mod:`mcinr_bids.registration_qc`),
+Each line says PASS or WARN for the registration checks
+(:mod:`mcinr_bids.pipeline.registration_qc`),
 the ``--qc-holdout`` gain's sign where it ran, the re-simulation residual (an image whose
 re-simulation PSNR is a low outlier of its contrast) and the fit's stop reason (a fit cut by its
 time limit); ``qc`` is WARN when any of them is.  The group report lists WARN lines first.
@@ -14,7 +15,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..registration_qc import checks_from_rows, describe_checks, registration_status
+from mcinr_bids.pipeline.registration_qc import (
+    checks_from_rows,
+    describe_checks,
+    registration_status,
+)
 
 QC_COLUMNS = ("participant_id", "session_id", "method", "qc", "registration",
               "registration_detail", "holdout", "residual", "stop_reason", "reasons")

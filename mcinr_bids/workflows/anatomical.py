@@ -8,9 +8,9 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
-from ..interfaces.anatomical import BiasCorrection, BrainMask, RigidRegistration
-from ..interfaces.qc import RegistrationQC
-from ..utils.templates import OutputSpace
+from mcinr_bids.interfaces.anatomical import BiasCorrection, BrainMask, RigidRegistration
+from mcinr_bids.interfaces.qc import RegistrationQC
+from mcinr_bids.pipeline.templates import OutputSpace
 
 
 def init_anat_preproc_wf(*, images: list[str], reference: int, bias_correction: bool,
@@ -30,9 +30,14 @@ def init_anat_preproc_wf(*, images: list[str], reference: int, bias_correction: 
             :graph2use: orig
             :simple_form: yes
 
-            from mcinr_bids.utils.templates import OutputSpace
+            import tempfile
+            from pathlib import Path
+            from mcinr_bids.pipeline.templates import OutputSpace
             from mcinr_bids.workflows.anatomical import init_anat_preproc_wf
-            wf = init_anat_preproc_wf(images=["sub-01_T1w.nii.gz", "sub-01_FLAIR.nii.gz"],
+            images = [Path(tempfile.mkdtemp()) / n for n in ("sub-01_T1w.nii.gz",
+                                                             "sub-01_FLAIR.nii.gz")]
+            [image.touch() for image in images]  # the nodes check that their inputs exist
+            wf = init_anat_preproc_wf(images=[str(image) for image in images],
                                       reference=0, bias_correction=True, skull_strip="auto",
                                       space=OutputSpace(name="native"), seed=0, quick=False)
 
@@ -71,7 +76,7 @@ def init_anat_preproc_wf(*, images: list[str], reference: int, bias_correction: 
         The brain mask on the reference's grid and how it was made.
     registration_qc, registration_status
         The checks as metrics-table rows (TSV) and PASS or WARN
-        (:mod:`mcinr_bids.registration_qc`).
+        (:mod:`mcinr_bids.pipeline.registration_qc`).
     """
     workflow = Workflow(name=name)
     outputnode = pe.Node(niu.IdentityInterface(fields=[

@@ -10,12 +10,11 @@ import nibabel as nib
 from nipype.pipeline import engine as pe
 from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
-from ..config import AppConfig
-from ..geometry import has_thick_slices
-from ..inr.settings import INRSettings, resolve_slice_model
-from ..interfaces.reports import ParticipantReport
-from ..superres import estimate_memory_gb
-from ..utils.bids import (
+from mcinr_bids.config import AppConfig
+from mcinr_bids.core.geometry import has_thick_slices
+from mcinr_bids.interfaces.reports import ParticipantReport
+from mcinr_bids.methods.inr.settings import INRSettings, resolve_slice_model
+from mcinr_bids.pipeline.bids import (
     SubjectInputs,
     bids_stem,
     bids_suffix,
@@ -24,12 +23,13 @@ from ..utils.bids import (
     find_lesion_mask,
     sidecar_slabs,
 )
-from ..utils.descriptions import methods_text
-from ..utils.templates import OutputSpace
-from ..utils.unpaired_models import MODEL_DESC, model_files_for, models_folder
-from .anatomical import init_anat_preproc_wf
-from .fit import init_superres_wf
-from .outputs import init_ds_superres_wf
+from mcinr_bids.pipeline.descriptions import methods_text
+from mcinr_bids.pipeline.reconstruct import estimate_memory_gb
+from mcinr_bids.pipeline.templates import OutputSpace
+from mcinr_bids.pipeline.unpaired_models import MODEL_DESC, model_files_for, models_folder
+from mcinr_bids.workflows.anatomical import init_anat_preproc_wf
+from mcinr_bids.workflows.fit import init_superres_wf
+from mcinr_bids.workflows.outputs import init_ds_superres_wf
 
 
 def init_mcinr_wf(*, config: AppConfig, groups: list[SubjectInputs], space: OutputSpace,

@@ -7,8 +7,8 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
-from ..interfaces.evaluation import EvaluateSuperresolution
-from ..interfaces.inr import FitINR, QCHoldout, ReconstructJTV, ReconstructUnpaired
+from mcinr_bids.interfaces.evaluation import EvaluateSuperresolution
+from mcinr_bids.interfaces.inr import FitINR, QCHoldout, ReconstructJTV, ReconstructUnpaired
 
 INPUT_FIELDS = ["images", "to_reference", "reference_to_output", "brain_mask"]
 
@@ -34,7 +34,7 @@ def init_superres_wf(*, names: list[str], reference: int, settings: dict, resolu
             :graph2use: orig
             :simple_form: yes
 
-            from mcinr_bids.inr.settings import INRSettings
+            from mcinr_bids.methods.inr.settings import INRSettings
             from mcinr_bids.workflows.fit import init_superres_wf
             wf = init_superres_wf(names=["sub-01_T1w", "sub-01_FLAIR"], reference=0,
                                   settings=INRSettings().to_dict(), resolution=1.0,
@@ -64,7 +64,7 @@ def init_superres_wf(*, names: list[str], reference: int, settings: dict, resolu
         (nipype charges ``min(n_procs, n_gpu_procs)`` GPU slots per job, so ``--n-gpu-procs N``
         runs N fits at once), whatever ``omp_nthreads`` its torch uses.
     mem_gb : float
-        Memory of one reconstruction (:func:`mcinr_bids.superres.estimate_memory_gb`).
+        Memory of one reconstruction (:func:`mcinr_bids.pipeline.reconstruct.estimate_memory_gb`).
     template_file : str or None
         The output grid covers this template; ``None``: the union field of view (native).
     truth_files : list of str or None

@@ -6,12 +6,12 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
-from ..config import OUTPUT_DESC
-from ..interfaces.anatomical import ExportTransform
-from ..interfaces.bids import DerivativesDataSink, SidecarMetadata
-from ..interfaces.qc import AppendRows
-from ..utils.bids import bids_suffix, resolution_label
-from ..utils.descriptions import METRICS_DICTIONARY
+from mcinr_bids.config import OUTPUT_DESC
+from mcinr_bids.interfaces.anatomical import ExportTransform
+from mcinr_bids.interfaces.bids import DerivativesDataSink, SidecarMetadata
+from mcinr_bids.interfaces.qc import AppendRows
+from mcinr_bids.pipeline.bids import bids_suffix, resolution_label
+from mcinr_bids.pipeline.descriptions import METRICS_DICTIONARY
 
 #: source entities that subject-level outputs (mask, model, metrics) do not carry
 SUBJECT_LEVEL_DISMISS = ("acquisition", "ceagent", "reconstruction", "run", "direction", "echo")

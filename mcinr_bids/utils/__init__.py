@@ -1,1 +1,0 @@
-"""Helpers of the BIDS App: templates, BIDS inputs and derivative metadata."""
