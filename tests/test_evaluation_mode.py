@@ -34,6 +34,7 @@ def run_evaluation_mode(tmp_path, monkeypatch, *options: str):
     return bids, output, code
 
 
+@pytest.mark.slow
 def test_evaluation_mode_beats_clamped_cubic(tmp_path, monkeypatch):
     # decimation: the through-plane network is blended in by default (its steps cut here for
     # time; tests/test_throughplane.py measures what it learns)
@@ -74,7 +75,7 @@ def test_evaluation_mode_beats_clamped_cubic(tmp_path, monkeypatch):
             "40 steps") in sidecar["Description"]
     # the registrations ran on the co-registered originals, not on the thick simulations
     # (which they misplace by ~0.3 mm): the FLAIR lands within 0.2 mm of the identity
-    node = next((tmp_path / "work").rglob("anat_preproc_wf/register_to_reference"))
+    node = next((tmp_path / "work").rglob("anat_preproc_wf/registration_wf/register_to_reference"))
     with gzip.open(node / "_inputs.pklz") as handle:
         moving = pickle.load(handle)["moving_file"]
     assert moving == [str(bids / "sub-01" / "anat" / f"sub-01_{c}.nii.gz")
@@ -138,6 +139,7 @@ def test_bad_simulation_spec(tmp_path, capsys, spec):
     assert "CONTRAST:AXIS" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_jtv_method_through_the_app(tmp_path, monkeypatch):
     """``--method jtv`` on simulated thick slices: desc-jtv outputs (no model), sidecars and
     report saying what ran, scores above clamped cubic, the group table's method column; with

@@ -32,8 +32,10 @@ def docstring_code(function) -> str:
 
 
 @pytest.mark.parametrize("factory, nodes", [
-    (anatomical.init_anat_preproc_wf, {"bias_correction", "register_to_reference",
-                                       "register_to_template", "brain_mask", "outputnode"}),
+    (anatomical.init_anat_preproc_wf, {"bias_correction", "registration_wf.register_to_reference",
+                                       "registration_wf.register_to_template",
+                                       "registration_wf.registration_qc", "brain_mask",
+                                       "outputnode"}),
     (fit.init_superres_wf, {"inputnode", "fit", "outputnode"}),
     (outputs.init_ds_superres_wf, {"inputnode", "sidecars", "ds_superres", "ds_mask", "ds_xfm",
                                    "ds_model", "ds_metrics", "ds_history", "outputnode"}),
@@ -56,16 +58,20 @@ def test_registrations_can_run_on_other_images_of_the_same_frames(user_folder):
                   seed=0, quick=False)
     workflow = anatomical.init_anat_preproc_wf(**kwargs, registration_images=["a.nii.gz",
                                                                               "b.nii.gz"])
-    node = workflow.get_node("register_to_reference")
+    node = workflow.get_node("registration_wf.register_to_reference")
     assert node.inputs.moving_file == ["a.nii.gz", "b.nii.gz"]
     assert node.inputs.fixed_file == "a.nii.gz"
-    edges = {(u.name, v.name) for u, v in workflow._graph.edges()}
+    edges = {(u.name, v.name) for u, v in workflow._create_flat_graph().edges()}
     assert not {(u, v) for u, v in edges if v == "register_to_reference"}
     assert ("select_reference", "brain_mask") in edges  # the mask stays the input's
     default = anatomical.init_anat_preproc_wf(**kwargs)
-    edges = {(u.name, v.name) for u, v in default._graph.edges()}
-    assert {("bias_correction", "register_to_reference"),
-            ("select_reference", "register_to_reference")} <= edges
+    connections = {(u.name, v.name): set(data["connect"])
+                   for u, v, data in default._create_flat_graph().edges(data=True)}
+    # the (bias-corrected) inputs and the reference reach the registration's inputnode
+    assert ("out_file", "images") in connections[("bias_correction", "inputnode")]
+    assert ("out", "reference_image") in connections[("select_reference", "inputnode")]
+    assert {("reference_image", "fixed_file"), ("images", "moving_file")} == connections[
+        ("inputnode", "register_to_reference")]
 
 
 def test_header_registration_trusts_the_scanner_coordinates(tmp_path):
@@ -86,8 +92,8 @@ def test_header_registration_trusts_the_scanner_coordinates(tmp_path):
         images=["sub-01_T1w.nii.gz", "sub-01_FLAIR.nii.gz"], reference=0,
         bias_correction=False, skull_strip="auto", space=OutputSpace(name="native"), seed=0,
         quick=False, registration="header")
-    assert workflow.get_node("register_to_reference").interface.inputs.header
-    assert not workflow.get_node("register_to_template").interface.inputs.header
+    assert workflow.get_node("registration_wf.register_to_reference").interface.inputs.header
+    assert not workflow.get_node("registration_wf.register_to_template").interface.inputs.header
     affine = np.diag([1.0, 1.0, 4.0, 1.0])
     data = np.random.default_rng(0).random((20, 20, 6)).astype(np.float32)
     fixed, moving = tmp_path / "fixed.nii.gz", tmp_path / "moving.nii.gz"

@@ -117,8 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
                             help="also fit and score single-contrast INRs")
     evaluation.add_argument("--lesion-masks", metavar="DIR",
                             help="a folder of lesion masks laid out as BIDS derivatives "
-                                 "(sub-X[/ses-Y]/anat/sub-X[_ses-Y]_..._desc-lesion_mask.nii.gz or "
-                                 "..._label-lesion_roi.nii.gz, on the originals' world space, "
+                                 "(sub-X[/ses-Y]/anat/sub-X[_ses-Y]_..._desc-lesion_mask.nii.gz "
+                                 "or ..._label-lesion_roi.nii.gz, on the originals' world space, "
                                  "label > 0): strict PSNR and SSIM inside the lesion as well")
 
     unpaired = parser.add_argument_group(

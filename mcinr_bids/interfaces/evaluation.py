@@ -62,7 +62,7 @@ class EvaluateSuperresolution(SimpleInterface):
         from mcinr_bids.core.volumes import prepare_masks
         from mcinr_bids.methods.jtv import JTVSettings
         from mcinr_bids.pipeline.reconstruct import append_metrics, load_subject
-        from mcinr_bids.quality.evaluation import evaluate_subject, jtv_on_truth_grid
+        from mcinr_bids.quality.evaluation import evaluate_subject, jtv_on_truth_grid, on_one_grid
 
         checkpoints = {}
         if self.inputs.checkpoint:
@@ -80,8 +80,7 @@ class EvaluateSuperresolution(SimpleInterface):
         jtv_settings = (JTVSettings(**dict(self.inputs.jtv_settings))
                         if self.inputs.jtv_settings else None)
         truths = [nib.load(p) for p in self.inputs.truth_files]
-        one_grid = all(t.shape == truths[0].shape and np.allclose(t.affine, truths[0].affine,
-                                                                  atol=1e-3) for t in truths)
+        one_grid = on_one_grid(truths)
         if self.inputs.jtv_settings and one_grid:
             extra["jtv"] = jtv_on_truth_grid(volumes, masks, transforms,
                                              self.inputs.truth_files[0], jtv_settings)

@@ -9,13 +9,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mcinr_bids.core import geometry
-from mcinr_bids.core.interpolation import cubic_on_grid
+from mcinr_bids.core.interpolation import cubic_on_grid, mask_on_grid
 from mcinr_bids.core.volumes import Volume, automatic_foreground_mask
 from mcinr_bids.methods.inr.fit import fit_inr
 from mcinr_bids.methods.inr.postprocessing import inr_output
 from mcinr_bids.methods.inr.predict import predict_on_grid
 from mcinr_bids.methods.inr.settings import INRSettings
 from mcinr_bids.quality import metrics, simulation
+from mcinr_bids.quality.metrics import mutual_information_rows, slice_rows, truth_rows
 
 BASELINES = ("cubic", "cubic-clamped", "jtv")
 INR_MODELS = ("split", "vanilla", "single")
@@ -56,8 +57,7 @@ def simulate_acquisitions(volumes: list[Volume], axes: list[str], protocol: str 
         raise ValueError(f"give one axis per image: {len(volumes)} images, {len(axes)} axes")
     reference = volumes[0]
     for volume in volumes[1:]:
-        if volume.shape != reference.shape or not np.allclose(volume.affine, reference.affine,
-                                                              atol=1e-3):
+        if not on_one_grid([reference, volume]):
             raise ValueError(f"{volume.path or volume.name}: evaluation needs all isotropic "
                              "images on one grid (co-registered, same shape and affine)")
     low, voxel_axes = [], []
@@ -201,21 +201,6 @@ def evaluate(simulation: Simulation, methods: list[str], settings: INRSettings,
     return rows
 
 
-def slice_rows(method: str, name: str, prediction: np.ndarray, truth: np.ndarray,
-               mask: np.ndarray, acquisition: tuple[int, int, int | None]) -> list[dict]:
-    """Long rows of the banding index (prediction and truth) and, where the acquired slices lie
-    on the truth's grid, strict PSNR on them and between them."""
-    axis, factor, offset = acquisition
-    phase = 0 if offset is None else offset
-    rows = [{"method": method, "measure": "banding_index", "image": name,
-             "value": metrics.banding_index(prediction, mask, axis, factor, phase)}]
-    if offset is not None:
-        split = metrics.psnr_by_slice(prediction, truth, mask, axis, factor, offset)
-        rows += [{"method": method, "measure": f"psnr_{part}", "image": name, "value": value}
-                 for part, value in split.items()]
-    return rows
-
-
 def jtv_on_truth_grid(volumes: list[Volume], masks: list, transforms: list, truth_file: str,
                       settings, start: list[np.ndarray] | None = None) -> list[np.ndarray]:
     """The JTV reconstruction of every contrast, each on its isotropic original's grid (the
@@ -277,8 +262,7 @@ def model_outputs(model, truths: list, volumes: list[Volume], first_truth: str,
     if model.settings.blend_weight:
         from mcinr_bids.methods.jtv import JTVSettings
 
-        if any(t.shape != truths[0].shape or not np.allclose(t.affine, truths[0].affine,
-                                                             atol=1e-3) for t in truths):
+        if not on_one_grid(truths):
             raise ValueError("a model with a JTV blend is scored on truths on one grid")
 
         jtv = jtv_on_truth_grid(volumes, model.masks, model.transforms, first_truth,
@@ -290,6 +274,25 @@ def model_outputs(model, truths: list, volumes: list[Volume], first_truth: str,
                            foreground)
             for index, (output, volume, truth, foreground)
             in enumerate(zip(outputs, volumes, truths, foregrounds))]
+
+
+def evaluation_foreground(fitted: dict, lows: list, transforms: list | None,
+                          masks: list | None) -> tuple[list, object]:
+    """The transforms and the output foreground (world points -> bool) of the evaluation: the
+    first model's, else those of ``masks`` (each LR image's mask on its own grid, dilated by
+    2 mm) through ``transforms``."""
+    from mcinr_bids.core.volumes import dilate_mask_mm, output_foreground
+
+    if fitted:
+        first = next(iter(fitted.values()))
+        return first.transforms, first.foreground
+    if transforms is None or masks is None:
+        raise ValueError("give a checkpoint, or the transforms and masks of the inputs")
+    dilated = [dilate_mask_mm(m, low.affine, 2.0) for m, low in zip(masks, lows)]
+
+    def foreground(world):
+        return output_foreground(world, dilated, [low.affine for low in lows], transforms)
+    return transforms, foreground
 
 
 def evaluate_subject(truth_files: list[str], low_resolution_files: list[str],
@@ -320,21 +323,11 @@ def evaluate_subject(truth_files: list[str], low_resolution_files: list[str],
     """
     import nibabel as nib
 
-    from mcinr_bids.core.volumes import dilate_mask_mm, output_foreground
     from mcinr_bids.methods.inr.predict import load_checkpoint
 
     fitted = {method: load_checkpoint(path, device=device) for method, path in checkpoints.items()}
     lows = [nib.load(path) for path in low_resolution_files]
-    if fitted:
-        first = next(iter(fitted.values()))
-        transforms, foreground = first.transforms, first.foreground
-    elif transforms is None or masks is None:
-        raise ValueError("give a checkpoint, or the transforms and masks of the inputs")
-    else:
-        dilated = [dilate_mask_mm(m, low.affine, 2.0) for m, low in zip(masks, lows)]
-
-        def foreground(world):
-            return output_foreground(world, dilated, [low.affine for low in lows], transforms)
+    transforms, foreground = evaluation_foreground(fitted, lows, transforms, masks)
     truths = [nib.load(path) for path in truth_files]
     low_volumes = [Volume(np.asanyarray(low.dataobj, dtype=np.float32), low.affine)
                    for low in lows]
@@ -356,33 +349,22 @@ def evaluate_subject(truth_files: list[str], low_resolution_files: list[str],
         predictions["cubic-clamped"].append(cubic_on_grid(
             np.asanyarray(low.dataobj, dtype=np.float32), low.affine, shape, affine, clamp=True))
         acquisition = geometry.acquisition_on_grid(low.affine, affine)
-        rows.append({"method": "truth", "measure": "banding_index", "image": names[index],
-                     "value": metrics.banding_index(truth, mask, acquisition[0],
-                                                    acquisition[1], acquisition[2] or 0)})
-        detail, warning = metrics.truth_detail(truth, mask, affine, acquisition[0], names[index])
-        rows.append({"method": "truth", "measure": "truth_detail", "image": names[index],
-                     "value": detail})
-        if warning and warn:
-            warn(warning)
-        lesion = None
-        if lesion_file:
-            from mcinr_bids.core.interpolation import mask_on_grid
-
-            lesion = mask_on_grid(lesion_file, shape, affine)
+        rows += truth_rows(truth, mask, affine, acquisition, names[index], warn)
+        lesion = mask_on_grid(lesion_file, shape, affine) if lesion_file else None
         for method in predictions:
             rows += slice_rows(method, names[index], predictions[method][index], truth, mask,
                                acquisition)
             rows += metrics.score_rows(method, names[index], predictions[method][index],
                                        truth, mask, lesion)
-    same_grid = len(truths) >= 2 and all(
-        t.shape == truths[0].shape and np.allclose(t.affine, truths[0].affine, atol=1e-3)
-        for t in truths[1:])
-    if same_grid:
-        truth_arrays = [np.asanyarray(t.dataobj, dtype=np.float32) for t in truths[:2]]
-        joint_mask = masks_out[0] & masks_out[1]
-        for method in predictions:
-            errors = metrics.mutual_information_errors(predictions[method][:2], truth_arrays,
-                                                       joint_mask)
-            for key, value in errors.items():
-                rows.append({"method": method, "measure": key, "image": None, "value": value})
+    if len(truths) >= 2 and on_one_grid(truths):
+        rows += mutual_information_rows(predictions, truths, masks_out)
     return rows
+
+
+def on_one_grid(images: list, tolerance_mm: float = 0.01) -> bool:
+    """Whether every image (nibabel or :class:`Volume`) lies on the first one's voxel grid."""
+    first = (images[0].shape, images[0].affine)
+    return all(geometry.same_grid((image.shape, image.affine), first, tolerance_mm)
+               for image in images[1:])
+
+

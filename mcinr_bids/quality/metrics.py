@@ -234,3 +234,44 @@ def residual_summary(predicted: np.ndarray, volume, mask: np.ndarray) -> dict:
     residual = np.zeros(volume.shape, dtype=np.float32)
     residual[mask] = predicted - observed
     return {"rmse": rmse, "psnr": psnr, "map": residual}
+
+
+def slice_rows(method: str, name: str, prediction: np.ndarray, truth: np.ndarray,
+               mask: np.ndarray, acquisition: tuple[int, int, int | None]) -> list[dict]:
+    """Long rows of the banding index (prediction and truth) and, where the acquired slices lie
+    on the truth's grid, strict PSNR on them and between them."""
+    axis, factor, offset = acquisition
+    phase = 0 if offset is None else offset
+    rows = [{"method": method, "measure": "banding_index", "image": name,
+             "value": banding_index(prediction, mask, axis, factor, phase)}]
+    if offset is not None:
+        split = psnr_by_slice(prediction, truth, mask, axis, factor, offset)
+        rows += [{"method": method, "measure": f"psnr_{part}", "image": name, "value": value}
+                 for part, value in split.items()]
+    return rows
+
+
+def mutual_information_rows(predictions: dict, truths: list, masks: list) -> list[dict]:
+    """The paper's MI errors of each method's first two images (``image`` = None)."""
+    truth_arrays = [np.asanyarray(t.dataobj, dtype=np.float32) for t in truths[:2]]
+    rows = []
+    for method in predictions:
+        errors = mutual_information_errors(predictions[method][:2], truth_arrays,
+                                                   masks[0] & masks[1])
+        rows += [{"method": method, "measure": key, "image": None, "value": value}
+                 for key, value in errors.items()]
+    return rows
+
+
+def truth_rows(truth: np.ndarray, mask: np.ndarray, affine: np.ndarray, acquisition: tuple,
+               name: str, warn=None) -> list[dict]:
+    """The truth's banding and its detail along the removed axis (method ``truth``), with
+    ``warn(message)`` where that detail is low."""
+    rows = [{"method": "truth", "measure": "banding_index", "image": name,
+             "value": banding_index(truth, mask, acquisition[0], acquisition[1],
+                                            acquisition[2] or 0)}]
+    detail, warning = truth_detail(truth, mask, affine, acquisition[0], name)
+    rows.append({"method": "truth", "measure": "truth_detail", "image": name, "value": detail})
+    if warning and warn:
+        warn(warning)
+    return rows

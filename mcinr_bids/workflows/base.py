@@ -95,18 +95,8 @@ def init_single_subject_wf(*, config: AppConfig, inputs: SubjectInputs, space: O
     resolution = config.workflow.output_resolution
     resolution_text, spatial_reference = grid_description(space, resolution, images[reference],
                                                           source_dir)
-    settings = config.inr.to_dict()
     method = config.workflow.method
-    jtv_settings = dataclasses.asdict(config.jtv)
-    if originals and config.workflow.simulate_protocol == "decimate":
-        # decimated slices are point samples: the forward models of JTV and of the INR's
-        # data-consistency step follow the simulation
-        jtv_settings["profile"] = "point"
-        settings["consistency_profile"] = "point"
-    # the slice model decided here from the inputs' headers, so that the methods text, the
-    # sidecars and the fit say the same
-    inr_settings = resolve_slice_model(INRSettings.from_dict(settings), any(
-        has_thick_slices(nib.load(path).affine) for path in images))
+    inr_settings, jtv_settings = method_settings(config, images, bool(originals))
     settings = inr_settings.to_dict()
     use_gpu = config.inr.device == "cuda" or (config.inr.device == "auto" and _cuda_available())
     unpaired_settings, evaluation_models = unpaired_inputs(config, images, bool(originals))
@@ -114,11 +104,11 @@ def init_single_subject_wf(*, config: AppConfig, inputs: SubjectInputs, space: O
     workflow = Workflow(name=name)
     workflow.__desc__ = methods_text(
         n_images=len(images), reference=bids_stem(images[reference]), space=space_label,
-        resolution=resolution, settings=inr_settings,
-        bias_correction=config.workflow.bias_correction, evaluation=bool(originals),
+        resolution=resolution, settings=inr_settings, evaluation=bool(originals),
         jtv_settings=jtv_settings if method == "jtv" else None, unpaired=method == "unpaired",
-        qc_holdout=config.workflow.qc_holdout, registration=config.workflow.registration,
-        slabs=[] if originals else sidecar_slabs(images, inputs.slice_thickness))
+        slabs=[] if originals else sidecar_slabs(images, inputs.slice_thickness),
+        **{key: getattr(config.workflow, key) for key in (
+            "bias_correction", "qc_holdout", "registration")})
     anat_preproc_wf = init_anat_preproc_wf(
         images=images, reference=reference, bias_correction=config.workflow.bias_correction,
         skull_strip=config.workflow.skull_strip, registration=config.workflow.registration,
@@ -130,18 +120,10 @@ def init_single_subject_wf(*, config: AppConfig, inputs: SubjectInputs, space: O
         names=[bids_stem(p) for p in images], reference=reference, settings=settings,
         resolution=resolution, omp_nthreads=omp_nthreads, use_gpu=use_gpu, label=inputs.label,
         template_file=space.t1w if space.is_template else None,
-        truth_files=[originals[p] for p in images] if originals else None,
-        ablation=config.workflow.evaluate_ablation, method=method, jtv_settings=jtv_settings,
-        unpaired_settings=unpaired_settings, evaluation_models=evaluation_models,
-        qc_holdout=config.workflow.qc_holdout,
-        # the simulations of the evaluation mode have their own (contiguous) slices
-        slice_thickness=None if originals else [
-            inputs.slice_thickness.get(path, 0.0) for path in images],
-        lesion_file=find_lesion_mask(config.workflow.lesion_masks, inputs.subject,
-                                     inputs.session)
-        if originals and config.workflow.lesion_masks else None,
-        mem_gb=estimate_memory_gb(images, space.t1w if space.is_template else None,
-                                  resolution))
+        method=method, jtv_settings=jtv_settings, unpaired_settings=unpaired_settings,
+        qc_holdout=config.workflow.qc_holdout, mem_gb=estimate_memory_gb(
+            images, space.t1w if space.is_template else None, resolution),
+        **evaluation_inputs(config, inputs, images, originals, evaluation_models))
     ds_superres_wf = init_ds_superres_wf(
         output_dir=output_dir, sources=images, reference=reference, space=space_label,
         resolution=resolution, resolution_text=resolution_text,
@@ -150,22 +132,27 @@ def init_single_subject_wf(*, config: AppConfig, inputs: SubjectInputs, space: O
         bias_corrected=config.workflow.bias_correction, method=method)
     participant_report = pe.Node(
         ParticipantReport(label=inputs.label, output_dir=output_dir, inputs=images,
-                          reference_index=reference, methods=workflow.__desc__),
+                          reference_index=reference, methods=workflow.__desc__,
+                          **({"template_file": space.t1w} if space.is_template else {})),
         name="participant_report")
-    if space.is_template:
-        participant_report.inputs.template_file = space.t1w
+    connect_subject(workflow, anat_preproc_wf, superres_wf, ds_superres_wf, participant_report)
+    return workflow
+
+
+def connect_subject(workflow: Workflow, anat_preproc_wf: Workflow, superres_wf: Workflow,
+                    ds_superres_wf: Workflow, participant_report: pe.Node) -> None:
+    """The connections of one subject's workflow (:func:`init_single_subject_wf`)."""
+    def fields(*names):
+        return [(f"outputnode.{field}", f"inputnode.{field}") for field in names]
 
     workflow.connect([
-        (anat_preproc_wf, superres_wf, [
-            (f"outputnode.{field}", f"inputnode.{field}") for field in (
-                "images", "to_reference", "reference_to_output", "brain_mask")]),
-        (anat_preproc_wf, ds_superres_wf, [
-            (f"outputnode.{field}", f"inputnode.{field}") for field in (
-                "to_reference", "reference_to_output", "skull_stripped", "mask_method",
-                "registration_qc")]),
-        (superres_wf, ds_superres_wf, [
-            (f"outputnode.{field}", f"inputnode.{field}") for field in (
-                "images", "mask", "checkpoint", "history", "metrics", "fit_info")]),
+        (anat_preproc_wf, superres_wf, fields(
+            "images", "to_reference", "reference_to_output", "brain_mask")),
+        (anat_preproc_wf, ds_superres_wf, fields(
+            "to_reference", "reference_to_output", "skull_stripped", "mask_method",
+            "registration_qc")),
+        (superres_wf, ds_superres_wf, fields(
+            "images", "mask", "checkpoint", "history", "metrics", "fit_info")),
         (ds_superres_wf, participant_report, [
             ("outputnode.images", "outputs"), ("outputnode.transforms", "transforms"),
             ("outputnode.mask", "mask"), ("outputnode.history", "history"),
@@ -173,7 +160,37 @@ def init_single_subject_wf(*, config: AppConfig, inputs: SubjectInputs, space: O
         (superres_wf, participant_report, [("outputnode.residuals", "residuals"),
                                            ("outputnode.fit_info", "fit_info")]),
     ])
-    return workflow
+
+
+def method_settings(config: AppConfig, images: list[str], evaluation: bool
+                    ) -> tuple[INRSettings, dict]:
+    """The INR settings of one subject, the slice model decided from its inputs' headers (so
+    that the methods text, the sidecars and the fit say the same), and its ``[jtv]`` table.
+    The evaluation mode's decimated slices are point samples: the forward models of JTV and of
+    the INR's data-consistency step follow the simulation."""
+    settings = config.inr.to_dict()
+    jtv_settings = dataclasses.asdict(config.jtv)
+    if evaluation and config.workflow.simulate_protocol == "decimate":
+        jtv_settings["profile"] = "point"
+        settings["consistency_profile"] = "point"
+    inr_settings = resolve_slice_model(INRSettings.from_dict(settings), any(
+        has_thick_slices(nib.load(path).affine) for path in images))
+    return inr_settings, jtv_settings
+
+
+def evaluation_inputs(config: AppConfig, inputs: SubjectInputs, images: list[str],
+                      originals: dict[str, str] | None, evaluation_models: dict) -> dict:
+    """The arguments of :func:`~mcinr_bids.workflows.fit.init_superres_wf` that differ in the
+    evaluation mode: the truths, the ablation, the unpaired rows, the lesion mask, and each
+    image's slice thickness (the simulations have their own, contiguous slices)."""
+    if not originals:
+        return {"slice_thickness": [inputs.slice_thickness.get(path, 0.0) for path in images]}
+    lesion_masks = config.workflow.lesion_masks
+    return {"truth_files": [originals[p] for p in images],
+            "ablation": config.workflow.evaluate_ablation,
+            "evaluation_models": evaluation_models,
+            "lesion_file": find_lesion_mask(lesion_masks, inputs.subject, inputs.session)
+            if lesion_masks else None}
 
 
 def unpaired_inputs(config, images: list[str], evaluation: bool) -> tuple[dict, dict]:

@@ -15,19 +15,18 @@ INPUT_FIELDS = ["images", "to_reference", "reference_to_output", "brain_mask"]
 
 def init_superres_wf(*, names: list[str], reference: int, settings: dict, resolution: float,
                      omp_nthreads: int, use_gpu: bool, label: str = "", mem_gb: float = 4.0,
-                     template_file: str | None = None,
-                     truth_files: list[str] | None = None, ablation: bool = False,
-                     method: str = "inr", jtv_settings: dict | None = None,
-                     unpaired_settings: dict | None = None,
-                     evaluation_models: dict | None = None, qc_holdout: int = 0,
-                     slice_thickness: list[float] | None = None,
-                     lesion_file: str | None = None,
-                     name: str = "superres_wf") -> Workflow:
-    """Fit one INR to all images of a subject and predict every contrast on the output grid
-    (``method="inr"``), or reconstruct them all by joint total variation (``"jtv"``: node
-    ``reconstruct``, no model file), or pass each through its contrast's cohort-trained model
-    (``"unpaired"``: node ``reconstruct``, ``unpaired_settings`` = ``model_files`` and
-    ``device``).
+                     template_file: str | None = None, truth_files: list[str] | None = None,
+                     ablation: bool = False, method: str = "inr", jtv_settings: dict | None = None,
+                     unpaired_settings: dict | None = None, evaluation_models: dict | None = None,
+                     qc_holdout: int = 0, slice_thickness: list[float] | None = None,
+                     lesion_file: str | None = None, name: str = "superres_wf") -> Workflow:
+    """Reconstruct every contrast on the output grid: one INR fitted to all images (``inr``,
+    node ``fit``), joint total variation (``jtv``) or each contrast's cohort-trained model
+    (``unpaired``; node ``reconstruct`` for both); then the held-out check and, in the
+    evaluation mode, the scores against the truth. The inputnode takes images, to_reference,
+    reference_to_output and brain_mask as
+    :func:`~mcinr_bids.workflows.anatomical.init_anat_preproc_wf` gives them; the outputnode
+    gives images, mask, checkpoint (INR only), history, metrics, residuals and fit_info.
 
     Workflow Graph
         .. workflow::
@@ -42,73 +41,37 @@ def init_superres_wf(*, names: list[str], reference: int, settings: dict, resolu
 
     Parameters
     ----------
-    names : list of str
-        Unique output stems, one per image.
-    settings : dict
-        The resolved INR settings (``INRSettings.to_dict()``).
-    jtv_settings : dict or None
-        The ``[jtv]`` table: the settings of ``method="jtv"``; in the evaluation mode also a
-        ``jtv`` row beside the INR's.
-    evaluation_models : dict or None
-        Evaluation mode: unpaired variant (``unpaired``, ``unpaired-nocontrast``) -> one model
-        file per image, scored as rows of their own.
+    names, settings, jtv_settings, unpaired_settings
+        Unique output stems (one per image); the INR settings (``INRSettings.to_dict()``); the
+        ``[jtv]`` table (JTV's, and the INR's JTV blend); ``model_files`` and ``device``.
+    use_gpu, omp_nthreads, mem_gb
+        The INR fit asks MultiProc for one GPU slot (``--n-gpu-procs N`` runs N at once) and one
+        processor, else ``omp_nthreads``; the memory of one reconstruction
+        (:func:`mcinr_bids.pipeline.reconstruct.estimate_memory_gb`).
+    template_file, slice_thickness
+        The template the output grid covers (None: the inputs' union); each image's slice
+        thickness in mm (0: the spacing), for every slab forward model.
     qc_holdout : int
-        ``K`` >= 2 adds ``qc_holdout`` (the ground-truth-free check: every K-th slice of each
-        image left out of a second reconstruction by the method, JTV and clamped cubic, scored
-        on those slices; rows added to the metrics table); 0: none.
-    slice_thickness : list of float or None
-        Each image's slice thickness (mm, its sidecar's ``SliceThickness``; 0 = the slice
-        spacing), for the slab forward models of every reconstruction.
-    use_gpu : bool
-        The INR fit is a GPU job: it asks MultiProc for one GPU slot and one processor slot
-        (nipype charges ``min(n_procs, n_gpu_procs)`` GPU slots per job, so ``--n-gpu-procs N``
-        runs N fits at once), whatever ``omp_nthreads`` its torch uses.
-    mem_gb : float
-        Memory of one reconstruction (:func:`mcinr_bids.pipeline.reconstruct.estimate_memory_gb`).
-    template_file : str or None
-        The output grid covers this template; ``None``: the union field of view (native).
-    truth_files : list of str or None
-        Evaluation mode: the isotropic original of each image; adds ``evaluate`` (scores in the
-        metrics table) and, with ``ablation``, ``fit_single`` (single-contrast INRs).
-    lesion_file : str or None
-        Evaluation mode: the subject's lesion mask (``--lesion-masks``): scores inside it too.
-
-    Inputs
-    ------
-    images, to_reference, reference_to_output, brain_mask
-        As :func:`~mcinr_bids.workflows.anatomical.init_anat_preproc_wf` gives them.
-
-    Outputs
-    -------
-    images, mask, checkpoint (INR only), history, metrics, residuals, fit_info
+        ``K`` >= 2 adds ``qc_holdout``: every K-th slice left out of a second reconstruction
+        and scored (:func:`mcinr_bids.quality.holdout.holdout_check`); 0: none.
+    truth_files, ablation, evaluation_models, lesion_file
+        The evaluation mode (:func:`add_evaluation`).
     """
     workflow = Workflow(name=name)
     inputnode = pe.Node(niu.IdentityInterface(fields=INPUT_FIELDS), name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=[
         "images", "mask", "checkpoint", "history", "metrics", "residuals", "fit_info"]),
         name="outputnode")
-
-    def fit_node(node_name: str, node_settings: dict, interface=FitINR, **inputs) -> pe.Node:
-        gpu = use_gpu and (interface is FitINR or (interface is QCHoldout and method == "inr"))
-        node = pe.Node(interface(names=names, reference_index=reference, settings=node_settings,
-                                 resolution=resolution, omp_nthreads=omp_nthreads, label=label,
-                                 **({"use_gpu": True} if gpu else {}), **inputs),
-                       name=node_name, n_procs=1 if gpu else omp_nthreads, mem_gb=mem_gb)
-        if template_file:
-            node.inputs.template_file = template_file
-        if slice_thickness and any(slice_thickness):
-            node.inputs.slice_thickness = [float(t) for t in slice_thickness]
-        workflow.connect(inputnode, "images", node, "in_files")
-        for field in INPUT_FIELDS[1:]:
-            workflow.connect(inputnode, field, node, field)
-        return node
-
-    if method == "jtv":
-        fit = fit_node("reconstruct", dict(jtv_settings or {}), ReconstructJTV)
-    elif method == "unpaired":
-        fit = fit_node("reconstruct", dict(unpaired_settings or {}), ReconstructUnpaired)
+    common = {"names": names, "reference_index": reference, "resolution": resolution,
+              "omp_nthreads": omp_nthreads, "label": label, "template_file": template_file,
+              "slice_thickness": slice_thickness, "mem_gb": mem_gb,
+              "use_gpu": use_gpu and method == "inr"}
+    if method in ("jtv", "unpaired"):
+        interface = ReconstructJTV if method == "jtv" else ReconstructUnpaired
+        fit = reconstruction_node(workflow, inputnode, "reconstruct", interface, dict(
+            (jtv_settings if method == "jtv" else unpaired_settings) or {}), common)
     else:
-        fit = fit_node("fit", settings)
+        fit = reconstruction_node(workflow, inputnode, "fit", FitINR, settings, common)
         if jtv_settings:  # the INR's jtv_blend reconstructs with the [jtv] table
             fit.inputs.jtv_settings = dict(jtv_settings)
         workflow.connect(fit, "out_checkpoint", outputnode, "checkpoint")
@@ -117,21 +80,60 @@ def init_superres_wf(*, names: list[str], reference: int, settings: dict, resolu
         ("out_residuals", "residuals"), ("fit_info", "fit_info")])])
     metrics_source = fit
     if qc_holdout:
-        qc_holdout_node = fit_node("qc_holdout", settings, QCHoldout, every=qc_holdout,
-                                   method=method, jtv_settings=dict(jtv_settings or {}))
-        workflow.connect(fit, "out_metrics", qc_holdout_node, "metrics")
-        metrics_source = qc_holdout_node
+        metrics_source = reconstruction_node(
+            workflow, inputnode, "qc_holdout", QCHoldout, settings, common, every=qc_holdout,
+            method=method, jtv_settings=dict(jtv_settings or {}))
+        workflow.connect(fit, "out_metrics", metrics_source, "metrics")
     if not truth_files:
         workflow.connect(metrics_source, "out_metrics", outputnode, "metrics")
         return workflow
+    add_evaluation(workflow, inputnode, outputnode, fit, metrics_source, common, settings=settings,
+                   truth_files=truth_files, method=method, jtv_settings=jtv_settings,
+                   evaluation_models=evaluation_models, ablation=ablation,
+                   lesion_file=lesion_file)
+    return workflow
+
+
+def reconstruction_node(workflow: Workflow, inputnode: pe.Node, name: str, interface,
+                        settings: dict, common: dict, **inputs) -> pe.Node:
+    """A reconstruction node fed by ``inputnode`` (images, transforms, brain mask); a GPU job
+    (one MultiProc GPU slot and one processor) when ``common["use_gpu"]``."""
+    gpu = common["use_gpu"]
+    node = pe.Node(interface(names=common["names"], reference_index=common["reference_index"],
+                             settings=settings, resolution=common["resolution"],
+                             omp_nthreads=common["omp_nthreads"], label=common["label"],
+                             **({"use_gpu": True} if gpu else {}), **inputs),
+                   name=name, n_procs=1 if gpu else common["omp_nthreads"],
+                   mem_gb=common["mem_gb"])
+    if common["template_file"]:
+        node.inputs.template_file = common["template_file"]
+    thickness = common["slice_thickness"]
+    if thickness and any(thickness):
+        node.inputs.slice_thickness = [float(t) for t in thickness]
+    workflow.connect(inputnode, "images", node, "in_files")
+    for field in INPUT_FIELDS[1:]:
+        workflow.connect(inputnode, field, node, field)
+    return node
+
+
+def add_evaluation(workflow: Workflow, inputnode: pe.Node, outputnode: pe.Node, fit: pe.Node,
+                   metrics_source: pe.Node, common: dict, *, settings: dict,
+                   truth_files: list[str], method: str, jtv_settings: dict | None,
+                   evaluation_models: dict | None, ablation: bool,
+                   lesion_file: str | None) -> None:
+    """The evaluation mode's nodes: ``evaluate`` scores the reconstruction (and a ``jtv`` row,
+    the ``evaluation_models``' unpaired rows, with ``ablation`` the single-contrast INRs of
+    ``fit_single``) against ``truth_files``, the isotropic original of each image, inside
+    ``lesion_file``'s lesion as well; its rows end the metrics table."""
     # the models are evaluated on the fit's device (a GPU job like the fit)
-    gpu_evaluation = use_gpu and method == "inr"
+    gpu_evaluation = common["use_gpu"]
+    omp_nthreads = common["omp_nthreads"]
     evaluate = pe.Node(EvaluateSuperresolution(
-        truth_files=truth_files, names=names, model=settings["model"],
+        truth_files=truth_files, names=common["names"], model=settings["model"],
         jtv_settings=dict(jtv_settings or {}), unpaired_models=dict(evaluation_models or {}),
         **({"use_gpu": True, "device": settings.get("device", "auto")} if gpu_evaluation
            else {})),
-        name="evaluate", n_procs=1 if gpu_evaluation else omp_nthreads, mem_gb=mem_gb)
+        name="evaluate", n_procs=1 if gpu_evaluation else omp_nthreads, mem_gb=common["mem_gb"])
     if lesion_file:
         evaluate.inputs.lesion_file = lesion_file
     workflow.connect([
@@ -145,6 +147,6 @@ def init_superres_wf(*, names: list[str], reference: int, settings: dict, resolu
     if method == "inr":
         workflow.connect(fit, "out_checkpoint", evaluate, "checkpoint")
     if ablation and method == "inr" and settings["model"] != "single":
-        fit_single = fit_node("fit_single", {**settings, "model": "single"})
+        fit_single = reconstruction_node(workflow, inputnode, "fit_single", FitINR,
+                                         {**settings, "model": "single"}, common)
         workflow.connect(fit_single, "out_checkpoint", evaluate, "ablation_checkpoint")
-    return workflow

@@ -80,8 +80,7 @@ def init_ds_superres_wf(*, output_dir: str, sources: list[str], reference: int, 
     space : str
         The ``space-`` label; ``resolution`` the isotropic voxel size (``res-`` label).
     method : str
-        ``inr``: outputs ``desc-superres`` and the model file; ``jtv``: ``desc-jtv``, no model
-        (:data:`OUTPUT_DESC`).
+        ``inr``: ``desc-superres`` and the model file; ``jtv``, ``unpaired``: their ``desc-``.
 
     Inputs
     ------

@@ -282,6 +282,25 @@ def finish_fit(fitted: FittedINR, selected_state: dict | None, seconds: float,
     return fitted
 
 
+def progress_bar(epochs: int):
+    """A tqdm bar over the fit's epochs."""
+    from tqdm import tqdm
+
+    return tqdm(total=epochs, desc="INR fit", unit="epoch")
+
+
+def score_epoch(fitted: FittedINR, epoch: int, mi_points, mi_values: list[float],
+                squared_error_sum: torch.Tensor, seen: np.ndarray, learning_rate: float,
+                train_seconds: float, bar) -> dict:
+    """The MI between the predicted contrasts after ``epoch`` (appended to ``mi_values``) and
+    the epoch's history row (:func:`history_row`)."""
+    mi_start = time.perf_counter()
+    mi_values.append(pairwise_mutual_information(fitted.predict_normalised(mi_points),
+                                                 fitted.settings.mi_bins))
+    return history_row(fitted, epoch, squared_error_sum.cpu().numpy(), seen, mi_values[-1],
+                       learning_rate, train_seconds, time.perf_counter() - mi_start, bar)
+
+
 def fit_inr(volumes: list[Volume], settings: INRSettings, masks: list | None = None,
             transforms: list | None = None, reference: int = 0, progress: bool = False,
             epoch_callback: Callable[[int, FittedINR], dict | None] | None = None,
@@ -327,13 +346,8 @@ def fit_inr(volumes: list[Volume], settings: INRSettings, masks: list | None = N
         resume_file, key, fitted=fitted, optimiser=optimiser, scheduler=scheduler,
         generator=generator)
     start = last_save = time.perf_counter()
-    deadline = (None if settings.time_limit_seconds is None
-                else start + settings.time_limit_seconds)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=settings.epochs, desc="INR fit", unit="epoch")
+    deadline = None if settings.time_limit_seconds is None else start + settings.time_limit_seconds
+    bar = progress_bar(settings.epochs) if progress else None
     for epoch in range(first_epoch, settings.epochs + 1):
         if fitted.stop_reason != "epochs":  # resumed after the fit had stopped
             break
@@ -345,13 +359,8 @@ def fit_inr(volumes: list[Volume], settings: INRSettings, masks: list | None = N
         seen = samples_seen.cpu().numpy()  # the epoch's one read from the device
         if not seen.any():
             break
-        train_seconds = time.perf_counter() - epoch_start
-        mi_start = time.perf_counter()
-        mi_values.append(pairwise_mutual_information(fitted.predict_normalised(mi_points),
-                                                     settings.mi_bins))
-        row = history_row(fitted, epoch, squared_error_sum.cpu().numpy(), seen, mi_values[-1],
-                          scheduler.get_last_lr()[0], train_seconds,
-                          time.perf_counter() - mi_start, bar)
+        row = score_epoch(fitted, epoch, mi_points, mi_values, squared_error_sum, seen,
+                          scheduler.get_last_lr()[0], time.perf_counter() - epoch_start, bar)
         if (mutual_information_rule(fitted, mi_values, epoch) and not settings.early_stopping
                 and settings.selection == "mi"):
             selected_state = copy.deepcopy(model.state_dict())

@@ -22,7 +22,7 @@ def fingerprint(volumes, masks, transforms, settings) -> str:
     """A digest of everything the fit depends on (data, masks, transforms, settings); a
     checkpoint of another fit is never resumed."""
     digest = hashlib.blake2b(digest_size=16)
-    # the state's layout: 2 = grid tables over the sampled voxels (tenth session), 3 = dense
+    # the state's layout: 2 = grid tables over the sampled voxels (2026-12-03), 3 = dense
     # tables as volumes (F, Z, Y, X), samples in memory order; a state left by an earlier
     # version is never loaded
     digest.update(b"layout 3")

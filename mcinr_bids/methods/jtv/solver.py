@@ -95,6 +95,26 @@ def data_box(points: list[np.ndarray], shape, margin: int = 2) -> tuple[slice, s
     return tuple(slice(int(a), int(b) + 1) for a, b in zip(low, high))
 
 
+def data_terms(volumes: list[Volume], masks: list, transforms: list, scales: list,
+               profile: str, affine: np.ndarray) -> tuple[list, list, list, list, list]:
+    """The data terms of :func:`reconstruct_jtv`, one per image: the continuous grid indices of
+    the profile points of its observed LR voxels (M*K, 3), their normalised values (M,), the
+    term's weight 1 / (2 sigma^2), the noise sigma (normalised units) and K."""
+    resolution = float(voxel_sizes(affine).min())
+    points, targets, weights, sigmas, counts = [], [], [], [], []
+    for volume, mask, transform, scale in zip(volumes, masks, transforms, scales):
+        region = observed_region(volume, mask, 2.0)
+        offsets = profile_offsets(volume, profile, resolution)
+        points.append(profile_indices(volume, np.argwhere(region).astype(np.float64), offsets,
+                                      transform, affine))
+        counts.append(len(offsets))
+        targets.append(scale.normalise(volume.data[region]))
+        sigma = noise_sigma(volume.data, mask, thick_axis(volume.affine)) / scale.scale
+        sigmas.append(sigma)
+        weights.append(1.0 / (2.0 * sigma**2))
+    return points, targets, weights, sigmas, counts
+
+
 def reconstruct_jtv(volumes: list[Volume], shape: tuple[int, int, int], affine: np.ndarray,
                     settings: JTVSettings | None = None, masks: list | None = None,
                     transforms: list | None = None, progress=None,
@@ -129,19 +149,9 @@ def reconstruct_jtv(volumes: list[Volume], shape: tuple[int, int, int], affine: 
     started = time.perf_counter()
     masks = masks or [automatic_foreground_mask(v.data) for v in volumes]
     transforms = transforms or [None] * len(volumes)
-    resolution = float(voxel_sizes(affine).min())
     scales = [IntensityScale.from_image(v.data, m) for v, m in zip(volumes, masks)]
-    points, targets, weights, sigmas, counts = [], [], [], [], []
-    for volume, mask, transform, scale in zip(volumes, masks, transforms, scales):
-        region = observed_region(volume, mask, 2.0)
-        offsets = profile_offsets(volume, settings.profile, resolution)
-        points.append(profile_indices(volume, np.argwhere(region).astype(np.float64), offsets,
-                                      transform, affine))
-        counts.append(len(offsets))
-        targets.append(scale.normalise(volume.data[region]))
-        sigma = noise_sigma(volume.data, mask, thick_axis(volume.affine)) / scale.scale
-        sigmas.append(sigma)
-        weights.append(1.0 / (2.0 * sigma**2))
+    points, targets, weights, sigmas, counts = data_terms(volumes, masks, transforms, scales,
+                                                          settings.profile, affine)
     if start is None:
         start = [cubic_on_grid(v.data, v.affine, shape, affine, transform=t)
                  for v, t in zip(volumes, transforms)]

@@ -107,6 +107,40 @@ def _resume_key(settings: UnpairedSettings, training: dict) -> str:
     return hashlib.sha256(json.dumps([values, training], sort_keys=True).encode()).hexdigest()
 
 
+def build_networks(factor: int, settings: UnpairedSettings, device) -> dict:
+    """The generator, the InfoNCE projection, the two critics and their two Adam optimisers
+    (torch's random state seeds their weights: seed it first)."""
+    channels = settings.channels
+    generator = Generator(factor, settings.profile, channels, settings.blocks).to(device)
+    projection = Projection(channels).to(device)
+    image_critic = PatchDiscriminator(channels).to(device)
+    feature_critic = FeatureDiscriminator(channels).to(device)
+    betas = (0.5, 0.999)
+    optimise_g = torch.optim.Adam([*generator.parameters(), *projection.parameters()],
+                                  lr=settings.learning_rate, betas=betas)
+    optimise_d = torch.optim.Adam([*image_critic.parameters(), *feature_critic.parameters()],
+                                  lr=settings.learning_rate, betas=betas)
+    return {"generator": generator, "projection": projection, "image_critic": image_critic,
+            "feature_critic": feature_critic, "optimise_g": optimise_g,
+            "optimise_d": optimise_d}
+
+
+def _resume(resume_file: str | None, key: str, nets: dict, rng, device
+            ) -> tuple[int, list[dict], int | None]:
+    """Load the state a run with the same ``key`` left in ``resume_file`` into ``nets`` and the
+    random generators: (step, history, the step resumed from or None)."""
+    if not (resume_file and os.path.exists(resume_file)):
+        return 0, [], None
+    state = torch.load(resume_file, map_location=device, weights_only=False)
+    if state.get("key") != key:
+        return 0, [], None
+    for name, net in nets.items():
+        net.load_state_dict(state[name])
+    rng.bit_generator.state = state["rng"]
+    torch.set_rng_state(state["torch_rng"])
+    return state["step"], state["history"], state["step"]
+
+
 def train_unpaired(low: list[Volume], high: list[Volume], settings: UnpairedSettings | None = None,
                    *, contrast: str = "", masks_low: list | None = None,
                    masks_high: list | None = None, resume_file: str | None = None,
@@ -138,32 +172,12 @@ def train_unpaired(low: list[Volume], high: list[Volume], settings: UnpairedSett
                 "hr_planes": len(hr_bank.planes)}
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
-    channels = settings.channels
-    generator = Generator(factor, settings.profile, channels, settings.blocks).to(device)
-    projection = Projection(channels).to(device)
-    image_critic = PatchDiscriminator(channels).to(device)
-    feature_critic = FeatureDiscriminator(channels).to(device)
-    betas = (0.5, 0.999)
-    optimise_g = torch.optim.Adam([*generator.parameters(), *projection.parameters()],
-                                  lr=settings.learning_rate, betas=betas)
-    optimise_d = torch.optim.Adam([*image_critic.parameters(), *feature_critic.parameters()],
-                                  lr=settings.learning_rate, betas=betas)
-    nets = {"generator": generator, "projection": projection, "image_critic": image_critic,
-            "feature_critic": feature_critic, "optimise_g": optimise_g,
-            "optimise_d": optimise_d}
+    nets = build_networks(factor, settings, device)
+    generator = nets["generator"]
     key = _resume_key(settings, training)
-    history: list[dict] = []
-    step, resumed = 0, None
-    if resume_file and os.path.exists(resume_file):
-        state = torch.load(resume_file, map_location=device, weights_only=False)
-        if state.get("key") == key:
-            for name, net in nets.items():
-                net.load_state_dict(state[name])
-            rng.bit_generator.state = state["rng"]
-            torch.set_rng_state(state["torch_rng"])
-            step, history, resumed = state["step"], state["history"], state["step"]
-            if say:
-                say(f"resumed the training of {contrast or 'the model'} at step {step}")
+    step, history, resumed = _resume(resume_file, key, nets, rng, device)
+    if resumed is not None and say:
+        say(f"resumed the training of {contrast or 'the model'} at step {step}")
     sums = torch.zeros(len(LOSSES), device=device)
     bar = None
     if progress:
