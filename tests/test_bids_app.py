@@ -23,6 +23,10 @@ from mcinr_bids.cli.run import main
 from mcinr_bids.core.interpolation import mask_on_grid
 from mcinr_bids.quality.phantom import write_bids_phantom
 
+#: two full participant runs of four subjects: the long tier (the fast tier's end-to-end run is
+#: tests/test_quick_app.py)
+pytestmark = pytest.mark.slow
+
 SPACE = "MNI152NLin2009aSym"  # nilearn's template: TEMPLATEFLOW_HOME is empty in the test
 IMAGE_KEYS = {"SkullStripped", "Resolution", "Sources", "Description", "INR", "RawSources",
               "InputVoxelSize", "InputSliceAxis"}

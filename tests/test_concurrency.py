@@ -18,6 +18,9 @@ import pytest
 
 from mcinr_bids.quality.phantom import write_bids_phantom
 
+#: end-to-end runs of the app: the long tier (pytest -m slow; .ci/run runs both)
+pytestmark = pytest.mark.slow
+
 GUARD = Path(__file__).parent / "network_guard"
 SUBJECTS = [f"0{i}" for i in range(1, 9)]
 

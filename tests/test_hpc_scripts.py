@@ -17,6 +17,9 @@ import pytest
 
 from mcinr_bids.quality.phantom import write_bids_phantom
 
+#: end-to-end runs of the app: the long tier (pytest -m slow; .ci/run runs both)
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 SLURM = ROOT / "hpc" / "slurm"
 

@@ -11,7 +11,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from mcinr_bids.quality.phantom import write_bids_phantom
+
+#: end-to-end runs of the app: the long tier (pytest -m slow; .ci/run runs both)
+pytestmark = pytest.mark.slow
 
 
 def session_processes(session: int) -> list[int]:

@@ -17,7 +17,7 @@ from mcinr_bids.quality import metrics, simulation
 FOLDER = os.path.join(os.environ.get("MCINR_REAL_DATA", os.path.join(
     os.path.dirname(__file__), "..", "..", "shared", "data", "real")), "brats-gli-00001-000")
 
-pytestmark = [pytest.mark.real_data,
+pytestmark = [pytest.mark.real_data, pytest.mark.slow,
               pytest.mark.skipif(not os.path.isdir(FOLDER), reason="no shared real data")]
 
 

@@ -18,6 +18,9 @@ from mcinr_bids.cli.run import main
 from mcinr_bids.core.geometry import rigid_matrix
 from mcinr_bids.quality.phantom import write_bids_phantom
 
+#: end-to-end runs of the app: the long tier (pytest -m slow; .ci/run runs both)
+pytestmark = pytest.mark.slow
+
 #: system calls that create, change or remove files (strace's names)
 WRITING_CALLS = "openat,open,creat,mkdir,mkdirat,rename,renameat,renameat2,unlink,unlinkat," \
     "link,linkat,symlink,symlinkat,truncate,chmod,fchmodat"

@@ -8,9 +8,13 @@ import json
 
 import nibabel as nib
 import pandas as pd
+import pytest
 
 from mcinr_bids.cli.run import main
 from mcinr_bids.quality.phantom import write_bids_phantom
+
+#: end-to-end runs of the app: the long tier (pytest -m slow; .ci/run runs both)
+pytestmark = pytest.mark.slow
 
 
 def test_unpaired_method_through_the_app(tmp_path, monkeypatch, capsys):
