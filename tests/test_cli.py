@@ -38,6 +38,8 @@ def test_fit_writes_every_output(tmp_path, low_resolution_files, capsys):
     parameters = json.loads((out / "parameters.json").read_text())
     assert parameters["settings"]["epochs"] == 3 and parameters["device"] == "cpu"
     assert parameters["fit_seconds"] > 0 and "torch" in parameters["software"]
+    # the recipe the fit ran (decimated inputs, box profile: point model, thick slices)
+    assert parameters["recipe"]["slab model"]["On"] is True
 
 
 def test_fit_on_a_reference_grid(tmp_path, low_resolution_files, phantom):

@@ -33,8 +33,14 @@ def test_one_subject_end_to_end(tmp_path, monkeypatch):
         sidecar = json.loads(path.with_name(path.name.replace(".nii.gz", ".json")).read_text())
         assert sidecar["Sources"] == [f"bids::sub-01/anat/sub-01_{contrast}.nii.gz"]
         assert sidecar["INR"]["EpochsRun"] == 3  # --sloppy
+        # thick 2D slices: the recipe ran the slab model and said why
+        assert sidecar["INR"]["Recipe"]["slab model"] == {
+            "On": True, "Value": True, "Why": "the inputs are thick 2D slices",
+            "Switch": "[inr] psf"}
     metrics = pd.read_csv(anat / "sub-01_desc-superres_metrics.tsv", sep="\t")
     assert {"resimulation_psnr", "registration_image_dice"} <= set(metrics["measure"])
     dice = metrics.loc[metrics["measure"] == "registration_image_dice", "value"]
     assert (dice >= 0.85).all()  # the FLAIR (moved 4 degrees) registered onto the T1w
-    assert '<strong class="pass">PASS</strong>' in (output / "sub-01.html").read_text()
+    report = (output / "sub-01.html").read_text()
+    assert '<strong class="pass">PASS</strong>' in report
+    assert "<h3>Recipe</h3>" in report and "<td>slab model</td><td>on</td>" in report

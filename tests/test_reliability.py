@@ -194,8 +194,13 @@ def test_fit_progress_is_reported_with_time_left(low_resolution):
 
     with tempfile.TemporaryDirectory() as folder:
         superresolve(volumes, settings, folder, say=messages.append)
-    assert messages and messages[0].startswith("INR fit epoch 1/3: loss t1 ")
-    assert "MI " in messages[0] and "left" in messages[0]
+    # the recipe first (each stage on or off and why), then the progress
+    recipe = [m for m in messages if m.startswith("recipe: ")]
+    assert messages[:len(recipe)] == recipe and len(recipe) == 6
+    assert "recipe: slab model: on: the inputs are thick 2D slices [inr] psf" in recipe
+    progress = messages[len(recipe):]
+    assert progress and progress[0].startswith("INR fit epoch 1/3: loss t1 ")
+    assert "MI " in progress[0] and "left" in progress[0]
 
 
 def test_a_killed_fit_resumes_where_it_was(tmp_path, low_resolution_files, phantom):

@@ -221,20 +221,20 @@ def test_thick_slices_preset_fits_each_slab_mean():
 
 
 def test_slice_model_rule():
-    """resolve_slice_model: the automatic psf on thick, not point-sampled slices; a jtv_blend
-    given is kept; psf given is never changed.  has_thick_slices: a voxel side >= 2x another."""
+    """The recipe's slab model on thick, not point-sampled slices; a jtv_blend given is kept;
+    psf given is never changed.  has_thick_slices: a voxel side >= 2x another."""
     from mcinr_bids.core.geometry import has_thick_slices
-    from mcinr_bids.methods.inr.settings import resolve_slice_model
+    from mcinr_bids.methods.inr.recipe import decide_recipe
 
     automatic = INRSettings()
-    slab = resolve_slice_model(automatic, thick_slices=True)
+    slab, _ = decide_recipe(automatic, thick_slices=True)
     assert (slab.psf, slab.psf_samples, slab.consistency_steps, slab.jtv_blend,
             slab.early_stopping, slab.selection) == (True, 2, 2, 0.0, False, "last")
-    assert resolve_slice_model(INRSettings(jtv_blend=0.3), True).jtv_blend == 0.3
-    assert resolve_slice_model(automatic, thick_slices=False).psf is False
-    assert resolve_slice_model(INRSettings(consistency_profile="point"), True).psf is False
-    given = INRSettings(psf=False)
-    assert resolve_slice_model(given, True) == given
+    assert decide_recipe(INRSettings(jtv_blend=0.3), True)[0].jtv_blend == 0.3
+    assert decide_recipe(automatic, thick_slices=False)[0].psf is False
+    assert decide_recipe(INRSettings(consistency_profile="point"), True)[0].psf is False
+    given = INRSettings(psf=False, jtv_blend=0.0, through_plane_weight=0.0, destripe=False)
+    assert decide_recipe(given, True)[0] == given
     rotation = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
     assert has_thick_slices(np.diag([1.0, 1.0, 4.0, 1.0]))
     assert has_thick_slices(np.block([[rotation @ np.diag([0.9, 3.0, 0.9]), np.zeros((3, 1))],

@@ -167,6 +167,8 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
         for volume in volumes:
             hold_out(volume, every)
     check_output_dir(args.output_dir)  # after every input check: a bad input leaves no folder
+    if not args.quiet:
+        print_recipe(settings, volumes)
     outputs = superresolve(volumes, settings, args.output_dir, masks=masks,
                            transforms=transforms, grid=grid, resolution=args.resolution,
                            progress=not args.quiet)
@@ -195,6 +197,15 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
     }
     write_json(parameters, os.path.join(args.output_dir, "parameters.json"))
     return parameters
+
+
+def print_recipe(settings, volumes) -> None:
+    """The stages this fit will run, each on or off and why (:mod:`.recipe`)."""
+    from mcinr_bids.core.geometry import has_thick_slices
+    from mcinr_bids.methods.inr.recipe import decide_recipe
+
+    _, recipe = decide_recipe(settings, any(has_thick_slices(v.affine) for v in volumes))
+    print("recipe:\n  " + "\n  ".join(recipe.lines()))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -54,7 +54,7 @@ class _FitINROutputSpec(_ReconstructionOutputSpec):
 
 SUMMARY_KEYS = ("method", "epochs_run", "selected_epoch", "stopped_early", "stop_reason",
                 "fit_seconds", "predict_seconds", "device", "grid_cell_sizes_mm",
-                "resumed_from_epoch", "noise_sigma", "models")
+                "resumed_from_epoch", "noise_sigma", "models", "recipe")
 
 
 def load_inputs(inputs) -> tuple[list, list | None, list, tuple | None]:

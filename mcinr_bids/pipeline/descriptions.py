@@ -214,11 +214,12 @@ def methods_text(*, n_images: int, reference: str, space: str, resolution: float
                  settings, bias_correction: bool, evaluation: bool,
                  jtv_settings: dict | None = None, unpaired: bool = False,
                  qc_holdout: int = 0, slabs: list[tuple[str, float, float]] = (),
-                 registration: str = "rigid") -> str:
+                 registration: str = "rigid", acquisitions: str = "") -> str:
     """The boilerplate of one subject's processing, saying what was run (``settings``: the
     INRSettings of the fit; ``jtv_settings``: the ``[jtv]`` table when the method is JTV;
     ``slabs``: (image, slice thickness, spacing) of the images whose sidecar's thickness is not
-    their spacing)."""
+    their spacing; ``acquisitions``: the recipe's account of them, which chose the INR's
+    stages)."""
     aligned = ("rigidly registered (mutual information) to" if registration == "rigid" else
                "aligned by their scanner coordinates (already co-registered; no registration) "
                "with")
@@ -243,6 +244,9 @@ def methods_text(*, n_images: int, reference: str, space: str, resolution: float
                  + consistency_words(settings.consistency_steps, settings.consistency_profile)
                  + through_plane_words(settings.network_weight, settings.through_plane_steps)
                  + blend_words(settings.blend_weight) + f"{destripe_words(settings.destripe_on)}.")
+        if acquisitions:
+            text += (f" These stages were chosen from the acquisitions ({acquisitions}) by the "
+                     "recipe of mcinr-bids, each with its own setting.")
     if slabs and not unpaired:
         text += " The slice profiles followed the sidecars' slice thickness: " + "; ".join(
             f"{name} {thickness:g} mm slices {spacing:g} mm apart"
@@ -259,6 +263,18 @@ def methods_text(*, n_images: int, reference: str, space: str, resolution: float
     return text
 
 
+def software_versions() -> dict:
+    """mcinr-bids' and torch's versions, for the sidecars."""
+    software = {"mcinr-bids": __version__}
+    try:
+        import torch
+
+        software["torch"] = torch.__version__
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    return software
+
+
 def sidecars(sources: list[str], bids_dir: str, skull_stripped: bool, mask_method: str,
              space: str, resolution: str, spatial_reference: str | None, settings: dict,
              fit_info: dict, bias_corrected: bool = True, method: str = "inr") -> dict:
@@ -272,13 +288,7 @@ def sidecars(sources: list[str], bids_dir: str, skull_stripped: bool, mask_metho
     common = {"Resolution": resolution, "SkullStripped": bool(skull_stripped)}
     if spatial_reference:
         common["SpatialReference"] = spatial_reference
-    software = {"mcinr-bids": __version__}
-    try:
-        import torch
-
-        software["torch"] = torch.__version__
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
+    software = software_versions()
     fit = {
         # the grid levels the fit used (those finer than the data can inform are left out)
         "Parameters": {**settings, **{key: fit_info[key] for key in ("grid_cell_sizes_mm",)
@@ -291,6 +301,8 @@ def sidecars(sources: list[str], bids_dir: str, skull_stripped: bool, mask_metho
         "StopReason": fit_info.get("stop_reason"),
         "ResumedFromEpoch": fit_info.get("resumed_from_epoch"),
         "FitSeconds": fit_info.get("fit_seconds"),
+        # which stages ran and why (mcinr_bids.methods.inr.recipe), as the fit decided them
+        "Recipe": fit_info.get("recipe") or None,
         "SoftwareVersions": software,
     }
     if method == "unpaired":

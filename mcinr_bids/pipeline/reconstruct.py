@@ -20,6 +20,7 @@ import numpy as np
 from mcinr_bids.core.geometry import (
     bounding_box,
     grid_coordinates,
+    has_thick_slices,
     isotropic_grid,
     masks_grid,
 )
@@ -31,6 +32,7 @@ from mcinr_bids.core.volumes import InputError, output_foreground
 from mcinr_bids.methods.inr import fit_inr, save_checkpoint
 from mcinr_bids.methods.inr.postprocessing import inr_output
 from mcinr_bids.methods.inr.predict import predict_at_voxels, union_grid, write_history
+from mcinr_bids.methods.inr.recipe import decide_recipe
 from mcinr_bids.methods.inr.resume import exclusive_state
 from mcinr_bids.methods.inr.settings import INRSettings
 from mcinr_bids.quality.metrics import residual_summary
@@ -174,6 +176,10 @@ def superresolve(volumes: list, settings: INRSettings, output_dir: str, *,
     """
     started = time.perf_counter()
     os.makedirs(output_dir, exist_ok=True)
+    if say:
+        _, recipe = decide_recipe(settings, any(has_thick_slices(v.affine) for v in volumes))
+        for line in recipe.lines():
+            say(f"recipe: {line}")
     resume_file = os.path.join(output_dir, RESUME_FILE)
     with exclusive_state(resume_file):
         fitted = fit_inr(volumes, settings, masks=masks, transforms=transforms,

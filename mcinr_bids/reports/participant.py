@@ -221,6 +221,20 @@ def fit_summary(fit_info: dict) -> str:
     return text + "."
 
 
+def recipe_section(recipe: dict) -> str:
+    """The stages the reconstruction ran, each on or off, why, and its switch (INR only)."""
+    if not recipe:
+        return ""
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td><td>{'on' if stage['On'] else 'off'}</td>"
+        f"<td>{html.escape(stage['Why'])}</td><td><code>{html.escape(stage['Switch'])}"
+        "</code></td></tr>" for name, stage in recipe.items() if isinstance(stage, dict))
+    return ("<h3>Recipe</h3>"
+            f"<p>Acquisitions: {html.escape(str(recipe.get('Acquisitions', '?')))}.</p>"
+            "<table><tr><th>stage</th><th></th><th>why</th><th>switch</th></tr>"
+            f"{rows}</table>")
+
+
 def holdout_section(metrics: pd.DataFrame) -> str:
     """The ``--qc-holdout`` scores as a table (image x method PSNR on the left-out slices, and
     the gain over cubic) with a sentence saying what they mean; empty without them."""
@@ -319,6 +333,7 @@ def write_fragment(label: str, output_dir: str, inputs: list[str], outputs: list
     parts.append(("<h3>Reconstruction</h3>" if fit_info.get("method") in ("jtv", "unpaired")
                   else "<h3>Training</h3>") + f"<p>{html.escape(fit_summary(fit_info))}</p>"
                  f'<img src="{subject}/figures/{curves_svg.name}" alt="training curves">')
+    parts.append(recipe_section(fit_info.get("recipe") or {}))
     parts.append(holdout_section(metrics))
     parts.append("<h3>Metrics</h3>" + metrics.to_html(index=False, na_rep="n/a",
                                                         float_format=lambda v: f"{v:.4g}"))

@@ -13,7 +13,8 @@ from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 from mcinr_bids.config import AppConfig
 from mcinr_bids.core.geometry import has_thick_slices
 from mcinr_bids.interfaces.reports import ParticipantReport
-from mcinr_bids.methods.inr.settings import INRSettings, resolve_slice_model
+from mcinr_bids.methods.inr.recipe import decide_recipe
+from mcinr_bids.methods.inr.settings import INRSettings
 from mcinr_bids.pipeline.bids import (
     SubjectInputs,
     bids_stem,
@@ -96,7 +97,8 @@ def init_single_subject_wf(*, config: AppConfig, inputs: SubjectInputs, space: O
     resolution_text, spatial_reference = grid_description(space, resolution, images[reference],
                                                           source_dir)
     method = config.workflow.method
-    inr_settings, jtv_settings = method_settings(config, images, bool(originals))
+    inr_settings, fit_settings, jtv_settings, acquisitions = method_settings(
+        config, images, bool(originals))
     settings = inr_settings.to_dict()
     use_gpu = config.inr.device == "cuda" or (config.inr.device == "auto" and _cuda_available())
     unpaired_settings, evaluation_models = unpaired_inputs(config, images, bool(originals))
@@ -107,6 +109,7 @@ def init_single_subject_wf(*, config: AppConfig, inputs: SubjectInputs, space: O
         resolution=resolution, settings=inr_settings, evaluation=bool(originals),
         jtv_settings=jtv_settings if method == "jtv" else None, unpaired=method == "unpaired",
         slabs=[] if originals else sidecar_slabs(images, inputs.slice_thickness),
+        acquisitions=acquisitions if method == "inr" else "",
         **{key: getattr(config.workflow, key) for key in (
             "bias_correction", "qc_holdout", "registration")})
     anat_preproc_wf = init_anat_preproc_wf(
@@ -117,7 +120,7 @@ def init_single_subject_wf(*, config: AppConfig, inputs: SubjectInputs, space: O
         registration_images=[originals[p] for p in images] if originals else None,
         names=[bids_stem(p) for p in images], label=inputs.label)
     superres_wf = init_superres_wf(
-        names=[bids_stem(p) for p in images], reference=reference, settings=settings,
+        names=[bids_stem(p) for p in images], reference=reference, settings=fit_settings,
         resolution=resolution, omp_nthreads=omp_nthreads, use_gpu=use_gpu, label=inputs.label,
         template_file=space.t1w if space.is_template else None,
         method=method, jtv_settings=jtv_settings, unpaired_settings=unpaired_settings,
@@ -163,19 +166,20 @@ def connect_subject(workflow: Workflow, anat_preproc_wf: Workflow, superres_wf: 
 
 
 def method_settings(config: AppConfig, images: list[str], evaluation: bool
-                    ) -> tuple[INRSettings, dict]:
-    """The INR settings of one subject, the slice model decided from its inputs' headers (so
-    that the methods text, the sidecars and the fit say the same), and its ``[jtv]`` table.
-    The evaluation mode's decimated slices are point samples: the forward models of JTV and of
-    the INR's data-consistency step follow the simulation."""
+                    ) -> tuple[INRSettings, dict, dict, str]:
+    """The INR settings of one subject with its recipe decided from its inputs' headers (for
+    the methods text and the sidecars), the same undecided (the fit decides them again from the
+    same headers, and logs and records why), its ``[jtv]`` table and the acquisitions in
+    words. The evaluation mode's decimated slices are point samples: the forward models of JTV
+    and of the INR's data-consistency step follow the simulation."""
     settings = config.inr.to_dict()
     jtv_settings = dataclasses.asdict(config.jtv)
     if evaluation and config.workflow.simulate_protocol == "decimate":
         jtv_settings["profile"] = "point"
         settings["consistency_profile"] = "point"
-    inr_settings = resolve_slice_model(INRSettings.from_dict(settings), any(
+    inr_settings, recipe = decide_recipe(INRSettings.from_dict(settings), any(
         has_thick_slices(nib.load(path).affine) for path in images))
-    return inr_settings, jtv_settings
+    return inr_settings, settings, jtv_settings, recipe.acquisition
 
 
 def evaluation_inputs(config: AppConfig, inputs: SubjectInputs, images: list[str],

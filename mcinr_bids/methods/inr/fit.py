@@ -38,7 +38,8 @@ from mcinr_bids.methods.inr import resume
 from mcinr_bids.methods.inr.alignment import fold_refinement, parameter_groups
 from mcinr_bids.methods.inr.encodings import diffuse_features
 from mcinr_bids.methods.inr.model import build_model
-from mcinr_bids.methods.inr.settings import INRSettings, informed_cell_sizes, resolve_slice_model
+from mcinr_bids.methods.inr.recipe import decide_recipe
+from mcinr_bids.methods.inr.settings import INRSettings, informed_cell_sizes
 from mcinr_bids.methods.inr.slab import TrainingData, predict_samples, slab_loss
 from mcinr_bids.methods.inr.stopping import (
     mutual_information_points,
@@ -75,6 +76,8 @@ class FittedINR:
     alignment: dict = field(default_factory=dict)
     #: the acquired-slice softening weight of each image's last output (:mod:`.softening`)
     destripe_weights: dict = field(default_factory=dict)
+    #: which stages run and why (:meth:`.recipe.Recipe.to_dict`)
+    recipe: dict = field(default_factory=dict)
     _dilated_masks: list | None = field(default=None, repr=False)
 
     @property
@@ -96,7 +99,7 @@ class FittedINR:
                 "through_plane_weight": self.settings.network_weight,
                 "seed": self.settings.seed, "resumed_from_epoch": self.resumed_from_epoch,
                 "alignment_refinement": self.alignment,
-                "destripe_weights": self.destripe_weights}
+                "destripe_weights": self.destripe_weights, "recipe": self.recipe}
 
     def predict_normalised(self, world: np.ndarray, chunk: int | None = None) -> np.ndarray:
         """Model output at world points (M, 3) in normalised intensities; shape (M, N)."""
@@ -140,7 +143,7 @@ def prepare_fit(volumes: list[Volume], settings: INRSettings, masks: list | None
     the returned FittedINR has no history yet."""
     settings.validate()
     transforms = validate_inputs(volumes, settings, transforms)
-    settings = resolve_slice_model(settings, any(has_thick_slices(v.affine) for v in volumes))
+    settings, recipe = decide_recipe(settings, any(has_thick_slices(v.affine) for v in volumes))
     finest_spacing = min(float(v.voxel_sizes.min()) for v in volumes)
     settings = dataclasses.replace(settings, grid_cell_sizes_mm=informed_cell_sizes(
         settings.grid_cell_sizes_mm, finest_spacing))
@@ -176,7 +179,7 @@ def prepare_fit(volumes: list[Volume], settings: INRSettings, masks: list | None
     fitted = FittedINR(model=model, settings=settings, normaliser=normaliser, scales=scales,
                        names=[v.name for v in volumes], masks=masks,
                        affines=[v.affine for v in volumes], transforms=transforms,
-                       device=str(device))
+                       device=str(device), recipe=recipe.to_dict())
     data = TrainingData(*(torch.from_numpy(array).to(device) for array in (
         coordinates, values, image_index, image_weight,
         slice_profile_factors(volumes, transforms, normaliser, settings.psf_profile))))
@@ -332,7 +335,7 @@ def fit_inr(volumes: list[Volume], settings: INRSettings, masks: list | None = N
         With the model in its selected state (the epoch early stopping picked, else the last) and
         the last state kept in ``last_state``.  Its ``settings`` are the ones used: ``settings``
         without the grid levels finer than the data can inform (:func:`informed_cell_sizes`),
-        an automatic ``psf`` decided from the inputs (:func:`.settings.resolve_slice_model`).
+        every automatic stage decided from the inputs (:func:`.recipe.decide_recipe`).
     """
     fitted, data = prepare_fit(volumes, settings, masks, transforms, reference)
     settings, model = fitted.settings, fitted.model

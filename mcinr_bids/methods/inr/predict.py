@@ -201,6 +201,7 @@ def save_checkpoint(fitted: FittedINR, path: str) -> None:
         "device": fitted.device,
         "through_plane_states": {str(index): state for index, state
                                  in fitted.through_plane_states.items()},
+        "recipe": fitted.recipe,
     }
     atomic_write(path, lambda temporary: torch.save(checkpoint, temporary))
 
@@ -232,7 +233,8 @@ def load_checkpoint(path: str, device: str = "auto") -> FittedINR:
         fit_seconds=checkpoint["fit_seconds"], device=checkpoint["device"],
         last_state=checkpoint["last_state"],
         through_plane_states={int(index): state for index, state
-                              in checkpoint.get("through_plane_states", {}).items()})
+                              in checkpoint.get("through_plane_states", {}).items()},
+        recipe=checkpoint.get("recipe", {}))
 
 
 def write_history(history: list[dict], path: str) -> None:

@@ -87,12 +87,10 @@ class INRSettings:
     #: annealed with the model's
     alignment_learning_rate: float = 0.01
     # Slice profile (point spread function) model
-    #: compare each LR voxel with the model's mean across its slice profile (the slab model)
-    #: rather than with the model at the voxel's centre (the point model); unset (None) =
-    #: automatic (:func:`resolve_slice_model`): the slab model where an
-    #: input has thick slices and the acquisitions are not point samples
-    #: (``consistency_profile`` box), with no JTV blend and the whole schedule's last state;
-    #: true or false chooses, and the other settings then apply as given
+    #: the slab model: compare each LR voxel with the model's mean across its slice profile
+    #: rather than with the model at the voxel's centre (the point model); unset = the recipe
+    #: decides (:mod:`.recipe`: on for thick 2D slices, with its points fixed and the whole
+    #: schedule's last state kept); true or false chooses, the other settings then apply as given
     psf: bool | None = None
     #: points across each voxel's profile (K model evaluations per voxel and step)
     psf_samples: int = 2
@@ -117,28 +115,26 @@ class INRSettings:
     #: the acquisitions' slice profile: ``box`` (thick 2D slices, real acquisitions) or
     #: ``point`` (decimated data); for the consistency step, and the automatic ``psf``
     consistency_profile: str = "box"
-    #: weight of the joint-total-variation reconstruction (mcinr_bids.methods.jtv, the [jtv] table)
-    #: averaged into the output: 0 = the INR alone; 0.5 = the INR/JTV mean; unset (None) =
-    #: 0.5 for the point model on thick slices (``consistency_profile`` box: the best
-    #: measured there, benchmarks/RESULTS.md), 0 for decimated data (where JTV loses to
-    #: cubic) and 0 with the automatic slab model (:func:`resolve_slice_model`)
+    #: weight of the joint-total-variation reconstruction (mcinr_bids.methods.jtv, the [jtv]
+    #: table) averaged into the output: 0 = the INR alone; 0.5 = the INR/JTV mean; unset = the
+    #: recipe decides (:mod:`.recipe`: 0.5 for box-profile inputs without thick slices, else 0:
+    #: the slab model is better alone on thick slices, JTV is below cubic on decimated ones)
     jtv_blend: float | None = None
     #: weight of the self-supervised through-plane network (:mod:`.throughplane`: a small 2D
     #: CNN per image with thick slices, trained on its own slices degraded along one in-plane
     #: axis, run across the thick axis on the cubic interpolation and on the INR's output, the
     #: two restorations averaged) blended into the INR's output after the consistency step
     #: (the evaluation mode scores it too): 0 = off; 2/3 = the mean of the INR and the two
-    #: restorations; unset (None) = 2/3 for point samples (``consistency_profile`` point:
-    #: decimated data; +0.09 / +0.14 dB over the 0.5 blend of the 5-layer network on the three
-    #: shared cases, seed 0), 0 for thick slabs (box: the slab model is better there, -0.09 to
-    #: -0.31 dB on the gli T1c; benchmarks/RESULTS.md)
+    #: restorations; unset = the recipe decides (:mod:`.recipe`: 2/3 for point samples,
+    #: ``consistency_profile`` point: decimated data; 0 for thick slabs, where the slab model
+    #: is better: -0.09 to -0.31 dB on the gli T1c with it; benchmarks/RESULTS.md)
     through_plane_weight: float | None = None
     #: training steps of each image's through-plane network (16 patches of 32 x 32 a step)
     through_plane_steps: int = 3000
     #: soften each thick image's acquired slices in its output, by the weight that makes the
-    #: through-plane roughness most even across slice phases (:mod:`.softening`);
-    #: unset (None) = on for point samples (``consistency_profile`` point: decimated data,
-    #: banding 1.5-2.5), off for thick slabs (the slab model's banding is 1.04-1.25)
+    #: through-plane roughness most even across slice phases (:mod:`.softening`); unset = the
+    #: recipe decides (:mod:`.recipe`: on for point samples, ``consistency_profile`` point:
+    #: decimated data, banding 1.5-2.5; off for thick slabs, the slab model's banding 1.04-1.25)
     destripe: bool | None = None
 
     @property
@@ -152,24 +148,26 @@ class INRSettings:
         """Whether the 1-based ``epoch`` is fitted through the slice profile."""
         return self.psf and epoch > self.point_epochs
 
+    # The three values below read the switches that the recipe (:mod:`.recipe`) has decided;
+    # unset, they follow the rule of models saved before it (2026-12-06), so that those
+    # reproduce their outputs.
     @property
     def blend_weight(self) -> float:
-        """The JTV weight in the output (``jtv_blend``, or its automatic value)."""
+        """The JTV weight in the output (``jtv_blend``)."""
         if self.jtv_blend is not None:
             return float(self.jtv_blend)
         return 0.5 if self.consistency_profile == "box" else 0.0
 
     @property
     def network_weight(self) -> float:
-        """The through-plane network's weight (``through_plane_weight``, or its automatic
-        value)."""
+        """The through-plane network's weight (``through_plane_weight``)."""
         if self.through_plane_weight is not None:
             return float(self.through_plane_weight)
         return 2 / 3 if self.consistency_profile == "point" else 0.0
 
     @property
     def destripe_on(self) -> bool:
-        """Whether the acquired slices are softened (``destripe``, or its automatic value)."""
+        """Whether the acquired slices are softened (``destripe``)."""
         if self.destripe is not None:
             return bool(self.destripe)
         return self.consistency_profile == "point"
@@ -280,26 +278,6 @@ def informed_cell_sizes(cell_sizes_mm: list[float], finest_spacing_mm: float) ->
     if not kept and cell_sizes_mm:
         kept = [float(max(cell_sizes_mm))]
     return kept
-
-
-def resolve_slice_model(settings: INRSettings, thick_slices: bool) -> INRSettings:
-    """``settings`` with an automatic ``psf`` (None) decided.
-
-    The slab model (box profile, ``psf_samples`` fixed points across each slab) where the
-    inputs have ``thick_slices`` (:func:`mcinr_bids.core.geometry.has_thick_slices` of any input)
-    that are not point samples (``consistency_profile`` box), with the consistency step but no
-    JTV blend unless ``jtv_blend`` is set (the blend brought JTV's 4 mm steps back), and the
-    whole schedule, its last state kept (the MI rule stopped it under-trained, or picked an
-    early epoch); the point model otherwise.  Measured in benchmarks/RESULTS.md.
-    """
-    if settings.psf is not None:
-        return settings
-    if not (thick_slices and settings.consistency_profile == "box"):
-        return dataclasses.replace(settings, psf=False)
-    return dataclasses.replace(
-        settings, psf=True, psf_profile="box", psf_sampling="stratified",
-        jtv_blend=0.0 if settings.jtv_blend is None else settings.jtv_blend,
-        early_stopping=False, selection="last")
 
 
 PRESETS: dict[str, dict] = {

@@ -1,6 +1,6 @@
 """The slab (slice-profile) forward model of the fit: the model's value for each LR voxel at its
 centre (point model) or at K points across its slice profile, and the loss of the slab mean
-(which of the two: :func:`mcinr_bids.methods.inr.settings.resolve_slice_model`)."""
+(which of the two: :func:`mcinr_bids.methods.inr.recipe.decide_recipe`)."""
 
 from __future__ import annotations
 
