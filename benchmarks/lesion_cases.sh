@@ -22,7 +22,7 @@ for seed in "${seeds[@]}"; do
                 "$data/$case/Flair_subtrMeanDivStd.nii.gz" --axes S R --protocol "$protocol" \
                 --mask "$data/$case/brainmask.nii.gz" \
                 --lesion-mask "$data/$case/OTMultiClass.nii.gz" \
-                --methods cubic-clamped jtv split --seed "$seed" --quiet -o "$folder"
+                --methods cubic-clamped jtv split --random-seed "$seed" --quiet -o "$folder"
         done
     done
 done

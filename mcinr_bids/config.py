@@ -24,6 +24,7 @@ from pathlib import Path
 from mcinr_bids.methods.inr.settings import PRESETS, INRSettings
 from mcinr_bids.methods.jtv import JTVSettings
 from mcinr_bids.methods.unpaired.settings import SLOPPY_UNPAIRED, UnpairedSettings
+from mcinr_bids.quality.simulation import PROTOCOLS
 
 
 def _toml_value(value) -> str:
@@ -288,7 +289,7 @@ def resolve_config(file_tables: dict[str, dict] | None = None,
         inr.update(SLOPPY_INR)
     inr.update(layered("inr"))
     for name, choices in (("method", METHODS), ("registration", REGISTRATIONS),
-                          ("skull_strip", SKULL_STRIP)):
+                          ("skull_strip", SKULL_STRIP), ("simulate_protocol", PROTOCOLS)):
         if getattr(workflow, name) not in choices:  # a config file's typo must not pass
             raise ValueError(f"unknown {name} {getattr(workflow, name)!r}; choose from "
                              f"{', '.join(choices)}")

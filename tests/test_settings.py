@@ -140,6 +140,9 @@ def test_mcinr_evaluate_precedence(single_file):
     ("[workflow]\nmethod = 'unires'\n", "unknown method 'unires'"),
     ("[workflow]\nregistration = 'none'\n", "unknown registration 'none'; choose from rigid"),
     ("[workflow]\nskull_strip = 'yes'\n", "unknown skull_strip 'yes'"),
+    # a typo used to mean decimation silently
+    ("[workflow]\nsimulate_protocol = 'thik'\n",
+     "unknown simulate_protocol 'thik'; choose from decimate, thick"),
     ("[unpaired]\nsteps = 0\n", "[unpaired] steps must be >= 1"),
     ("[unpaired]\nwidth = 3\n", "unknown [unpaired] settings: width"),
     ("[workflow]\nqc_holdout = 1\n", "qc_holdout must be 0 (off) or >= 2"),
@@ -276,3 +279,21 @@ def test_an_option_typed_wrong_does_not_blame_the_config_file(tmp_path, capsys):
     error = capsys.readouterr().err
     assert "qc_holdout must be 0 (off) or >= 2" in error and str(path) not in error
     assert not (tmp_path / "out").exists()
+
+
+def test_the_seed_has_one_name_in_the_three_commands():
+    """--random-seed (fMRIPrep's name) everywhere; mcinr-fit's and mcinr-evaluate's old --seed
+    still works, out of --help."""
+    from mcinr_bids.cli import evaluate, fit
+    from mcinr_bids.cli.parser import build_parser
+
+    assert "--random-seed" in build_parser().format_help()
+    for module in (fit, evaluate):
+        parser = module.build_parser()
+        assert "--random-seed" in parser.format_help()
+        assert "--seed" not in parser.format_help().replace("--random-seed", "")
+        required = ["a.nii.gz", "b.nii.gz", "-o", "out"] + (
+            ["--axes", "S", "R"] if module is evaluate else [])
+        assert parser.parse_args([*required, "--random-seed", "3"]).seed == 3
+        assert parser.parse_args([*required, "--seed", "4"]).seed == 4
+        assert parser.parse_args(required).seed == 0

@@ -18,6 +18,7 @@ from mcinr_bids.core.volumes import InputError
 from mcinr_bids.methods.inr.settings import DEVICES, PRESETS
 from mcinr_bids.quality import metrics
 from mcinr_bids.quality.evaluation import BASELINES, INR_MODELS, evaluate, simulate_acquisitions
+from mcinr_bids.quality.simulation import PROTOCOLS
 
 
 def format_table(rows: list[dict], names: list[str]) -> str:
@@ -61,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--axes", nargs="+", required=True, metavar="AXIS",
                         help="world axis (R, A or S) to make thick for each image, in order")
     parser.add_argument("-o", "--output-dir", required=True, help="folder for the tables")
-    parser.add_argument("--protocol", choices=("decimate", "thick"), default="decimate",
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="decimate",
                         help="decimate: keep every 4th slice (the paper); thick: average through "
                              "a box slice profile")
     parser.add_argument("--factor", type=int, default=4, help="slice spacing / voxel size")
@@ -88,7 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="settings file: its [workflow] preset and [inr] table")
     parser.add_argument("--device", choices=DEVICES, default="auto",
                         help="auto picks cuda, then mps, then cpu")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--random-seed", dest="seed", type=int, default=0, metavar="N",
+                        help="seed of every fit (model, sampling, networks)")
+    parser.add_argument("--seed", dest="seed", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--version", action="version", version=f"mcinr-bids {__version__}")
     return parser

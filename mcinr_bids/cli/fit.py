@@ -78,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="auto picks cuda, then mps, then cpu")
     execution.add_argument("--threads", type=int, default=None,
                            help="CPU threads for torch (default: torch's own choice)")
-    execution.add_argument("--seed", type=int, default=0, help="random seed")
+    execution.add_argument("--random-seed", dest="seed", type=int, default=0, metavar="N",
+                           help="seed of the model, the sampling and the networks")
+    execution.add_argument("--seed", dest="seed", type=int, help=argparse.SUPPRESS)
     execution.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--version", action="version", version=f"mcinr-bids {__version__}")
     return parser

@@ -9,6 +9,7 @@ from mcinr_bids import __version__
 from mcinr_bids.cli.options import HelpFormatter
 from mcinr_bids.config import DEFAULT_CONTRASTS, METHODS, OUTPUT_SPACES, REGISTRATIONS, SKULL_STRIP
 from mcinr_bids.methods.inr.settings import DEVICES, MODELS, PRESETS
+from mcinr_bids.quality.simulation import PROTOCOLS
 
 
 def _positive_float(value: str) -> float:
@@ -109,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  "originals (PSNR, SSIM, MI errors)")
     evaluation.add_argument("--simulate-factor", type=_positive_int, default=4, metavar="N",
                             help="slice thickness factor of the simulation")
-    evaluation.add_argument("--simulate-protocol", choices=("decimate", "thick"),
+    evaluation.add_argument("--simulate-protocol", choices=PROTOCOLS,
                             default="decimate",
                             help="decimate: keep every N-th slice (the paper); thick: average "
                                  "through a box slice profile")

@@ -14,12 +14,12 @@ from mcinr_bids.core.volumes import Volume, automatic_foreground_mask
 from mcinr_bids.methods.inr.fit import fit_inr
 from mcinr_bids.methods.inr.postprocessing import inr_output
 from mcinr_bids.methods.inr.predict import predict_on_grid
-from mcinr_bids.methods.inr.settings import INRSettings
+from mcinr_bids.methods.inr.settings import MODELS, INRSettings
 from mcinr_bids.quality import metrics, simulation
 from mcinr_bids.quality.metrics import mutual_information_rows, slice_rows, truth_rows
 
 BASELINES = ("cubic", "cubic-clamped", "jtv")
-INR_MODELS = ("split", "vanilla", "single")
+INR_MODELS = MODELS  # the INR variants the evaluation fits
 
 
 @dataclass

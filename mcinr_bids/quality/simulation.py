@@ -10,6 +10,11 @@ import numpy as np
 
 from mcinr_bids.core.geometry import FWHM_TO_SIGMA
 
+#: how the evaluation mode simulates thick slices: ``decimate`` keeps every N-th slice (point
+#: samples, the paper's protocol); ``thick`` averages N slices through a box profile (as a 2D
+#: acquisition records its slab)
+PROTOCOLS = ("decimate", "thick")
+
 
 def _scaled_affine(affine: np.ndarray, axis: int, factor: float, offset: float) -> np.ndarray:
     """Affine of LR voxel j located at HR index ``offset + factor * j`` along ``axis``."""
