@@ -179,3 +179,28 @@ def test_a_short_training_beats_clamped_cubic(thick_cohort):
     gain = metrics.psnr(output, truth, inside, "strict") - metrics.psnr(cubic, truth, inside,
                                                                          "strict")
     assert gain > 0.1, gain
+
+
+def test_the_group_level_trains_one_model_per_contrast(tmp_path, monkeypatch):
+    """`group --train-unpaired` (the fast tier's run of the group training; applying the
+    models through the app is the long tier's tests/test_unpaired_app.py)."""
+    import json
+
+    from mcinr_bids.cli.run import main
+    from mcinr_bids.quality.phantom import write_bids_phantom
+
+    monkeypatch.setenv("TEMPLATEFLOW_HOME", str(tmp_path / "templateflow-empty"))
+    bids, out, work = tmp_path / "bids", tmp_path / "out", tmp_path / "work"
+    write_bids_phantom(str(bids), subjects=(("01", None, False), ("02", None, False)),
+                       resolution=3.0, factor=3)
+    assert main([str(bids), str(out), "group", "-w", str(work), "--train-unpaired",
+                 "--sloppy", "--omp-nthreads", "1", "--skip-bids-validation"]) == 0
+    models = out / "models"
+    assert {p.name for p in models.iterdir()} == {
+        f"desc-unpaired_{contrast}.{extension}" for contrast in ("T1w", "FLAIR")
+        for extension in ("pt", "json")}
+    record = json.loads((models / "desc-unpaired_FLAIR.json").read_text())
+    assert record["Training"]["low"] == ["sub-01/anat/sub-01_FLAIR.nii.gz",
+                                         "sub-02/anat/sub-02_FLAIR.nii.gz"]
+    assert record["SliceFactor"] == 3
+    assert not list((work / "unpaired").glob("*.resume.pt"))
