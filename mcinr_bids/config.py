@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
+from mcinr_bids.core.settings import SettingsTable
 from mcinr_bids.methods.inr.settings import PRESETS, INRSettings
 from mcinr_bids.methods.jtv import JTVSettings
 from mcinr_bids.methods.unpaired.settings import SLOPPY_UNPAIRED, UnpairedSettings
@@ -75,8 +75,10 @@ SLOPPY_JTV = {"iterations": 10}
 
 
 @dataclass
-class ExecutionSettings:
+class ExecutionSettings(SettingsTable):
     """Where the data are and how the workflow runs (fMRIPrep's ``execution`` + ``nipype``)."""
+
+    TABLE: ClassVar[str] = "execution"
 
     bids_dir: str = ""
     output_dir: str = ""
@@ -103,8 +105,10 @@ class ExecutionSettings:
 
 
 @dataclass
-class WorkflowSettings:
+class WorkflowSettings(SettingsTable):
     """What the participant workflow does."""
+
+    TABLE: ClassVar[str] = "workflow"
 
     contrasts: list[str] = field(default_factory=lambda: list(DEFAULT_CONTRASTS))
     #: ``inr`` (outputs ``desc-superres``) or ``jtv`` (outputs ``desc-jtv``)
@@ -183,59 +187,14 @@ def read_config_file(path: str | Path) -> dict[str, dict]:
         if name not in known or not isinstance(values, dict):
             raise ValueError(f"{path}: unknown table [{name}]; the tables are "
                              f"{_table_names()}.")
-        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(known[name])})
-        if unknown:
-            raise ValueError(f"{path}: unknown [{name}] settings: {', '.join(unknown)}.")
-        hints = typing.get_type_hints(known[name])
-        for key, value in values.items():
-            problem = type_problem(value, hints[key]) or range_problem(key, value)
-            if problem:
-                raise ValueError(f"{path}: [{name}] {key} = {value!r}: {problem}.")
+        try:
+            known[name].from_dict(values)  # unknown keys
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}.") from error
+        problems = known[name].value_problems(values)
+        if problems:
+            raise ValueError(f"{path}: {problems[0]}.")
     return tables
-
-
-#: settings that must be above 0 (as their command-line options check)
-POSITIVE = ("output_resolution", "nprocs", "omp_nthreads", "mem_gb", "simulate_factor",
-            "epochs")
-
-
-def type_problem(value, hint) -> str | None:
-    """Why a settings file's ``value`` does not fit the setting's type ``hint`` (``int``,
-    ``float``, ``bool``, ``str``, ``list[...]``, ``X | None``); ``None`` when it does."""
-    options = [a for a in typing.get_args(hint) if a is not type(None)] \
-        if isinstance(hint, types.UnionType) else [hint]
-    for option in options:
-        origin = typing.get_origin(option)
-        if origin is list:
-            item = typing.get_args(option)[0]
-            if isinstance(value, list) and all(type_problem(v, item) is None for v in value):
-                return None
-        elif option is float:
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                return None
-        elif option is int:
-            if isinstance(value, int) and not isinstance(value, bool):
-                return None
-        elif isinstance(value, option):
-            return None
-    names = " or ".join(_type_name(option) for option in options)
-    return f"expected {names}, got {_type_name(type(value))}"
-
-
-def _type_name(hint) -> str:
-    if typing.get_origin(hint) is list:
-        item = typing.get_args(hint)[0]
-        return "a list of " + {bool: "true/false values", int: "whole numbers",
-                               float: "numbers", str: "texts"}.get(item, str(item))
-    return {bool: "true or false", int: "a whole number", float: "a number", str: "a text",
-            list: "a list"}.get(hint, getattr(hint, "__name__", str(hint)))
-
-
-def range_problem(key: str, value) -> str | None:
-    """Why ``value`` is out of range for ``key`` (:data:`POSITIVE`); ``None`` when it is not."""
-    if key in POSITIVE and isinstance(value, (int, float)) and value <= 0:
-        return "must be above 0"
-    return None
 
 
 def resolve_config_file(path: str | Path | None, given: dict[str, dict] | None = None,

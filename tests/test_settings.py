@@ -297,3 +297,20 @@ def test_the_seed_has_one_name_in_the_three_commands():
         assert parser.parse_args([*required, "--random-seed", "3"]).seed == 3
         assert parser.parse_args([*required, "--seed", "4"]).seed == 4
         assert parser.parse_args(required).seed == 0
+
+
+def test_every_table_has_the_one_settings_base():
+    """One base parses, refuses unknown keys and checks the values of every table."""
+    import dataclasses as dc
+
+    from mcinr_bids.config import AppConfig
+    from mcinr_bids.core.settings import SettingsTable
+
+    for table in dc.fields(AppConfig):
+        cls = table.default_factory().__class__
+        assert issubclass(cls, SettingsTable) and cls.TABLE == table.name
+        with pytest.raises(ValueError, match=rf"unknown \[{table.name}\] settings: typo"):
+            cls.from_dict({"typo": 1})
+        assert cls.from_dict(cls().to_dict()) == cls()
+    assert INRSettings.value_problems({"epochs": "many", "seed": 3}) == [
+        "[inr] epochs = 'many': expected a whole number, got a text"]

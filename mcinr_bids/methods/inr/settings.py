@@ -7,10 +7,11 @@ loading the engine.  ``fast`` is the default, chosen by measurement (``benchmark
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
+from mcinr_bids.core.settings import SettingsTable
 from mcinr_bids.core.slices import SLICE_PROFILES
 
 ENCODINGS = ("fourier", "grid")
@@ -23,12 +24,14 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 @dataclass
-class INRSettings:
+class INRSettings(SettingsTable):
     """Every parameter of one INR fit.
 
     Lengths are in millimetres of scanner (world) space; intensities are in the units of each input
     image after a robust per-image normalisation (see ``intensity_percentiles``).
     """
+
+    TABLE: ClassVar[str] = "inr"
 
     # Representation
     #: ``grid`` (multi-resolution tables of learned features at ``grid_cell_sizes_mm``, hashed
@@ -252,16 +255,6 @@ class INRSettings:
         if self.feature_diffusion < 0:
             raise ValueError("feature_diffusion must be >= 0")
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> INRSettings:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown INR settings: {', '.join(unknown)}")
-        return cls(**values)
 
 
 def informed_cell_sizes(cell_sizes_mm: list[float], finest_spacing_mm: float) -> list[float]:

@@ -4,14 +4,18 @@ without the solver)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
+from mcinr_bids.core.settings import SettingsTable
 from mcinr_bids.core.slices import SLICE_PROFILES as PROFILES
 
 
 @dataclass
-class JTVSettings:
+class JTVSettings(SettingsTable):
     """Settings of :func:`reconstruct_jtv` (intensities normalised to about [0, 1]); the
     ``[jtv]`` table of a settings file."""
+
+    TABLE: ClassVar[str] = "jtv"
 
     #: weight of the JTV prior against the noise-weighted data terms
     regularisation: float = 1.0

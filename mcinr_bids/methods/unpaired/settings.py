@@ -3,15 +3,18 @@ them without loading torch).  Defaults are sized for 2 CPU cores (benchmarks/RES
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar
 
+from mcinr_bids.core.settings import SettingsTable
 from mcinr_bids.methods.inr.settings import DEVICES, SLICE_PROFILES
 
 
 @dataclass
-class UnpairedSettings:
+class UnpairedSettings(SettingsTable):
     """Every parameter of one training run (the ``[unpaired]`` table of a settings file)."""
+
+    TABLE: ClassVar[str] = "unpaired"
 
     #: feature channels of the encoder and decoder, residual blocks in each
     channels: int = 16
@@ -77,16 +80,6 @@ class UnpairedSettings:
             if getattr(self, name) < 0:
                 raise ValueError(f"[unpaired] {name} must be >= 0, got {getattr(self, name)!r}")
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> UnpairedSettings:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown [unpaired] settings: {', '.join(unknown)}")
-        return cls(**values)
 
 
 #: --sloppy: a run of seconds, for testing the pipeline

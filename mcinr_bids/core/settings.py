@@ -1,0 +1,87 @@
+"""The one base of the settings tables (``[execution]``, ``[workflow]``, ``[inr]``, ``[jtv]``,
+``[unpaired]``): from and to plain dicts (TOML tables), unknown keys refused, and every value
+of a settings file checked for its type and range as strictly as the command line checks it.
+Torch-free."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import ClassVar
+
+#: settings that must be above 0 (as their command-line options check)
+POSITIVE = ("output_resolution", "nprocs", "omp_nthreads", "mem_gb", "simulate_factor",
+            "epochs")
+
+
+class SettingsTable:
+    """Mixin of a settings dataclass: ``TABLE`` is its name in a settings file."""
+
+    TABLE: ClassVar[str] = ""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict):
+        """The table's settings from ``values``; ValueError naming unknown keys."""
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown [{cls.TABLE}] settings: {', '.join(unknown)}")
+        return cls(**values)
+
+    @classmethod
+    def value_problems(cls, values: dict) -> list[str]:
+        """``key = value: why`` for each value of a settings file that does not fit its
+        setting's type or range (unknown keys: :meth:`from_dict`)."""
+        hints = typing.get_type_hints(cls)
+        problems = []
+        for key, value in values.items():
+            if key in hints:
+                problem = type_problem(value, hints[key]) or range_problem(key, value)
+                if problem:
+                    problems.append(f"[{cls.TABLE}] {key} = {value!r}: {problem}")
+        return problems
+
+    def validate(self) -> None:
+        """ValueError naming a setting that cannot work (the tables add their own checks)."""
+
+
+def type_problem(value, hint) -> str | None:
+    """Why a settings file's ``value`` does not fit the setting's type ``hint`` (``int``,
+    ``float``, ``bool``, ``str``, ``list[...]``, ``X | None``); ``None`` when it does."""
+    options = [a for a in typing.get_args(hint) if a is not type(None)] \
+        if isinstance(hint, types.UnionType) else [hint]
+    for option in options:
+        origin = typing.get_origin(option)
+        if origin is list:
+            item = typing.get_args(option)[0]
+            if isinstance(value, list) and all(type_problem(v, item) is None for v in value):
+                return None
+        elif option is float:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return None
+        elif option is int:
+            if isinstance(value, int) and not isinstance(value, bool):
+                return None
+        elif isinstance(value, option):
+            return None
+    names = " or ".join(_type_name(option) for option in options)
+    return f"expected {names}, got {_type_name(type(value))}"
+
+
+def _type_name(hint) -> str:
+    if typing.get_origin(hint) is list:
+        item = typing.get_args(hint)[0]
+        return "a list of " + {bool: "true/false values", int: "whole numbers",
+                               float: "numbers", str: "texts"}.get(item, str(item))
+    return {bool: "true or false", int: "a whole number", float: "a number", str: "a text",
+            list: "a list"}.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def range_problem(key: str, value) -> str | None:
+    """Why ``value`` is out of range for ``key`` (:data:`POSITIVE`); ``None`` when it is not."""
+    if key in POSITIVE and isinstance(value, (int, float)) and value <= 0:
+        return "must be above 0"
+    return None
