@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import signal
 import sys
 import uuid
 from datetime import UTC, datetime
@@ -175,7 +176,7 @@ def execute_workflow(config: AppConfig, runnable: list, space, originals: dict,
     from nipype import config as nipype_config
 
     from mcinr_bids.workflows.base import init_mcinr_wf
-    from mcinr_bids.workflows.processes import WatchedMultiProc
+    from mcinr_bids.workflows.processes import WatchedMultiProc, stop_on_interrupt
 
     execution = config.execution
     nipype_config.update_config({
@@ -202,6 +203,7 @@ def execute_workflow(config: AppConfig, runnable: list, space, originals: dict,
     # for the run: freeze it out of those collections.
     gc.collect()
     gc.freeze()
+    interrupt = signal.signal(signal.SIGINT, stop_on_interrupt)
     try:
         # MultiProc whose workers end when this process dies (kill -9 of the PID alone)
         graph = wf.run(plugin=WatchedMultiProc(plugin_args=plugin_args))
@@ -217,6 +219,7 @@ def execute_workflow(config: AppConfig, runnable: list, space, originals: dict,
                      execution.output_dir, execution.run_uuid)
         return True
     finally:
+        signal.signal(signal.SIGINT, interrupt)
         gc.unfreeze()
     return False
 

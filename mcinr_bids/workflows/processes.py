@@ -73,3 +73,15 @@ class WatchedMultiProc(MultiProcPlugin):
             max_workers=self.processors, initializer=watched_initializer,
             initargs=(self._cwd, os.getpid()),
             mp_context=multiprocessing.get_context(context) if context else None)
+
+
+def stop_on_interrupt(signum, frame) -> None:  # noqa: ARG001 - a signal handler's signature
+    """Ctrl-C (SIGINT) in the main process: stop at once, exit code 130.  The workers end by
+    the same SIGINT (the terminal sends it to the whole process group) or by their watchdog;
+    the work folder keeps every finished step and the fit's resumable state, so the rerun
+    resumes.  Leaving through Python's exit handlers instead waits on the worker pool's
+    threads and locks, which a KeyboardInterrupt can leave held (a run in CI never exited)."""
+    try:
+        os.write(2, b"mcinr-bids: interrupted; rerun with the same work folder to resume.\n")
+    finally:
+        os._exit(130)
