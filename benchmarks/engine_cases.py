@@ -19,8 +19,8 @@ that is removed.  ``--seeds`` repeats every INR fit with each seed (run-to-run s
 (iterative back-projection, one step) and the mean of the INR and clamped cubic.
 ``--set`` overrides any INR setting (the value read as JSON, else as text: ``--set
 feature_diffusion=8 grid_cell_sizes_mm=[16,8,4,2]``); ``--slice-thickness`` gives every
-simulated image that slice thickness (a sidecar's ``SliceThickness``; 1 on decimated data is
-its true slab, one isotropic voxel), which the slab model (``--psf box``) then uses.
+simulated image that slice thickness (a sidecar's ``SliceThickness``; decimated data have their
+true slab, one isotropic voxel, and so the point profile, unless it says otherwise).
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def run_case(folder: str, t1_name: str, flair_name: str, mask_name: str | None,
         mask = (t1.data > 0) & (flair.data > 0)
     simulation = simulate_acquisitions([t1, flair], list(axes), protocol, 4, mask)
     for low in simulation.low_resolution:
-        low.slice_thickness_mm = slice_thickness
+        low.slice_thickness_mm = slice_thickness or low.slice_thickness_mm
     for warning in simulation.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     rows = []
@@ -101,8 +101,7 @@ def run_case(folder: str, t1_name: str, flair_name: str, mask_name: str | None,
     for weight in jtv:
         from mcinr_bids.methods.jtv import JTVSettings
 
-        settings = JTVSettings(regularisation=weight, epsilon=jtv_epsilon,
-                               profile="point" if protocol == "decimate" else "box")
+        settings = JTVSettings(regularisation=weight, epsilon=jtv_epsilon)
         predictions, seconds = run_baseline("jtv", simulation, settings)
         jtv_predictions = jtv_predictions or predictions
         rows.append({"method": f"jtv lambda {weight:g}"

@@ -34,7 +34,7 @@ def main() -> int:
 
     from mcinr_bids.methods.inr import fit_inr, predict_on_grid
     from mcinr_bids.methods.inr.postprocessing import blend
-    from mcinr_bids.methods.inr.settings import INRSettings, settings_for_preset
+    from mcinr_bids.methods.inr.settings import settings_for_preset
     from mcinr_bids.quality.evaluation import (
         consistent,
         run_baseline,
@@ -45,9 +45,7 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     folder = real_data_folder()
-    profile = "box" if args.protocol == "thick" else "point"
     settings = settings_for_preset("fast", seed=args.seed, threads=args.threads)
-    settings = INRSettings.from_dict({**settings.to_dict(), "consistency_profile": profile})
     print(f"{args.protocol}, --qc-holdout {args.every}, seed {args.seed}: strict PSNR gain over "
           "clamped cubic (dB) against the truth, and on the held-out slices\n")
     print("| case | image | method | true PSNR | true gain | hold-out PSNR | hold-out gain | "

@@ -59,7 +59,7 @@ def main() -> int:
     for iterations, start in ((150, "cubic"), (150, "INR"), (50, "INR"), (20, "INR")):
         started = time.perf_counter()
         jtv, _ = reconstruct_jtv(simulation.low_resolution, shape, affine,
-                                 JTVSettings(profile="box", iterations=iterations),
+                                 JTVSettings(iterations=iterations),
                                  start=None if start == "cubic" else inr)
         show(f"JTV from {start}, {iterations} iterations", jtv, started)
         show("blend 0.5 with the INR", blend(inr, jtv, 0.5), started)

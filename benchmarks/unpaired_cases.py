@@ -88,7 +88,6 @@ def main() -> int:
         print(f"cases missing under {folder}: {missing} (set MCINR_REAL_DATA)", file=sys.stderr)
         return 1
     settings = UnpairedSettings(device="cpu", threads=args.threads,
-                                profile="box" if args.protocol == "thick" else "point",
                                 **({"steps": args.steps} if args.steps else {}))
     variants = {"unpaired": settings}
     if not args.no_ablation:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from mcinr_bids.core import geometry
+from mcinr_bids.core.volumes import Volume
 from mcinr_bids.quality import simulation
 from mcinr_bids.quality.phantom import make_phantom
 
@@ -23,6 +24,14 @@ def low_resolution(phantom):
     t1, flair, _, affine = phantom
     return [simulation.decimate(t1, affine, geometry.voxel_axis(affine, "S")),
             simulation.decimate(flair, affine, geometry.voxel_axis(affine, "R"))]
+
+
+@pytest.fixture
+def decimated(low_resolution) -> list[Volume]:
+    """The decimated phantom images (t1, flair) as acquisitions: thin (1 mm) slices 4 mm apart,
+    so their slice profile is ``point`` (mcinr_bids.core.slices)."""
+    return [Volume(np.asarray(d, dtype=np.float32), a, n, slice_thickness_mm=1.0)
+            for (d, a), n in zip(low_resolution, ("t1", "flair"))]
 
 
 def write_nifti(path, data, affine):

@@ -18,7 +18,9 @@ from mcinr_bids.quality import metrics
 
 
 def low_resolution_volumes(low_resolution):
-    return [Volume(d, a, name) for (d, a), name in zip(low_resolution, ["t1", "flair"])]
+    """The decimated phantom as acquisitions: 1 mm slices 4 mm apart (point samples)."""
+    return [Volume(d, a, name, slice_thickness_mm=1.0)
+            for (d, a), name in zip(low_resolution, ["t1", "flair"])]
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +31,7 @@ def fits(phantom, low_resolution):
     results = {}
     for model in ("split", "single"):
         fitted = fit_inr(low_resolution_volumes(low_resolution),
-                         settings_for_preset("fast", model=model, early_stopping=False,
-                                             consistency_profile="point"))
+                         settings_for_preset("fast", model=model, early_stopping=False))
         results[model] = (fitted, predict_on_grid(fitted, shape, affine)[0])
     return results
 
@@ -133,9 +134,9 @@ def test_oblique_image_is_aligned_within_half_a_voxel(phantom, low_resolution):
     world = world_coordinates(oblique, np.indices(shape).reshape(3, -1).T)
     voxels = world_coordinates(np.linalg.inv(affine), world)
     flair_oblique = ndimage.map_coordinates(flair, voxels.T, order=1).reshape(shape)
-    volumes = [Volume(*low_resolution[0], "t1"), Volume(flair_oblique, oblique, "flair")]
-    fitted = fit_inr(volumes, settings_for_preset("fast", epochs=15,
-                                                  consistency_profile="point"))
+    volumes = [low_resolution_volumes(low_resolution)[0],
+               Volume(flair_oblique, oblique, "flair", slice_thickness_mm=1.0)]
+    fitted = fit_inr(volumes, settings_for_preset("fast", epochs=15))
     predictions, _ = predict_on_grid(fitted, t1.shape, affine)
     shift, _, _ = phase_cross_correlation(np.where(mask, flair, 0),
                                           np.where(mask, predictions[1], 0), upsample_factor=10)
@@ -145,17 +146,15 @@ def test_oblique_image_is_aligned_within_half_a_voxel(phantom, low_resolution):
 def test_early_stopping_fires_on_a_plateau_and_keeps_the_result(low_resolution):
     volumes = low_resolution_volumes(low_resolution)
     stopping = fit_inr(volumes, settings_for_preset("fast", epochs=12, min_epochs=3,
-                                                    mi_window=2, mi_tolerance=10.0,
-                                                    consistency_profile="point"))
+                                                    mi_window=2, mi_tolerance=10.0))
     assert stopping.stopped_early and len(stopping.history) == 3
     assert stopping.selected_epoch == 3 and stopping.last_state is not None
     full = fit_inr(volumes, settings_for_preset("fast", epochs=5, min_epochs=3, mi_window=2,
-                                                mi_tolerance=10.0, early_stopping=False,
-                                                consistency_profile="point"))
+                                                mi_tolerance=10.0, early_stopping=False))
     assert not full.stopped_early and len(full.history) == 5 and full.selected_epoch == 3
     last = fit_inr(volumes, settings_for_preset("fast", epochs=5, min_epochs=3, mi_window=2,
                                                 mi_tolerance=10.0, early_stopping=False,
-                                                consistency_profile="point", selection="last"))
+                                                selection="last"))
     assert last.selected_epoch == 5  # the rule fired at 3, the last state is kept
     points = np.random.default_rng(0).uniform(-15, 15, (200, 3))
     for fitted, kept_last in ((last, True), (full, False)):
@@ -271,7 +270,7 @@ def test_consistency_step_corrects_the_point_model_on_thick_slices(phantom):
                                        ["S", "R"], "thick", 4, mask > 0)
     settings = settings_for_preset("fast", epochs=15, early_stopping=False, jtv_blend=0.0,
                                    psf=False)
-    assert settings.consistency_steps == 2 and settings.consistency_profile == "box"
+    assert settings.consistency_steps == 2
     corrected, fitted = run_inr(settings, simulation)
     grid = (t1.shape, affine)
     raw, foreground = predict_on_grid(fitted, *grid)
@@ -339,9 +338,9 @@ def test_the_evaluation_blends_jtv_started_from_the_models_output(tmp_path, fits
     truths = [nib.load(p) for p in truth_files]
     volumes = low_resolution_volumes(low_resolution)
     model = dataclasses.replace(fitted, settings=dataclasses.replace(  # the JTV blend alone
-        fitted.settings, consistency_profile="point", jtv_blend=0.5, through_plane_weight=0.0,
+        fitted.settings, jtv_blend=0.5, through_plane_weight=0.0,
         destripe=False))  # (the network's blend: tests/test_throughplane.py)
-    settings = JTVSettings(profile="point", iterations=5)
+    settings = JTVSettings(iterations=5)
     blended = model_outputs(model, truths, volumes, truth_files[0], settings)
     alone = [consistent(model.settings, [predict_on_grid(model, t1.shape, affine,
                                                          fill_background=False)[0][i]],
@@ -376,7 +375,7 @@ def test_the_jtv_row_is_scored_in_each_images_own_world(tmp_path, phantom, low_r
     masks = [automatic_foreground_mask(v.data) for v in volumes]
     error = np.eye(4)
     error[:3, 3] = [0.0, 0.6, 0.6]
-    settings = JTVSettings(profile="point", iterations=30)
+    settings = JTVSettings(iterations=30)
     inside = automatic_foreground_mask(flair)
 
     def flair_psnr(image):

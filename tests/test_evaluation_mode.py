@@ -171,7 +171,7 @@ def test_jtv_method_through_the_app(tmp_path, monkeypatch):
     assert len(gains) == 2 and (gains > 0).all(), held_out
     sidecar = json.loads((anat / "sub-01_space-T1w_res-3_desc-jtv_T1w.json").read_text())
     assert "joint-total-variation" in sidecar["Description"]
-    assert sidecar["JTV"]["Parameters"]["profile"] == "box"
+    assert sidecar["JTV"]["Parameters"]["regularisation"] == 1.0
     assert len(sidecar["JTV"]["NoiseSigma"]) == 2 and "INR" not in sidecar
     report = (output / "sub-01.html").read_text()
     assert "Joint-total-variation reconstruction" in report and "UniRes" in report

@@ -95,7 +95,7 @@ def test_the_check_ranks_the_truth_above_interpolation(phantom):
         cubic.append(cubic_on_grid(held[-1].data, low_affine, t1.shape, affine))
     masks = [automatic_foreground_mask(v.data) for v in originals]
     rows = pd.DataFrame(holdout_scores(originals, held, {"truth": [t1, flair], "cubic": cubic},
-                                       (t1.shape, affine), masks, [None, None], "box"))
+                                       (t1.shape, affine), masks, [None, None]))
     gains = rows[rows["measure"] == "holdout_gain"].set_index("image")["value"]
     assert set(gains.index) == {"t1", "flair"} and (gains > 8).all(), rows
     assert set(rows["measure"]) == {"holdout_psnr_truth", "holdout_rmse_truth",

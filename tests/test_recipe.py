@@ -28,7 +28,7 @@ def stages(recipe) -> dict:
                     "jtv_blend": 0.5}),
 ])
 def test_each_stage_follows_the_acquisitions(thick, profile, expected):
-    settings, recipe = decide_recipe(INRSettings(consistency_profile=profile), thick)
+    settings, recipe = decide_recipe(INRSettings(), thick, profile)
     assert {name: getattr(settings, name) for name in SWITCHES} == pytest.approx(expected)
     # the values the rest of the code reads are the recipe's
     assert settings.blend_weight == pytest.approx(expected["jtv_blend"])
@@ -54,8 +54,8 @@ def test_a_switch_overrides_its_stage_alone():
 
 
 def test_deciding_twice_changes_nothing():
-    settings, _ = decide_recipe(INRSettings(consistency_profile="point"), thick_slices=True)
-    assert decide_recipe(settings, thick_slices=True)[0] == settings
+    settings, _ = decide_recipe(INRSettings(), True, "point")
+    assert decide_recipe(settings, True, "point")[0] == settings
 
 
 def test_the_lines_say_why_and_name_the_switch():
@@ -72,15 +72,15 @@ def test_the_lines_say_why_and_name_the_switch():
     json.dumps(record)  # JSON types for the sidecar
 
 
-def test_the_fit_records_its_recipe(tmp_path, low_resolution):
-    """The fit decides the recipe from its own inputs, and the checkpoint keeps it."""
-    from mcinr_bids.core.volumes import Volume
+def test_the_fit_records_its_recipe(tmp_path, decimated):
+    """The fit decides the recipe from its own inputs (decimated: 1 mm slices 4 mm apart, point
+    samples), and the checkpoint keeps it."""
     from mcinr_bids.methods.inr import fit_inr, load_checkpoint, save_checkpoint
 
-    volumes = [Volume(d, a, n) for (d, a), n in zip(low_resolution, ("t1", "flair"))]
-    settings = INRSettings(epochs=1, min_epochs=1, consistency_profile="point",
-                           grid_cell_sizes_mm=[16.0, 8.0], mi_points=1024, batch_size=4096)
-    fitted = fit_inr(volumes, settings)
+    settings = INRSettings(epochs=1, min_epochs=1, grid_cell_sizes_mm=[16.0, 8.0],
+                           mi_points=1024, batch_size=4096)
+    fitted = fit_inr(decimated, settings)
+    assert fitted.recipe["Acquisitions"].startswith("thick slices that are point samples")
     assert fitted.recipe["through-plane network"]["On"] is True
     assert fitted.summary()["recipe"] == fitted.recipe
     save_checkpoint(fitted, str(tmp_path / "model.pt"))

@@ -46,11 +46,10 @@ def test_every_setting_lives_in_one_table():
 
     names = [{f.name for f in dataclasses.fields(c)}
              for c in (ExecutionSettings, WorkflowSettings, INRSettings, JTVSettings)]
-    # [unpaired] shares only the names of a training run ([inr]) and of the slice profile
-    # ([jtv]), each method's own value of the same thing
+    # [unpaired] shares only the names of a training run ([inr]), each method's own value of
+    # the same thing
     unpaired = {f.name for f in dataclasses.fields(UnpairedSettings)}
-    assert unpaired & set().union(*names) == {"learning_rate", "seed", "device", "threads",
-                                              "profile"}
+    assert unpaired & set().union(*names) == {"learning_rate", "seed", "device", "threads"}
     assert all(not (a & b) for a, b in combinations(names, 2))
 
 
@@ -136,7 +135,7 @@ def test_mcinr_evaluate_precedence(single_file):
     ("[other]\na = 1\n", "unknown table [other]"),
     ("not toml = = 1", "not a readable TOML"),
     ("[workflow]\npreset = 'slow'\n", "unknown preset 'slow'"),
-    ("[jtv]\nprofile = 'gauss'\n", "[jtv] profile must be one of box, point"),
+    ("[jtv]\nprofile = 'point'\n", "[jtv] profile: no longer a setting: the slice profile is"),
     ("[workflow]\nmethod = 'unires'\n", "unknown method 'unires'"),
     ("[workflow]\nregistration = 'none'\n", "unknown registration 'none'; choose from rigid"),
     ("[workflow]\nskull_strip = 'yes'\n", "unknown skull_strip 'yes'"),
@@ -235,7 +234,7 @@ def test_slice_model_rule():
             slab.early_stopping, slab.selection) == (True, 2, 2, 0.0, False, "last")
     assert decide_recipe(INRSettings(jtv_blend=0.3), True)[0].jtv_blend == 0.3
     assert decide_recipe(automatic, thick_slices=False)[0].psf is False
-    assert decide_recipe(INRSettings(consistency_profile="point"), True)[0].psf is False
+    assert decide_recipe(automatic, True, "point")[0].psf is False
     given = INRSettings(psf=False, jtv_blend=0.0, through_plane_weight=0.0, destripe=False)
     assert decide_recipe(given, True)[0] == given
     rotation = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])

@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 
 from mcinr_bids.core.slices import (
+    acquisitions,
     load_acquisition,
     read_slice_thickness,
     slab_fraction,
+    slice_profile,
     slice_profile_factors,
 )
 from mcinr_bids.core.volumes import CoordinateNormaliser, InputError, Volume
@@ -41,14 +43,57 @@ def test_sidecar_thickness_narrows_the_slab_of_every_forward_model(tmp_path):
     # offsets = u @ L.T, u in [-1/2, 1/2]: the slab is 5 mm (2 * 5 / 50 normalised), not 6.5
     np.testing.assert_allclose(factors, np.diag([0.0, 0.0, 0.2]), atol=1e-6)
     # JTV / consistency step: 5 points 1 mm apart across the 5 mm slab, centred on the slice
-    offsets_mm = profile_offsets(volume, "box", 1.0)[:, 2] * 6.5
+    offsets_mm = profile_offsets(volume, 1.0)[:, 2] * 6.5
     np.testing.assert_allclose(offsets_mm, [-2.0, -1.0, 0.0, 1.0, 2.0], atol=1e-9)
     contiguous = load_acquisition(write_image(tmp_path / "b.nii.gz", GAPPED, None))
     assert contiguous.slice_thickness_mm is None and slab_fraction(contiguous) == 1.0
-    assert len(profile_offsets(contiguous, "box", 1.0)) == 6  # round(6.5)
+    assert len(profile_offsets(contiguous, 1.0)) == 6  # round(6.5)
     # a 3D image's sidecar thickness changes nothing (it has no slab)
     iso = Volume(np.ones((4, 4, 4), np.float32), np.eye(4), slice_thickness_mm=2.0)
     assert slab_fraction(iso) == 1.0
+
+
+def test_the_acquisition_knows_its_slice_profile(tmp_path):
+    """box for thick 2D slices (no SliceThickness, or a slab wider than half the spacing);
+    point for slices at most half as thick as they are apart (the paper's decimation: 1 mm of
+    every 4); the subject is point-sampled only when every thick image is."""
+    assert slice_profile(load_acquisition(write_image(tmp_path / "a.nii.gz", GAPPED,
+                                                      None))) == "box"
+    for thickness, profile in ((5.0, "box"), (3.3, "box"), (3.25, "point"), (1.0, "point")):
+        path = write_image(tmp_path / f"{thickness}.nii.gz", GAPPED,
+                           {"SliceThickness": thickness})
+        assert slice_profile(load_acquisition(path)) == profile, thickness
+    iso = Volume(np.ones((4, 4, 4), np.float32), np.eye(4), slice_thickness_mm=0.2)
+    thin = Volume(np.ones((4, 4, 4), np.float32), GAPPED, slice_thickness_mm=1.0)
+    thick = Volume(np.ones((4, 4, 4), np.float32), GAPPED)
+    assert slice_profile(iso) == "box"  # no slices to speak of: a 3D voxel
+    assert acquisitions([thin, iso]) == (True, "point")
+    assert acquisitions([thin, thick]) == (True, "box")
+    assert acquisitions([iso]) == (False, "box")
+
+
+def test_the_old_profile_settings_say_where_the_profile_went():
+    from mcinr_bids.methods.inr.settings import INRSettings
+    from mcinr_bids.methods.jtv.settings import JTVSettings
+    from mcinr_bids.methods.unpaired.settings import UnpairedSettings
+
+    for table, key in ((INRSettings, "consistency_profile"), (JTVSettings, "profile"),
+                       (UnpairedSettings, "profile")):
+        with pytest.raises(ValueError, match=rf"\[{table.TABLE}\] {key}: no longer a setting: "
+                                             "the slice profile is each image's own"):
+            table.from_dict({key: "point"})
+
+
+def test_models_saved_with_a_profile_setting_still_load():
+    """A checkpoint of before 2026-12-06 kept ``consistency_profile`` and undecided stages:
+    they are decided as that model was run."""
+    from mcinr_bids.methods.inr.predict import saved_settings
+
+    point = saved_settings({"consistency_profile": "point", "jtv_blend": None,
+                            "through_plane_weight": None, "destripe": None})
+    assert (point.blend_weight, point.network_weight, point.destripe_on) == (0.0, 2 / 3, True)
+    box = saved_settings({"consistency_profile": "box", "jtv_blend": None, "destripe": False})
+    assert (box.blend_weight, box.network_weight, box.destripe_on) == (0.5, 0.0, False)
 
 
 @pytest.mark.parametrize("sidecar, words", [

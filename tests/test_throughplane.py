@@ -117,10 +117,9 @@ def test_the_inr_output_blends_the_network(phantom):
     np.testing.assert_array_equal(blended[1], predictions[1])
     with pytest.raises(ValueError, match="through_plane_weight must be between 0 and 1"):
         INRSettings(through_plane_weight=2.0).validate()
-    # unset: on for point samples (decimated data), off for thick slabs; a value applies as given
-    assert INRSettings(consistency_profile="point").network_weight == pytest.approx(2 / 3)
-    assert INRSettings(consistency_profile="box").network_weight == 0.0
-    assert INRSettings(consistency_profile="point", through_plane_weight=0.0).network_weight == 0
+    # unset: the recipe decides (tests/test_recipe.py), off until it has; a value applies as given
+    assert INRSettings().network_weight == 0.0
+    assert INRSettings(through_plane_weight=0.0).network_weight == 0
     assert INRSettings(through_plane_weight=0.25).network_weight == 0.25
 
 
@@ -203,7 +202,7 @@ def test_both_memory_layouts_train_and_restore_alike(monkeypatch):
     assert not np.allclose(expected, volume, atol=1e-3)
 
 
-def test_the_network_is_blended_after_the_consistency_step(phantom, low_resolution,
+def test_the_network_is_blended_after_the_consistency_step(phantom, decimated,
                                                            monkeypatch):
     """inr_output: the consistency step corrects the INR's prediction alone, then the network
     is averaged in (run on the network's output, the step spread its errors on the acquired
@@ -213,11 +212,10 @@ def test_the_network_is_blended_after_the_consistency_step(phantom, low_resoluti
     from mcinr_bids.methods.inr.consistency import back_project
 
     t1, _, _, affine = phantom
-    volumes = [Volume(d.astype(np.float32), a, n)
-               for (d, a), n in zip(low_resolution, ["t1", "flair"])]
-    settings = INRSettings(epochs=1, consistency_profile="point", seed=0, destripe=False)
-    assert settings.network_weight == pytest.approx(2 / 3)
+    volumes = decimated
+    settings = INRSettings(epochs=1, seed=0, destripe=False)
     fitted = fit_inr(volumes, settings)
+    assert fitted.settings.network_weight == pytest.approx(2 / 3)  # the recipe's, for points
     constant = {"t1": 11.0, "flair": 7.0}
     monkeypatch.setattr(module, "through_plane_image",
                         lambda volume, *args, **kwargs: np.full(t1.shape, constant[volume.name],
@@ -226,17 +224,17 @@ def test_the_network_is_blended_after_the_consistency_step(phantom, low_resoluti
     output, foreground = postprocessing.inr_output(fitted, grid, volumes)
     raw, _ = predict_on_grid(fitted, *grid)
     consistent = back_project(raw, grid, volumes, masks=fitted.masks,
-                              transforms=fitted.transforms, profile="point",
+                              transforms=fitted.transforms,
                               steps=settings.consistency_steps,
                               dilation_mm=settings.foreground_dilation_mm, foreground=foreground)
     for index, name in enumerate(("t1", "flair")):
-        weight = settings.network_weight
+        weight = fitted.settings.network_weight
         np.testing.assert_allclose(output[index][foreground],
                                    (1 - weight) * consistent[index][foreground]
                                    + weight * constant[name], rtol=1e-5, atol=1e-4)
 
 
-def test_the_evaluation_scores_the_output_with_the_network(phantom, low_resolution,
+def test_the_evaluation_scores_the_output_with_the_network(phantom, decimated,
                                                            monkeypatch):
     """The evaluation mode re-predicts a checkpoint on each truth's grid
     (evaluation.model_outputs): on decimated data that output must include the network's
@@ -250,9 +248,8 @@ def test_the_evaluation_scores_the_output_with_the_network(phantom, low_resoluti
     from mcinr_bids.quality.evaluation import model_outputs
 
     t1, flair, _, affine = phantom
-    volumes = [Volume(d.astype(np.float32), a, n)
-               for (d, a), n in zip(low_resolution, ["t1", "flair"])]
-    fitted = fit_inr(volumes, INRSettings(epochs=1, consistency_profile="point", seed=0,
+    volumes = decimated
+    fitted = fit_inr(volumes, INRSettings(epochs=1, seed=0,
                                           destripe=False))
     constant = {"t1": 11.0, "flair": 7.0}
     monkeypatch.setattr(module, "through_plane_image",
@@ -271,7 +268,7 @@ def test_the_evaluation_scores_the_output_with_the_network(phantom, low_resoluti
         np.testing.assert_array_equal(scored[index][~foreground], alone[index][~foreground])
 
 
-def test_the_trained_network_is_kept_in_the_checkpoint_and_reused(phantom, low_resolution,
+def test_the_trained_network_is_kept_in_the_checkpoint_and_reused(phantom, decimated,
                                                                   monkeypatch, tmp_path):
     """Each image's network is trained once: another grid (the evaluation mode's truth grid, a
     checkpoint predicted later) reuses the fit's network from the checkpoint instead of
@@ -280,9 +277,8 @@ def test_the_trained_network_is_kept_in_the_checkpoint_and_reused(phantom, low_r
     from mcinr_bids.methods.inr import through_plane_network as module
 
     t1, _, _, affine = phantom
-    volumes = [Volume(d.astype(np.float32), a, n)
-               for (d, a), n in zip(low_resolution, ["t1", "flair"])]
-    fitted = fit_inr(volumes, INRSettings(epochs=1, consistency_profile="point", seed=0,
+    volumes = decimated
+    fitted = fit_inr(volumes, INRSettings(epochs=1, seed=0,
                                           through_plane_steps=3))
     grid = (t1.shape, affine)
     first = postprocessing.network_image(fitted, 0, volumes[0], grid, None)

@@ -9,6 +9,7 @@ import textwrap
 import numpy as np
 import pytest
 
+from mcinr_bids.methods.inr.recipe import decide_recipe
 from mcinr_bids.methods.inr.settings import settings_for_preset
 from mcinr_bids.pipeline.descriptions import methods_text, sidecars
 from mcinr_bids.workflows import anatomical, fit, outputs
@@ -172,7 +173,8 @@ def test_methods_text_says_what_was_run():
             in gapped)
     assert "through-plane network" not in split and "softened" not in split
     decimated = methods_text(n_images=2, reference="sub-01_T1w", space="MNI", resolution=1.0,
-                             settings=settings_for_preset("fast", consistency_profile="point"),
+                             settings=decide_recipe(settings_for_preset("fast"), True,
+                                                    "point")[0],
                              bias_correction=True, evaluation=True)
     assert ("the acquired slices of each image with thick slices were softened by one "
             "diffusion step along the slice axis" in decimated)

@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     paths, low = [], []
     for name, image, axis in (("sub-demo_T1w", t1, "S"), ("sub-demo_FLAIR", flair, "R")):
         # thick slices, as scanners record them and as mcinr-fit's defaults (box slice profile)
-        # assume; decimated slices (point samples) need consistency_profile = "point"
+        # assume; decimated slices (point samples) say so by a SliceThickness of at most half
+        # the slice spacing in their sidecars
         data, low_affine = simulation.thick_slices(image, affine,
                                                  geometry.voxel_axis(affine, axis))
         path = os.path.join(inputs, f"{name}.nii.gz")

@@ -13,9 +13,10 @@ from mcinr_bids.cli.fit import check_output_dir, inr_settings
 from mcinr_bids.cli.options import HelpFormatter, given_options
 from mcinr_bids.core.images import load_mask
 from mcinr_bids.core.io import write_text, write_tsv
+from mcinr_bids.core.settings import DEVICES
 from mcinr_bids.core.slices import load_acquisition
 from mcinr_bids.core.volumes import InputError
-from mcinr_bids.methods.inr.settings import DEVICES, PRESETS
+from mcinr_bids.methods.inr.settings import PRESETS
 from mcinr_bids.quality import metrics
 from mcinr_bids.quality.evaluation import BASELINES, INR_MODELS, evaluate, simulate_acquisitions
 from mcinr_bids.quality.simulation import PROTOCOLS

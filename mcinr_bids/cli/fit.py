@@ -21,10 +21,11 @@ from mcinr_bids.cli.options import (
 from mcinr_bids.config import resolve_config_file
 from mcinr_bids.core.images import load_mask
 from mcinr_bids.core.io import write_json
+from mcinr_bids.core.settings import DEVICES
 from mcinr_bids.core.slices import load_acquisition
 from mcinr_bids.core.volumes import InputError
 from mcinr_bids.methods.inr import reference_grid
-from mcinr_bids.methods.inr.settings import DEVICES, MODELS, PRESETS
+from mcinr_bids.methods.inr.settings import MODELS, PRESETS
 from mcinr_bids.pipeline.reconstruct import superresolve
 
 
@@ -203,10 +204,10 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
 
 def print_recipe(settings, volumes) -> None:
     """The stages this fit will run, each on or off and why (:mod:`.recipe`)."""
-    from mcinr_bids.core.geometry import has_thick_slices
+    from mcinr_bids.core.slices import acquisitions
     from mcinr_bids.methods.inr.recipe import decide_recipe
 
-    _, recipe = decide_recipe(settings, any(has_thick_slices(v.affine) for v in volumes))
+    _, recipe = decide_recipe(settings, *acquisitions(volumes))
     print("recipe:\n  " + "\n  ".join(recipe.lines()))
 
 

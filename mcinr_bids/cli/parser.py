@@ -8,7 +8,8 @@ from pathlib import Path
 from mcinr_bids import __version__
 from mcinr_bids.cli.options import HelpFormatter
 from mcinr_bids.config import DEFAULT_CONTRASTS, METHODS, OUTPUT_SPACES, REGISTRATIONS, SKULL_STRIP
-from mcinr_bids.methods.inr.settings import DEVICES, MODELS, PRESETS
+from mcinr_bids.core.settings import DEVICES
+from mcinr_bids.methods.inr.settings import MODELS, PRESETS
 from mcinr_bids.quality.simulation import PROTOCOLS
 
 

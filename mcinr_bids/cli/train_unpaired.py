@@ -34,7 +34,7 @@ def cohort_images(config, logger: logging.Logger) -> dict[str, list[str]]:
 def run_train_unpaired(config, logger: logging.Logger) -> int:
     """Train and write one model per contrast (and the ``unpaired-nocontrast`` ablation with
     ``--evaluate-ablation``); resumable from ``<work_dir>/unpaired``. Exit code."""
-    from mcinr_bids.core.images import load_volume
+    from mcinr_bids.core.slices import load_acquisition
     from mcinr_bids.methods.unpaired.data import slice_factor
     from mcinr_bids.methods.unpaired.train import train_unpaired, write_model
     from mcinr_bids.pipeline.bids import bids_stem, prepare_work_dir
@@ -52,7 +52,7 @@ def run_train_unpaired(config, logger: logging.Logger) -> int:
     for suffix, files in sorted(cohort_images(config, logger).items()):
         volumes = []
         for path in files:
-            volume = load_volume(path)
+            volume = load_acquisition(path)  # its sidecar: its slice profile
             volume.name = bids_stem(path)
             volumes.append(volume)
         low = [v for v in volumes if slice_factor(v) > 1]

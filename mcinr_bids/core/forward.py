@@ -1,6 +1,7 @@
 """The acquisition forward model: each low-resolution (LR) voxel is the mean of an image on an
-output grid over the voxel's slice profile (``box``: uniform across the slice thickness, as a 2D
-acquisition records it; ``point``: the voxel centre, as decimation samples it) at its world
+output grid over the voxel's slice profile (the acquisition's own, :mod:`.slices`: ``box``,
+uniform across the slice thickness, as a 2D acquisition records it; ``point``, the voxel centre,
+as decimation samples it) at its world
 position, through the image's affine and rigid transform.  Used by the JTV reconstruction, the
 INR's consistency step, the held-out QC and the re-simulation check.  numpy (+ torch and scipy
 where a function needs them)."""
@@ -13,24 +14,22 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mcinr_bids.core.geometry import apply_transform, thick_axis, voxel_sizes, world_coordinates
-from mcinr_bids.core.slices import SLICE_PROFILES as PROFILES
-from mcinr_bids.core.slices import slab_fraction
+from mcinr_bids.core.slices import slab_fraction, slice_profile
 from mcinr_bids.core.volumes import Volume
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 
-def profile_offsets(volume: Volume, profile: str, resolution: float) -> np.ndarray:
-    """Offsets (K, 3) in the LR image's voxel units of the points that represent one voxel:
-    its centre (``point``) or K points evenly across the slice thickness (``box``, K = slice
-    thickness / output voxel size; the thickness is the spacing unless the volume gives its own,
-    :func:`~mcinr_bids.core.volumes.slab_fraction`)."""
-    if profile not in PROFILES:
-        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+def profile_offsets(volume: Volume, resolution: float) -> np.ndarray:
+    """Offsets (K, 3) in the LR image's voxel units of the points that represent one voxel of
+    ``volume`` on an output grid of ``resolution`` mm: its centre (a ``point`` profile,
+    :func:`~mcinr_bids.core.slices.slice_profile`) or K points evenly across the slice
+    thickness (``box``, K = slice thickness / output voxel size; the thickness is the spacing
+    unless the volume gives its own, :func:`~mcinr_bids.core.slices.slab_fraction`)."""
     axis = thick_axis(volume.affine)
     fraction = slab_fraction(volume)
-    count = 1 if profile == "point" else max(1, round(
+    count = 1 if slice_profile(volume) == "point" else max(1, round(
         voxel_sizes(volume.affine)[axis] * fraction / resolution))
     offsets = np.zeros((count, 3))
     offsets[:, axis] = ((np.arange(count) + 0.5) / count - 0.5) * fraction
@@ -97,13 +96,13 @@ def project(image, grid, count: int):
 
 
 def forward_project(image: np.ndarray, affine: np.ndarray, volume: Volume, voxels: np.ndarray,
-                    profile: str = "box", transform: np.ndarray | None = None) -> np.ndarray:
+                    transform: np.ndarray | None = None) -> np.ndarray:
     """What the forward model of :func:`reconstruct_jtv` predicts at the LR voxels ``voxels``
     (M, 3) of ``volume`` from an image (I, J, K) on the grid ``affine``: shape (M,), float64
     (the re-simulation of an acquisition from a reconstruction)."""
     import torch
 
-    offsets = profile_offsets(volume, profile, float(voxel_sizes(affine).min()))
+    offsets = profile_offsets(volume, float(voxel_sizes(affine).min()))
     grid = sampling_grid(volume, np.asarray(voxels, dtype=np.float64), offsets, transform,
                          image.shape, affine)
     with torch.no_grad():

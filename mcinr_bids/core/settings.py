@@ -10,6 +10,11 @@ import types
 import typing
 from typing import ClassVar
 
+#: torch devices: ``auto`` picks cuda, then mps, then cpu
+DEVICES = ("auto", "cpu", "cuda", "mps")
+#: where the slice profile settings went (2026-12-06): the acquisition knows its profile
+PROFILE_MOVED = ("the slice profile is each image's own: box for thick 2D slices, point where "
+                 "the sidecar's SliceThickness is at most half the slice spacing; remove it")
 #: settings that must be above 0 (as their command-line options check)
 POSITIVE = ("output_resolution", "nprocs", "omp_nthreads", "mem_gb", "simulate_factor",
             "epochs")
@@ -19,6 +24,8 @@ class SettingsTable:
     """Mixin of a settings dataclass: ``TABLE`` is its name in a settings file."""
 
     TABLE: ClassVar[str] = ""
+    #: settings that no longer exist: what to do instead
+    MOVED: ClassVar[dict[str, str]] = {}
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -26,6 +33,8 @@ class SettingsTable:
     @classmethod
     def from_dict(cls, values: dict):
         """The table's settings from ``values``; ValueError naming unknown keys."""
+        for key in sorted(set(values) & set(cls.MOVED)):
+            raise ValueError(f"[{cls.TABLE}] {key}: no longer a setting: {cls.MOVED[key]}")
         unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise ValueError(f"unknown [{cls.TABLE}] settings: {', '.join(unknown)}")

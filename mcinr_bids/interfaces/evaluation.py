@@ -35,6 +35,8 @@ class _EvaluateInputSpec(BaseInterfaceInputSpec):
                         "(auto, cpu, cuda, mps: the fit's --device)")
     use_gpu = traits.Bool(False, usedefault=True,
                           desc="a GPU job for MultiProc (one --n-gpu-procs slot)")
+    slice_thickness = traits.List(traits.Float, desc="SliceThickness (mm) of each simulated "
+                                  "image (its slice profile); 0 = contiguous slices")
     lesion_file = File(exists=True, desc="lesion mask in the originals' world (label > 0): "
                                          "scores inside it as well (--lesion-masks)")
 
@@ -74,7 +76,7 @@ class EvaluateSuperresolution(SimpleInterface):
         volumes, masks, transforms = load_subject(
             list(self.inputs.low_resolution_files), list(self.inputs.names),
             [np.loadtxt(p) for p in self.inputs.to_reference], reference_to_output,
-            self.inputs.brain_mask or None)
+            self.inputs.brain_mask or None, list(self.inputs.slice_thickness or []) or None)
         masks = prepare_masks(volumes, masks)
         extra = {}
         jtv_settings = (JTVSettings(**dict(self.inputs.jtv_settings))
@@ -97,7 +99,7 @@ class EvaluateSuperresolution(SimpleInterface):
                                 list(self.inputs.low_resolution_files), checkpoints,
                                 list(self.inputs.names), transforms=transforms, masks=masks,
                                 extra=extra, warn=_warn, device=self.inputs.device,
-                                jtv_settings=jtv_settings,
+                                jtv_settings=jtv_settings, volumes=volumes,
                                 lesion_file=self.inputs.lesion_file or None)
         self._results["out_metrics"] = append_metrics(
             self.inputs.metrics, rows, os.path.join(runtime.cwd, "metrics.tsv"))

@@ -271,6 +271,24 @@ def parse_simulation_specs(specs: list[str]) -> dict[str, str]:
     return parsed
 
 
+def write_simulated_image(image, destination: Path, axis: int, protocol: str,
+                          factor: int) -> None:
+    """``image`` (nibabel) decimated or averaged through thick slices along voxel ``axis``,
+    written to ``destination`` (float32, qform = sform)."""
+    from mcinr_bids.quality.simulation import decimate, thick_slices
+
+    data = np.asanyarray(image.dataobj, dtype=np.float32)
+    if protocol == "thick":
+        low, affine = thick_slices(data, image.affine, axis, factor)
+    else:
+        low, affine = decimate(data, image.affine, axis, factor)
+    simulated = nib.Nifti1Image(low.astype(np.float32), affine)
+    simulated.set_qform(affine, 1)
+    simulated.set_sform(affine, 1)
+    simulated.header.set_xyzt_units("mm", "sec")
+    save_image(simulated, destination)
+
+
 def write_simulated_dataset(groups: list[SubjectInputs], bids_dir: str, target_dir: str,
                             axes: dict[str, str], protocol: str = "decimate",
                             factor: int = 4) -> tuple[list[SubjectInputs], dict[str, str]]:
@@ -278,11 +296,11 @@ def write_simulated_dataset(groups: list[SubjectInputs], bids_dir: str, target_d
 
     Each image of a contrast in ``axes`` is decimated (or averaged through thick slices) by
     ``factor`` along that world axis (:mod:`mcinr_bids.quality.simulation`) and written under
-    ``target_dir`` with its original relative path and sidecar.  Returns the groups pointing
-    at the simulated images and ``{simulated path: isotropic original}``.
+    ``target_dir`` with its original relative path and sidecar, whose ``SliceThickness`` says
+    what the simulated slices are (their slice profile).  Returns the groups pointing at the
+    simulated images (with their slice thickness) and ``{simulated path: isotropic original}``.
     """
     from mcinr_bids.core.geometry import voxel_axis
-    from mcinr_bids.quality.simulation import decimate, thick_slices
 
     target = Path(target_dir)
     target.mkdir(parents=True, exist_ok=True)
@@ -298,7 +316,7 @@ def write_simulated_dataset(groups: list[SubjectInputs], bids_dir: str, target_d
             shutil.copyfile(Path(bids_dir) / name, target / name)
     simulated_groups, originals = [], {}
     for group in groups:
-        images = []
+        images, thickness = [], {}
         for path in group.images:
             contrast = bids_suffix(path)
             if contrast not in axes:
@@ -308,29 +326,20 @@ def write_simulated_dataset(groups: list[SubjectInputs], bids_dir: str, target_d
             destination.parent.mkdir(parents=True, exist_ok=True)
             images.append(str(destination))
             originals[str(destination)] = path
+            image = nib.load(path)
+            axis = voxel_axis(image.affine, axes[contrast])
+            # the simulated slices' thickness (their slice profile, core.slices): thick slabs
+            # span ``factor`` voxels; decimated slices keep one, thin slices with gaps
+            thickness[str(destination)] = float(voxel_sizes(image.affine)[axis]) * (
+                factor if protocol == "thick" else 1)
             if unchanged and destination.exists() and \
                     destination.stat().st_mtime >= Path(path).stat().st_mtime:
                 continue
-            image = nib.load(path)
-            data = np.asanyarray(image.dataobj, dtype=np.float32)
-            axis = voxel_axis(image.affine, axes[contrast])
-            if protocol == "thick":
-                low, affine = thick_slices(data, image.affine, axis, factor)
-            else:
-                low, affine = decimate(data, image.affine, axis, factor)
-            simulated = nib.Nifti1Image(low.astype(np.float32), affine)
-            simulated.set_qform(affine, 1)
-            simulated.set_sform(affine, 1)
-            simulated.header.set_xyzt_units("mm", "sec")
-            save_image(simulated, destination)
-            if sidecar_path(path).exists():
-                # the original's metadata, with the simulated slices' thickness: thick slabs
-                # span ``factor`` voxels, decimated slices keep one (the original's thickness
-                # would otherwise narrow every slab model to one voxel)
-                metadata = json.loads(sidecar_path(path).read_text())
-                spacing = float(voxel_sizes(image.affine)[axis])
-                metadata["SliceThickness"] = spacing * (factor if protocol == "thick" else 1)
-                sidecar_path(destination).write_text(json.dumps(metadata, indent=2))
-        simulated_groups.append(SubjectInputs(group.subject, group.session, images))
+            write_simulated_image(image, destination, axis, protocol, factor)
+            metadata = (json.loads(sidecar_path(path).read_text())
+                        if sidecar_path(path).exists() else {})
+            metadata["SliceThickness"] = thickness[str(destination)]
+            sidecar_path(destination).write_text(json.dumps(metadata, indent=2))
+        simulated_groups.append(SubjectInputs(group.subject, group.session, images, thickness))
     marker.write_text(spec)
     return simulated_groups, originals

@@ -126,11 +126,15 @@ JTV_WORDS = ("a joint-total-variation reconstruction of all contrasts on the out
              "{iterations} Adam iterations from the cubic-spline interpolation)")
 
 
+#: the slice profiles the forward models follow, each acquisition's own (core.slices)
+PROFILE_WORDS = ("uniform across the slice thickness for thick 2D slices, the voxel centre for "
+                 "slices at most half as thick as they are apart")
+
+
 def jtv_words(settings: dict) -> str:
     """The JTV reconstruction with its settings (the ``[jtv]`` table), in words."""
-    profile = ("uniform across the slice thickness" if settings.get("profile", "box") == "box"
-               else "the voxel centre")
-    return JTV_WORDS.format(profile=profile, regularisation=settings.get("regularisation", 1.0),
+    return JTV_WORDS.format(profile=PROFILE_WORDS,
+                            regularisation=settings.get("regularisation", 1.0),
                             iterations=settings.get("iterations", 150))
 
 
@@ -151,11 +155,11 @@ def forward_model_words(settings) -> str:
             "profile (Gaussian, FWHM one voxel along each axis)")
 
 
-def consistency_words(steps: int, profile: str) -> str:
+def consistency_words(steps: int) -> str:
     """The data-consistency step after the fit, in words ('' when off)."""
     if not steps:
         return ""
-    where = ("uniform across the slice thickness" if profile == "box" else "the voxel centre")
+    where = PROFILE_WORDS
     return (f"; the prediction was then made consistent with each acquisition by {steps} "
             f"step{'s' if steps != 1 else ''} of iterative back-projection (re-simulated "
             f"through the image's slice profile, {where}, and the residual added back by "
@@ -241,7 +245,7 @@ def methods_text(*, n_images: int, reference: str, space: str, resolution: float
                  f"was fitted to the original voxels of the images, in world coordinates, "
                  f"{forward_model_words(settings)}, and predicted on an isotropic grid "
                  f"({resolution:g} mm) in {space} space"
-                 + consistency_words(settings.consistency_steps, settings.consistency_profile)
+                 + consistency_words(settings.consistency_steps)
                  + through_plane_words(settings.network_weight, settings.through_plane_steps)
                  + blend_words(settings.blend_weight) + f"{destripe_words(settings.destripe_on)}.")
         if acquisitions:
@@ -321,8 +325,7 @@ def sidecars(sources: list[str], bids_dir: str, skull_stripped: bool, mask_metho
         how = (f"{MODEL_WORDS[settings.get('model', 'split')]} ("
                + ", ".join(bids_stem(s) for s in sources) + "), "
                f"{forward_model_words(inr)}"
-               + consistency_words(settings.get("consistency_steps", 0),
-                                   settings.get("consistency_profile", "box"))
+               + consistency_words(settings.get("consistency_steps", 0))
                + through_plane_words(inr.network_weight, inr.through_plane_steps)
                + blend_words(inr.blend_weight) + destripe_words(inr.destripe_on))
     record = {"jtv": "JTV", "unpaired": "Unpaired"}.get(method, "INR")

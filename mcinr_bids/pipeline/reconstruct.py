@@ -20,13 +20,12 @@ import numpy as np
 from mcinr_bids.core.geometry import (
     bounding_box,
     grid_coordinates,
-    has_thick_slices,
     isotropic_grid,
     masks_grid,
 )
 from mcinr_bids.core.interpolation import mask_on_grid
 from mcinr_bids.core.io import save_nifti, write_tsv
-from mcinr_bids.core.slices import check_slice_thickness, load_acquisition
+from mcinr_bids.core.slices import acquisitions, check_slice_thickness, load_acquisition
 from mcinr_bids.core.statistics import mutual_information
 from mcinr_bids.core.volumes import InputError, output_foreground
 from mcinr_bids.methods.inr import fit_inr, save_checkpoint
@@ -177,7 +176,7 @@ def superresolve(volumes: list, settings: INRSettings, output_dir: str, *,
     started = time.perf_counter()
     os.makedirs(output_dir, exist_ok=True)
     if say:
-        _, recipe = decide_recipe(settings, any(has_thick_slices(v.affine) for v in volumes))
+        _, recipe = decide_recipe(settings, *acquisitions(volumes))
         for line in recipe.lines():
             say(f"recipe: {line}")
     resume_file = os.path.join(output_dir, RESUME_FILE)
@@ -241,6 +240,35 @@ def write_subject_outputs(output_dir: str, desc: str, volumes: list, predictions
     return outputs
 
 
+def subject_grid(volumes: list, output_dir: str, masks: list | None, transforms: list | None,
+                 grid: tuple | None, resolution: float) -> tuple[list, list, tuple]:
+    """The output folder made, and the masks (automatic where not given), transforms (identity
+    where not given) and output grid (default: an isotropic ``resolution`` mm grid over the
+    masks) of a reconstruction by JTV or the unpaired method."""
+    from mcinr_bids.core.volumes import prepare_masks
+
+    os.makedirs(output_dir, exist_ok=True)
+    masks = prepare_masks(volumes, masks)
+    transforms = list(transforms) if transforms is not None else [None] * len(volumes)
+    grid = grid or masks_grid(masks, [v.affine for v in volumes], transforms, resolution)
+    return masks, transforms, grid
+
+
+def resimulated(images: list, grid: tuple, volumes: list, masks: list, transforms: list
+                ) -> tuple[np.ndarray, list[dict]]:
+    """The output foreground on ``grid`` and each image's re-simulation residual through its
+    acquisition's forward model (:func:`~mcinr_bids.core.forward.forward_project`)."""
+    from mcinr_bids.core.forward import forward_project
+
+    shape, affine = grid
+    brain = output_foreground(grid_coordinates(shape, affine), masks,
+                              [v.affine for v in volumes], transforms).reshape(shape)
+    residuals = [residual_summary(forward_project(image, affine, volume, np.argwhere(mask),
+                                                  transform), volume, mask)
+                 for image, volume, mask, transform in zip(images, volumes, masks, transforms)]
+    return brain, residuals
+
+
 def reconstruct_subject_jtv(volumes: list, settings, output_dir: str, *,
                             masks: list | None = None, transforms: list | None = None,
                             grid: tuple | None = None, resolution: float = 1.0,
@@ -249,16 +277,12 @@ def reconstruct_subject_jtv(volumes: list, settings, output_dir: str, *,
     ``volumes`` with the outputs of :func:`superresolve` (``<name>_desc-jtv.nii.gz``, mask,
     residuals of the JTV forward model, metrics, ``history.tsv`` of the objective per
     iteration) and its summary; no model file."""
-    from mcinr_bids.core.forward import forward_project
-    from mcinr_bids.core.volumes import prepare_masks
     from mcinr_bids.methods.jtv import reconstruct_jtv
 
     started = time.perf_counter()
-    os.makedirs(output_dir, exist_ok=True)
-    masks = prepare_masks(volumes, masks)
-    transforms = list(transforms) if transforms is not None else [None] * len(volumes)
-    affines = [v.affine for v in volumes]
-    shape, affine = grid = grid or masks_grid(masks, affines, transforms, resolution)
+    masks, transforms, grid = subject_grid(volumes, output_dir, masks, transforms, grid,
+                                           resolution)
+    shape, affine = grid
     last = [time.perf_counter()]
 
     def report(iteration: int, row: dict) -> None:
@@ -269,13 +293,8 @@ def reconstruct_subject_jtv(volumes: list, settings, output_dir: str, *,
 
     images, facts = reconstruct_jtv(volumes, tuple(shape), affine, settings, masks=masks,
                                     transforms=transforms, progress=report)
-    brain = output_foreground(grid_coordinates(shape, affine), masks, affines,
-                              transforms).reshape(shape)
-    residuals = [residual_summary(forward_project(image, affine, volume, np.argwhere(mask),
-                                                  settings.profile, transform), volume, mask)
-                 for image, volume, mask, transform in zip(images, volumes, masks, transforms)]
-    outputs = write_subject_outputs(output_dir, "jtv", volumes, images, (shape, affine), brain,
-                                    residuals)
+    outputs = write_subject_outputs(output_dir, "jtv", volumes, images, grid, *resimulated(
+        images, grid, volumes, masks, transforms))
     outputs["history"] = os.path.join(output_dir, "history.tsv")
     write_history(facts["history"], outputs["history"])
     outputs.update(method="jtv", epochs_run=int(settings.iterations),
@@ -295,27 +314,15 @@ def reconstruct_subject_unpaired(volumes: list, model_files: list[str], output_d
     :func:`superresolve` (``<name>_desc-unpaired.nii.gz``, mask, residuals of the box/point
     forward model, metrics, ``history.tsv``: each model's training losses per logged step);
     no model file (the models are the group level's)."""
-    from mcinr_bids.core.forward import forward_project
-    from mcinr_bids.core.volumes import prepare_masks
     from mcinr_bids.methods.unpaired.apply import predict_images
 
     started = time.perf_counter()
-    os.makedirs(output_dir, exist_ok=True)
-    masks = prepare_masks(volumes, masks)
-    transforms = list(transforms) if transforms is not None else [None] * len(volumes)
-    affines = [v.affine for v in volumes]
-    shape, affine = grid = grid or masks_grid(masks, affines, transforms, resolution)
-    images, models = predict_images(model_files, volumes, tuple(shape), affine, masks,
+    masks, transforms, grid = subject_grid(volumes, output_dir, masks, transforms, grid,
+                                           resolution)
+    images, models = predict_images(model_files, volumes, tuple(grid[0]), grid[1], masks,
                                     transforms, device)
-    brain = output_foreground(grid_coordinates(shape, affine), masks, affines,
-                              transforms).reshape(shape)
-    residuals = [residual_summary(forward_project(image, affine, volume, np.argwhere(mask),
-                                                  model.settings.profile, transform),
-                                  volume, mask)
-                 for image, volume, mask, transform, model in zip(images, volumes, masks,
-                                                                   transforms, models)]
-    outputs = write_subject_outputs(output_dir, "unpaired", volumes, images, grid, brain,
-                                    residuals)
+    outputs = write_subject_outputs(output_dir, "unpaired", volumes, images, grid,
+                                    *resimulated(images, grid, volumes, masks, transforms))
     history: dict[int, dict] = {}
     for volume, model in zip(volumes, models):
         for row in model.history:

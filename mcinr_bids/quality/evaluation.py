@@ -10,6 +10,7 @@ import numpy as np
 
 from mcinr_bids.core import geometry
 from mcinr_bids.core.interpolation import cubic_on_grid, mask_on_grid
+from mcinr_bids.core.slices import load_acquisition
 from mcinr_bids.core.volumes import Volume, automatic_foreground_mask
 from mcinr_bids.methods.inr.fit import fit_inr
 from mcinr_bids.methods.inr.postprocessing import inr_output
@@ -64,14 +65,18 @@ def simulate_acquisitions(volumes: list[Volume], axes: list[str], protocol: str 
     for volume, letter in zip(volumes, axes):
         axis = geometry.voxel_axis(volume.affine, letter)
         voxel_axes.append(axis)
+        thickness = None  # thick slices: contiguous slabs
         if protocol == "decimate":
             data, affine = simulation.decimate(volume.data, volume.affine, axis, factor)
+            # one isotropic slice kept in ``factor``: thin slices with gaps, point samples
+            thickness = float(geometry.voxel_sizes(volume.affine)[axis])
         elif protocol == "thick":
             data, affine = simulation.thick_slices(volume.data, volume.affine, axis, factor,
                                                  **protocol_options)
         else:
             raise ValueError("protocol must be 'decimate' or 'thick'")
-        low.append(Volume(data=data, affine=affine, name=volume.name, path=volume.path))
+        low.append(Volume(data=data, affine=affine, name=volume.name, path=volume.path,
+                          slice_thickness_mm=thickness))
     if mask is None:
         mask = np.logical_and.reduce([automatic_foreground_mask(v.data) for v in volumes])
     checks = [metrics.truth_detail(v.data, mask, v.affine, axis, v.name or f"image {i + 1}")
@@ -121,15 +126,14 @@ def score(predictions: list[np.ndarray], simulation: Simulation) -> dict[str, fl
 def run_baseline(method: str, simulation: Simulation, jtv_settings=None
                  ) -> tuple[list[np.ndarray], float]:
     """Cubic splines (``cubic``, ``cubic-clamped``) or the joint-total-variation reconstruction
-    (``jtv``; its slice profile follows the simulation: ``point`` for decimation, ``box`` for
-    thick slices, unless ``jtv_settings`` say otherwise)."""
+    (``jtv``; its slice profile is the simulated acquisitions': ``point`` for decimation,
+    ``box`` for thick slices)."""
     start = time.perf_counter()
     shape = simulation.truths[0].shape
     if method == "jtv":
         from mcinr_bids.methods.jtv import JTVSettings, reconstruct_jtv
 
-        settings = jtv_settings or JTVSettings(
-            profile="point" if simulation.offset is not None else "box")
+        settings = jtv_settings or JTVSettings()
         predictions, _ = reconstruct_jtv(simulation.low_resolution, shape, simulation.affine,
                                          settings)
         return predictions, time.perf_counter() - start
@@ -141,12 +145,10 @@ def run_baseline(method: str, simulation: Simulation, jtv_settings=None
 
 def run_inr(settings: INRSettings, simulation: Simulation, progress: bool = False,
             epoch_callback=None):
-    """Fit on the LR images and predict on the isotropic grid, then the data-consistency step
-    (``consistency_steps``) with the simulation's slice profile (``point`` for decimation,
-    ``box`` for thick slices, as for JTV) and the JTV blend (``jtv_blend``); returns
+    """Fit on the LR images and predict on the isotropic grid, then the INR's post-processing
+    (:func:`~mcinr_bids.methods.inr.postprocessing.inr_output`, through the simulated
+    acquisitions' slice profile: ``point`` for decimation, ``box`` for thick slices); returns
     (predictions, fitted)."""
-    profile = "point" if simulation.offset is not None else "box"
-    settings = INRSettings.from_dict({**settings.to_dict(), "consistency_profile": profile})
     fitted = fit_inr(simulation.low_resolution, settings, progress=progress,
                      epoch_callback=epoch_callback)
     grid = (simulation.truths[0].shape, simulation.affine)
@@ -161,7 +163,6 @@ def consistent(settings: INRSettings, predictions: list[np.ndarray], grid: tuple
     from mcinr_bids.methods.inr.consistency import back_project
 
     return back_project(predictions, grid, volumes, masks=masks, transforms=transforms,
-                        profile=settings.consistency_profile,
                         steps=settings.consistency_steps,
                         dilation_mm=settings.foreground_dilation_mm, foreground=foreground)
 
@@ -266,9 +267,7 @@ def model_outputs(model, truths: list, volumes: list[Volume], first_truth: str,
             raise ValueError("a model with a JTV blend is scored on truths on one grid")
 
         jtv = jtv_on_truth_grid(volumes, model.masks, model.transforms, first_truth,
-                                jtv_settings or JTVSettings(
-                                    profile=model.settings.consistency_profile),
-                                start=outputs)
+                                jtv_settings or JTVSettings(), start=outputs)
         outputs = blend(outputs, jtv, model.settings.blend_weight)
     return [destripe_image(model, index, output, volume, (truth.shape[:3], truth.affine),
                            foreground)
@@ -300,6 +299,7 @@ def evaluate_subject(truth_files: list[str], low_resolution_files: list[str],
                      transforms: list | None = None, masks: list | None = None,
                      extra: dict[str, list[np.ndarray]] | None = None,
                      warn=None, device: str = "cpu", jtv_settings=None,
+                     volumes: list[Volume] | None = None,
                      lesion_file: str | None = None) -> list[dict]:
     """Score fitted models, other reconstructions and the clamped cubic baseline against
     isotropic originals.
@@ -309,7 +309,8 @@ def evaluate_subject(truth_files: list[str], low_resolution_files: list[str],
     predicted at the voxel centres of each truth through the transform it was fitted with, so
     the truth is never resampled; ``extra`` (method -> one array per truth, on the truth's
     grid, e.g. :func:`jtv_on_truth_grid`) are scored as given; a model's JTV blend uses
-    ``jtv_settings`` (default: its consistency step's profile).  The evaluation mask is the
+    ``jtv_settings``; ``volumes``: the LR images as loaded (their slice thickness given;
+    default: loaded from the files and their sidecars).  The evaluation mask is the
     truth's foreground inside the output foreground (the first model's, else that of
     ``masks``, each LR image's mask on its own grid, through ``transforms``).  Returns long
     rows ``{"method", "measure", "image", "value"}``: PSNR and SSIM in both conventions per
@@ -329,8 +330,7 @@ def evaluate_subject(truth_files: list[str], low_resolution_files: list[str],
     lows = [nib.load(path) for path in low_resolution_files]
     transforms, foreground = evaluation_foreground(fitted, lows, transforms, masks)
     truths = [nib.load(path) for path in truth_files]
-    low_volumes = [Volume(np.asanyarray(low.dataobj, dtype=np.float32), low.affine)
-                   for low in lows]
+    low_volumes = volumes or [load_acquisition(path) for path in low_resolution_files]
     rows: list[dict] = []
     predictions: dict[str, list[np.ndarray]] = {"cubic-clamped": []}
     for method, model in fitted.items():

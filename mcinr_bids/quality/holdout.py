@@ -62,10 +62,11 @@ def held_out_voxels(volume: Volume, mask: np.ndarray) -> np.ndarray:
 
 
 def holdout_scores(originals: list[Volume], held: list[Volume], reconstructions: dict,
-                   grid: tuple, masks: list, transforms: list, profile: str) -> list[dict]:
+                   grid: tuple, masks: list, transforms: list) -> list[dict]:
     """Metrics rows (``measure`` ``holdout_psnr_<method>``, ``holdout_rmse_<method>``, image,
     value) of each reconstruction (``{method: [image per volume on grid]}``) re-simulated
-    through ``profile`` at the held-out voxels of ``held`` inside the brain ``masks``, against
+    through the acquisition's slice profile at the held-out voxels of ``held`` inside the
+    brain ``masks``, against
     the ``originals``' acquired values there; and ``holdout_gain`` (dB) of the first method
     over ``cubic``."""
     from mcinr_bids.core.forward import forward_project
@@ -80,8 +81,7 @@ def holdout_scores(originals: list[Volume], held: list[Volume], reconstructions:
         region[tuple(voxels.T)] = True
         scores = {}
         for method, images in reconstructions.items():
-            predicted = forward_project(images[index], affine, original, voxels, profile,
-                                        transform)
+            predicted = forward_project(images[index], affine, original, voxels, transform)
             scores[method] = residual_summary(predicted, original, region)
             rows.append({"measure": f"holdout_psnr_{method}", "image": original.name,
                          "value": round(scores[method]["psnr"], 4)})
@@ -119,10 +119,7 @@ def holdout_check(volumes: list[Volume], every: int, grid: tuple | None = None, 
 
         grid = masks_grid(masks, [v.affine for v in volumes], transforms, resolution)
     shape, affine = tuple(grid[0]), grid[1]
-    # the acquisitions' slice profile: the INR's (its consistency step), else JTV's
-    profile = (settings.consistency_profile if "inr" in methods or jtv_settings is None
-               else jtv_settings.profile)
-    jtv_settings = jtv_settings or JTVSettings(profile=profile)
+    jtv_settings = jtv_settings or JTVSettings()
     say = say or (lambda message: None)
     say(f"QC hold-out: every {every}-th slice of each image kept out of a second "
         f"reconstruction by {', '.join(methods)}")
@@ -137,5 +134,4 @@ def holdout_check(volumes: list[Volume], every: int, grid: tuple | None = None, 
                                                     masks=masks, transforms=transforms)
     reconstructions["cubic"] = [cubic_on_grid(v.data, v.affine, shape, affine, clamp=True,
                                               transform=t) for v, t in zip(held, transforms)]
-    return holdout_scores(volumes, held, reconstructions, (shape, affine), masks, transforms,
-                          profile)
+    return holdout_scores(volumes, held, reconstructions, (shape, affine), masks, transforms)

@@ -11,7 +11,7 @@ from nipype.pipeline import engine as pe
 from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
 from mcinr_bids.config import AppConfig
-from mcinr_bids.core.geometry import has_thick_slices
+from mcinr_bids.core.slices import acquisitions_of
 from mcinr_bids.interfaces.reports import ParticipantReport
 from mcinr_bids.methods.inr.recipe import decide_recipe
 from mcinr_bids.methods.inr.settings import INRSettings
@@ -98,7 +98,7 @@ def init_single_subject_wf(*, config: AppConfig, inputs: SubjectInputs, space: O
                                                           source_dir)
     method = config.workflow.method
     inr_settings, fit_settings, jtv_settings, acquisitions = method_settings(
-        config, images, bool(originals))
+        config, inputs, images)
     settings = inr_settings.to_dict()
     use_gpu = config.inr.device == "cuda" or (config.inr.device == "auto" and _cuda_available())
     unpaired_settings, evaluation_models = unpaired_inputs(config, images, bool(originals))
@@ -165,32 +165,29 @@ def connect_subject(workflow: Workflow, anat_preproc_wf: Workflow, superres_wf: 
     ])
 
 
-def method_settings(config: AppConfig, images: list[str], evaluation: bool
+def method_settings(config: AppConfig, inputs: SubjectInputs, images: list[str]
                     ) -> tuple[INRSettings, dict, dict, str]:
-    """The INR settings of one subject with its recipe decided from its inputs' headers (for
-    the methods text and the sidecars), the same undecided (the fit decides them again from the
-    same headers, and logs and records why), its ``[jtv]`` table and the acquisitions in
-    words. The evaluation mode's decimated slices are point samples: the forward models of JTV
-    and of the INR's data-consistency step follow the simulation."""
+    """The INR settings of one subject with its recipe decided from its inputs' headers and
+    sidecars' slice thickness (for the methods text and the sidecars), the same undecided (the
+    fit decides them again from the same acquisitions, and logs and records why), its ``[jtv]``
+    table and the acquisitions in words."""
     settings = config.inr.to_dict()
-    jtv_settings = dataclasses.asdict(config.jtv)
-    if evaluation and config.workflow.simulate_protocol == "decimate":
-        jtv_settings["profile"] = "point"
-        settings["consistency_profile"] = "point"
-    inr_settings, recipe = decide_recipe(INRSettings.from_dict(settings), any(
-        has_thick_slices(nib.load(path).affine) for path in images))
-    return inr_settings, settings, jtv_settings, recipe.acquisition
+    thick, profile = acquisitions_of([nib.load(path).affine for path in images],
+                                     [inputs.slice_thickness.get(path) for path in images])
+    inr_settings, recipe = decide_recipe(INRSettings.from_dict(settings), thick, profile)
+    return inr_settings, settings, dataclasses.asdict(config.jtv), recipe.acquisition
 
 
 def evaluation_inputs(config: AppConfig, inputs: SubjectInputs, images: list[str],
                       originals: dict[str, str] | None, evaluation_models: dict) -> dict:
     """The arguments of :func:`~mcinr_bids.workflows.fit.init_superres_wf` that differ in the
     evaluation mode: the truths, the ablation, the unpaired rows, the lesion mask, and each
-    image's slice thickness (the simulations have their own, contiguous slices)."""
+    image's slice thickness (the simulations' own in the evaluation mode)."""
+    thickness = [inputs.slice_thickness.get(path, 0.0) for path in images]
     if not originals:
-        return {"slice_thickness": [inputs.slice_thickness.get(path, 0.0) for path in images]}
+        return {"slice_thickness": thickness}
     lesion_masks = config.workflow.lesion_masks
-    return {"truth_files": [originals[p] for p in images],
+    return {"slice_thickness": thickness, "truth_files": [originals[p] for p in images],
             "ablation": config.workflow.evaluate_ablation,
             "evaluation_models": evaluation_models,
             "lesion_file": find_lesion_mask(lesion_masks, inputs.subject, inputs.session)

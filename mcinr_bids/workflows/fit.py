@@ -136,6 +136,8 @@ def add_evaluation(workflow: Workflow, inputnode: pe.Node, outputnode: pe.Node, 
         name="evaluate", n_procs=1 if gpu_evaluation else omp_nthreads, mem_gb=common["mem_gb"])
     if lesion_file:
         evaluate.inputs.lesion_file = lesion_file
+    if common["slice_thickness"] and any(common["slice_thickness"]):
+        evaluate.inputs.slice_thickness = [float(t) for t in common["slice_thickness"]]
     workflow.connect([
         (inputnode, evaluate, [("images", "low_resolution_files"),
                                ("to_reference", "to_reference"),

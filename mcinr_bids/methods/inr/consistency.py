@@ -1,10 +1,9 @@
 """Data consistency of a reconstruction with its acquisitions (iterative back-projection).
 
 A reconstruction on the output grid is re-simulated at every acquired voxel through that
-image's slice profile (the forward model of :mod:`mcinr_bids.core.forward`: ``box`` = the mean
-across
-the slice thickness, as a 2D acquisition records it; ``point`` = the voxel centre, for
-decimated data), and the residual, interpolated back onto the output grid by cubic splines,
+image's own slice profile (the forward model of :mod:`mcinr_bids.core.forward`: ``box`` = the
+mean across the slice thickness, as a 2D acquisition records it; ``point`` = the voxel centre,
+for decimated data), and the residual, interpolated back onto the output grid by cubic splines,
 is added (Irani & Peleg's iterative back-projection with a smooth back-projector):
 
     x <- x + cubic(y - A x)
@@ -24,7 +23,7 @@ from mcinr_bids.core.volumes import Volume, observed_region
 
 def back_project(images: list[np.ndarray], grid: tuple, volumes: list[Volume], *,
                  masks: list[np.ndarray], transforms: list | None = None,
-                 profile: str = "box", steps: int = 2, dilation_mm: float = 2.0,
+                 steps: int = 2, dilation_mm: float = 2.0,
                  foreground: np.ndarray | None = None) -> list[np.ndarray]:
     """Each image (I, J, K) on ``grid`` = (shape, affine) made consistent with its acquisition.
 
@@ -63,7 +62,7 @@ def back_project(images: list[np.ndarray], grid: tuple, volumes: list[Volume], *
         for _ in range(steps):
             residual = np.zeros(volume.shape, dtype=np.float64)
             residual[region] = observed - forward_project(image, affine, volume, voxels,
-                                                          profile, transform)
+                                                          transform)
             if volume.held_out is not None:  # --qc-holdout: interpolate across those slices
                 residual = fill_slices(residual, *volume.held_out)
             correction = cubic_on_grid(residual, volume.affine, shape, affine, clamp=False,

@@ -22,8 +22,7 @@ import torch
 from torch import nn
 
 from mcinr_bids.core.device import select_device
-from mcinr_bids.core.geometry import has_thick_slices
-from mcinr_bids.core.slices import slice_profile_factors
+from mcinr_bids.core.slices import acquisitions, slice_profile_factors
 from mcinr_bids.core.volumes import (
     CoordinateNormaliser,
     IntensityScale,
@@ -143,7 +142,7 @@ def prepare_fit(volumes: list[Volume], settings: INRSettings, masks: list | None
     the returned FittedINR has no history yet."""
     settings.validate()
     transforms = validate_inputs(volumes, settings, transforms)
-    settings, recipe = decide_recipe(settings, any(has_thick_slices(v.affine) for v in volumes))
+    settings, recipe = decide_recipe(settings, *acquisitions(volumes))
     finest_spacing = min(float(v.voxel_sizes.min()) for v in volumes)
     settings = dataclasses.replace(settings, grid_cell_sizes_mm=informed_cell_sizes(
         settings.grid_cell_sizes_mm, finest_spacing))

@@ -25,7 +25,6 @@ def inr_output(fitted, grid: tuple, volumes: list, *, jtv_settings=None,
     predictions, foreground = predict_on_grid(fitted, shape, affine)
     predictions = back_project(predictions, (shape, affine), volumes, masks=fitted.masks,
                                transforms=fitted.transforms,
-                               profile=settings.consistency_profile,
                                steps=settings.consistency_steps,
                                dilation_mm=settings.foreground_dilation_mm,
                                foreground=foreground)
@@ -96,13 +95,13 @@ def network_image(fitted, index: int, volume, grid: tuple, transform,
     network restores as well (:func:`~.inr.throughplane.through_plane_image`)."""
     import torch
 
-    from mcinr_bids.core.slices import slab_fraction
+    from mcinr_bids.core.slices import slab_fraction, slice_profile
     from mcinr_bids.methods.inr.through_plane_network import through_plane_image
 
     settings = fitted.settings
     with torch.enable_grad():
         return through_plane_image(
-            volume, fitted.masks[index], settings.consistency_profile,
+            volume, fitted.masks[index], slice_profile(volume),
             settings.through_plane_steps, grid, transform=transform,
             slab_fraction=slab_fraction(volume), seed=settings.seed + index,
             device=next(fitted.model.parameters()).device,
@@ -121,7 +120,7 @@ def blend_jtv(predictions: list, settings: INRSettings, volumes: list, grid: tup
         return predictions
     from mcinr_bids.methods.jtv import JTVSettings, reconstruct_jtv
 
-    jtv_settings = jtv_settings or JTVSettings(profile=settings.consistency_profile)
+    jtv_settings = jtv_settings or JTVSettings()
     if say:
         say(f"JTV reconstruction from the INR's output for the blend (weight {weight:g})")
     images, _ = reconstruct_jtv(volumes, tuple(grid[0]), grid[1], jtv_settings, masks=masks,

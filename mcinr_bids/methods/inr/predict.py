@@ -206,12 +206,28 @@ def save_checkpoint(fitted: FittedINR, path: str) -> None:
     atomic_write(path, lambda temporary: torch.save(checkpoint, temporary))
 
 
+def saved_settings(values: dict) -> INRSettings:
+    """The settings of a checkpoint.  Models saved before 2026-12-06 kept the acquisitions'
+    slice profile as ``consistency_profile`` and may leave the post-processing stages
+    undecided: they are decided by that profile, as those models were run."""
+    values = dict(values)
+    profile = values.pop("consistency_profile", None)
+    if profile is not None:
+        point = profile == "point"
+        for key, value in (("jtv_blend", 0.0 if point else 0.5),
+                           ("through_plane_weight", 2 / 3 if point else 0.0),
+                           ("destripe", point)):
+            if values.get(key) is None:
+                values[key] = value
+    return INRSettings.from_dict(values)
+
+
 def load_checkpoint(path: str, device: str = "auto") -> FittedINR:
     """Load a checkpoint written by :func:`save_checkpoint`."""
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     if checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: unknown checkpoint format {checkpoint.get('format')!r}")
-    settings = INRSettings.from_dict(checkpoint["settings"])
+    settings = saved_settings(checkpoint["settings"])
     normaliser = CoordinateNormaliser.from_dict(checkpoint["normaliser"])
     names = checkpoint["names"]
     affines = [a.numpy() for a in checkpoint["affines"]]

@@ -13,10 +13,11 @@ JTV blend               ``jtv_blend``                  0.5 for box-profile input
                                                        slices, else 0
 ======================  =============================  ==========================================
 
-The acquisitions' slice profile is ``consistency_profile`` (``box``: thick 2D slices, every
-real acquisition; ``point``: decimated, point-sampled slices, as the evaluation mode's
-``decimate`` protocol makes them).  Each rule reads the acquisitions only, never another
-stage's setting.  The measurements behind each choice: ``benchmarks/RESULTS.md``.
+The acquisitions' slice profile is theirs (:mod:`mcinr_bids.core.slices`: ``box`` for thick 2D
+slices, every real acquisition whose sidecar gives no thinner ``SliceThickness``; ``point`` for
+slices at most half as thick as they are apart, such as the evaluation mode's ``decimate``
+protocol makes them).  Each rule reads the acquisitions only, never another stage's setting.
+The measurements behind each choice: ``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -72,22 +73,23 @@ def describe_acquisitions(thick_slices: bool, profile: str) -> str:
     if not thick_slices:
         return "no input has thick slices (all near-isotropic)"
     if profile == "point":
-        return "thick slices that are point samples (decimated; consistency_profile point)"
+        return ("thick slices that are point samples (slices at most half as thick as they "
+                "are apart, e.g. decimated)")
     return "thick 2D slices: each voxel the mean across its slice (box profile)"
 
 
-def decide_recipe(settings: INRSettings, thick_slices: bool) -> tuple[INRSettings, Recipe]:
+def decide_recipe(settings: INRSettings, thick_slices: bool, profile: str = "box"
+                  ) -> tuple[INRSettings, Recipe]:
     """``settings`` with every automatic stage decided, and the recipe that says which stages
     run and why.
 
-    ``thick_slices``: whether any input has thick slices
-    (:func:`mcinr_bids.core.geometry.has_thick_slices`).  A stage whose switch is set keeps
+    ``thick_slices``, ``profile``: whether any input has thick slices and the inputs' slice
+    profile (:func:`mcinr_bids.core.slices.acquisitions`).  A stage whose switch is set keeps
     it; an automatic one follows the acquisitions (the module's table).  The automatic slab
     model also fixes its points (``psf_profile`` box, ``psf_sampling`` stratified) and trains
     the whole schedule, keeping its last state (``early_stopping`` off, ``selection`` last: the
     MI rule stopped it under-trained or picked an early epoch).
     """
-    profile = settings.consistency_profile
     box_thick = thick_slices and profile == "box"
     changes, stages = {}, []
 

@@ -11,16 +11,13 @@ import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from mcinr_bids.core.settings import SettingsTable
-from mcinr_bids.core.slices import SLICE_PROFILES
+from mcinr_bids.core.settings import PROFILE_MOVED, SettingsTable
 
 ENCODINGS = ("fourier", "grid")
 MODELS = ("split", "vanilla", "single")
 PSF_PROFILES = ("gaussian", "box")
 PSF_SAMPLINGS = ("random", "stratified")
 SELECTIONS = ("mi", "last")
-#: ``auto`` picks cuda, then mps, then cpu
-DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 @dataclass
@@ -32,6 +29,7 @@ class INRSettings(SettingsTable):
     """
 
     TABLE: ClassVar[str] = "inr"
+    MOVED: ClassVar[dict[str, str]] = {"consistency_profile": PROFILE_MOVED}
 
     # Representation
     #: ``grid`` (multi-resolution tables of learned features at ``grid_cell_sizes_mm``, hashed
@@ -115,9 +113,6 @@ class INRSettings(SettingsTable):
     # through each input's slice profile, the residual cubic-interpolated back and added
     #: steps of x <- x + cubic(y - A x); 0 turns the step off
     consistency_steps: int = 2
-    #: the acquisitions' slice profile: ``box`` (thick 2D slices, real acquisitions) or
-    #: ``point`` (decimated data); for the consistency step, and the automatic ``psf``
-    consistency_profile: str = "box"
     #: weight of the joint-total-variation reconstruction (mcinr_bids.methods.jtv, the [jtv]
     #: table) averaged into the output: 0 = the INR alone; 0.5 = the INR/JTV mean; unset = the
     #: recipe decides (:mod:`.recipe`: 0.5 for box-profile inputs without thick slices, else 0:
@@ -128,16 +123,16 @@ class INRSettings(SettingsTable):
     #: axis, run across the thick axis on the cubic interpolation and on the INR's output, the
     #: two restorations averaged) blended into the INR's output after the consistency step
     #: (the evaluation mode scores it too): 0 = off; 2/3 = the mean of the INR and the two
-    #: restorations; unset = the recipe decides (:mod:`.recipe`: 2/3 for point samples,
-    #: ``consistency_profile`` point: decimated data; 0 for thick slabs, where the slab model
+    #: restorations; unset = the recipe decides (:mod:`.recipe`: 2/3 for point-sampled slices,
+    #: such as decimated data; 0 for thick slabs, where the slab model
     #: is better: -0.09 to -0.31 dB on the gli T1c with it; benchmarks/RESULTS.md)
     through_plane_weight: float | None = None
     #: training steps of each image's through-plane network (16 patches of 32 x 32 a step)
     through_plane_steps: int = 3000
     #: soften each thick image's acquired slices in its output, by the weight that makes the
     #: through-plane roughness most even across slice phases (:mod:`.softening`); unset = the
-    #: recipe decides (:mod:`.recipe`: on for point samples, ``consistency_profile`` point:
-    #: decimated data, banding 1.5-2.5; off for thick slabs, the slab model's banding 1.04-1.25)
+    #: recipe decides (:mod:`.recipe`: on for point-sampled slices, such as decimated data,
+    #: banding 1.5-2.5; off for thick slabs, the slab model's banding 1.04-1.25)
     destripe: bool | None = None
 
     @property
@@ -152,28 +147,21 @@ class INRSettings(SettingsTable):
         return self.psf and epoch > self.point_epochs
 
     # The three values below read the switches that the recipe (:mod:`.recipe`) has decided;
-    # unset, they follow the rule of models saved before it (2026-12-06), so that those
-    # reproduce their outputs.
+    # unset (the recipe has not run), the stage is off.
     @property
     def blend_weight(self) -> float:
         """The JTV weight in the output (``jtv_blend``)."""
-        if self.jtv_blend is not None:
-            return float(self.jtv_blend)
-        return 0.5 if self.consistency_profile == "box" else 0.0
+        return float(self.jtv_blend or 0.0)
 
     @property
     def network_weight(self) -> float:
         """The through-plane network's weight (``through_plane_weight``)."""
-        if self.through_plane_weight is not None:
-            return float(self.through_plane_weight)
-        return 2 / 3 if self.consistency_profile == "point" else 0.0
+        return float(self.through_plane_weight or 0.0)
 
     @property
     def destripe_on(self) -> bool:
         """Whether the acquired slices are softened (``destripe``)."""
-        if self.destripe is not None:
-            return bool(self.destripe)
-        return self.consistency_profile == "point"
+        return bool(self.destripe)
 
     # Early stopping on mutual information between predicted contrasts
     #: the paper's rule: stop when the MI between predicted contrasts varied by less than
@@ -234,9 +222,6 @@ class INRSettings(SettingsTable):
             raise ValueError(f"psf_epochs must be >= 1 (or unset), got {self.psf_epochs}")
         if self.selection not in SELECTIONS:
             raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
-        if self.consistency_profile not in SLICE_PROFILES:
-            raise ValueError(f"consistency_profile must be one of {SLICE_PROFILES}, got "
-                             f"{self.consistency_profile!r}")
         if self.jtv_blend is not None and not 0.0 <= self.jtv_blend <= 1.0:
             raise ValueError(f"jtv_blend must be between 0 and 1, got {self.jtv_blend}")
         if self.through_plane_weight is not None and not 0.0 <= self.through_plane_weight <= 1.0:

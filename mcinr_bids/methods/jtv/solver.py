@@ -2,10 +2,11 @@
 of UniRes, Brudfors et al. 2018/2019, written from the papers; UniRes itself is not used).
 
 Every contrast is an unknown image on one isotropic output grid.  Each low-resolution (LR)
-voxel is modelled as the mean of that image over the voxel's slice profile (``box``: uniform
-across the slice thickness, as a 2D acquisition records it; ``point``: the voxel centre, for
-decimated data) at its world position, through the image's affine and rigid transform; the LR
-data are never resampled.  The reconstruction minimises
+voxel is modelled as the mean of that image over the voxel's slice profile (the acquisition's
+own, :mod:`mcinr_bids.core.slices`: ``box``, uniform across the slice thickness, as a 2D
+acquisition records it; ``point``, the voxel centre, for decimated data) at its world
+position, through the image's affine and rigid transform; the LR data are never resampled.
+The reconstruction minimises
 
     sum_c ||A_c x_c - y_c||^2 / (2 sigma_c^2) + lambda sum_v sqrt(sum_c |grad x_c(v)|^2 + eps^2)
 
@@ -96,7 +97,7 @@ def data_box(points: list[np.ndarray], shape, margin: int = 2) -> tuple[slice, s
 
 
 def data_terms(volumes: list[Volume], masks: list, transforms: list, scales: list,
-               profile: str, affine: np.ndarray) -> tuple[list, list, list, list, list]:
+               affine: np.ndarray) -> tuple[list, list, list, list, list]:
     """The data terms of :func:`reconstruct_jtv`, one per image: the continuous grid indices of
     the profile points of its observed LR voxels (M*K, 3), their normalised values (M,), the
     term's weight 1 / (2 sigma^2), the noise sigma (normalised units) and K."""
@@ -104,7 +105,7 @@ def data_terms(volumes: list[Volume], masks: list, transforms: list, scales: lis
     points, targets, weights, sigmas, counts = [], [], [], [], []
     for volume, mask, transform, scale in zip(volumes, masks, transforms, scales):
         region = observed_region(volume, mask, 2.0)
-        offsets = profile_offsets(volume, profile, resolution)
+        offsets = profile_offsets(volume, resolution)
         points.append(profile_indices(volume, np.argwhere(region).astype(np.float64), offsets,
                                       transform, affine))
         counts.append(len(offsets))
@@ -151,7 +152,7 @@ def reconstruct_jtv(volumes: list[Volume], shape: tuple[int, int, int], affine: 
     transforms = transforms or [None] * len(volumes)
     scales = [IntensityScale.from_image(v.data, m) for v, m in zip(volumes, masks)]
     points, targets, weights, sigmas, counts = data_terms(volumes, masks, transforms, scales,
-                                                          settings.profile, affine)
+                                                          affine)
     if start is None:
         start = [cubic_on_grid(v.data, v.affine, shape, affine, transform=t)
                  for v, t in zip(volumes, transforms)]

@@ -8,6 +8,7 @@ import torch
 
 from mcinr_bids.core.geometry import thick_axis
 from mcinr_bids.core.interpolation import cubic_on_grid
+from mcinr_bids.core.slices import slice_profile
 from mcinr_bids.core.volumes import Volume
 from mcinr_bids.methods.unpaired.data import (
     normalised_image,
@@ -72,6 +73,10 @@ def superresolve_volume(trained: TrainedUnpaired, volume: Volume,
     if factor != trained.factor:
         raise ValueError(f"{volume.path or volume.name}: slice factor {factor}; the model "
                          f"({trained.contrast}) was trained for {trained.factor}")
+    if slice_profile(volume) != trained.profile:
+        raise ValueError(f"{volume.path or volume.name}: {slice_profile(volume)} slice profile "
+                         f"(SliceThickness in its sidecar); the model ({trained.contrast}) was "
+                         f"trained on {trained.profile}-profile slices")
     data, scale = normalised_image(volume, mask)
     axis = thick_axis(volume.affine)
     stacks = []
@@ -82,7 +87,7 @@ def superresolve_volume(trained: TrainedUnpaired, volume: Volume,
         stacks.append(np.moveaxis(refined, (0, 1, 2), (slicing_axis, axis, other)))
     image = np.clip(scale.restore(np.mean(stacks, axis=0)), float(volume.data.min()),
                     float(volume.data.max()))
-    centre = slab_centre(factor, trained.settings.profile)
+    centre = slab_centre(factor, trained.profile)
     return image.astype(np.float32), refined_affine(volume.affine, axis, factor, centre)
 
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from mcinr_bids.core.settings import SettingsTable
-from mcinr_bids.methods.inr.settings import DEVICES, SLICE_PROFILES
+from mcinr_bids.core.settings import DEVICES, PROFILE_MOVED, SettingsTable
 
 
 @dataclass
@@ -15,6 +14,7 @@ class UnpairedSettings(SettingsTable):
     """Every parameter of one training run (the ``[unpaired]`` table of a settings file)."""
 
     TABLE: ClassVar[str] = "unpaired"
+    MOVED: ClassVar[dict[str, str]] = {"profile": PROFILE_MOVED}
 
     #: feature channels of the encoder and decoder, residual blocks in each
     channels: int = 16
@@ -45,8 +45,6 @@ class UnpairedSettings(SettingsTable):
     temperature: float = 0.07
     #: feature locations per patch in the InfoNCE loss
     nce_locations: int = 64
-    #: the acquisitions' slice profile: box (thick 2D slices) or point (decimated slices)
-    profile: str = "box"
     #: planes of the HR domain need this detail along both axes, relative to the image's best
     #: axis (metrics.detail_ratio; below: interpolated, not HR)
     hr_detail: float = 0.85
@@ -63,9 +61,6 @@ class UnpairedSettings(SettingsTable):
 
     def validate(self) -> None:
         """ValueError naming the setting that is out of range."""
-        if self.profile not in SLICE_PROFILES:
-            raise ValueError(f"[unpaired] profile must be one of {', '.join(SLICE_PROFILES)}, "
-                             f"got {self.profile!r}")
         if self.device not in DEVICES:
             raise ValueError(f"[unpaired] device must be one of {', '.join(DEVICES)}")
         for name in ("channels", "blocks", "patch", "batch", "steps", "nce_locations",

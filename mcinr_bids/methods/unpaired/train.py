@@ -14,6 +14,7 @@ import torch
 
 from mcinr_bids.core.device import select_device
 from mcinr_bids.core.io import atomic_write
+from mcinr_bids.core.slices import slice_profile
 from mcinr_bids.core.volumes import Volume
 from mcinr_bids.methods.unpaired.data import (
     PlaneBank,
@@ -55,9 +56,15 @@ class TrainedUnpaired:
     def factor(self) -> int:
         return self.generator.factor
 
+    @property
+    def profile(self) -> str:
+        """The slice profile of the LR images it was trained on (and is for)."""
+        return self.generator.profile
+
     def summary(self) -> dict:
         """The sidecar record of the model (JSON types)."""
         return {"Contrast": self.contrast, "SliceFactor": self.factor,
+                "SliceProfile": self.profile,
                 "Parameters": self.settings.to_dict(), "Training": self.training,
                 "Steps": len(self.history) and self.history[-1]["step"],
                 "TrainingSeconds": round(self.seconds, 2), "Device": self.device,
@@ -75,20 +82,26 @@ def data_hash(volumes: list[Volume]) -> str:
 
 def training_banks(low: list[Volume], high: list[Volume], settings: UnpairedSettings,
                    masks_low: list | None = None, masks_high: list | None = None
-                   ) -> tuple[PlaneBank, PlaneBank, int]:
+                   ) -> tuple[PlaneBank, PlaneBank, int, str]:
     """The LR domain (planes across the thick axis of ``low``), the HR domain (fine planes of
-    ``high`` and the in-plane slices of ``low``) and the slice factor they share."""
+    ``high`` and the in-plane slices of ``low``), and the slice factor and slice profile
+    (:func:`~mcinr_bids.core.slices.slice_profile`) the LR images share."""
     if not low:
         raise ValueError("the unpaired method needs at least one thick (LR) image")
     factors = [slice_factor(v) for v in low]
-    for volume, factor in zip(low, factors):
+    profiles = [slice_profile(v) for v in low]
+    for volume, factor, profile in zip(low, factors, profiles):
         if factor < 2:
             raise ValueError(f"{volume.path or volume.name}: not a thick-slice image (slice "
                              "spacing < 2x the pixel size); use it as an HR image")
         if factor != factors[0]:
             raise ValueError(f"{volume.path or volume.name}: slice factor {factor}, the other "
                              f"LR images have {factors[0]}; train one model per slice factor")
-    factor = factors[0]
+        if profile != profiles[0]:
+            raise ValueError(f"{volume.path or volume.name}: {profile} slice profile, the "
+                             f"other LR images have {profiles[0]} (SliceThickness in their "
+                             "sidecars); train one model per slice profile")
+    factor, profile = factors[0], profiles[0]
     masks_low = masks_low or [None] * len(low)
     masks_high = masks_high or [None] * len(high)
     patch = max(2 * factor, settings.patch // factor * factor)
@@ -98,8 +111,8 @@ def training_banks(low: list[Volume], high: list[Volume], settings: UnpairedSett
         highs += fine_planes(volume, mask, settings.hr_detail)
     for volume, mask in zip(high, masks_high):
         highs += fine_planes(volume, mask, settings.hr_detail)
-    return (PlaneBank(lows, patch // factor, patch, flip_rows=settings.profile == "box"),
-            PlaneBank(highs, patch, patch, transpose=True), factor)
+    return (PlaneBank(lows, patch // factor, patch, flip_rows=profile == "box"),
+            PlaneBank(highs, patch, patch, transpose=True), factor, profile)
 
 
 def _resume_key(settings: UnpairedSettings, training: dict) -> str:
@@ -107,11 +120,11 @@ def _resume_key(settings: UnpairedSettings, training: dict) -> str:
     return hashlib.sha256(json.dumps([values, training], sort_keys=True).encode()).hexdigest()
 
 
-def build_networks(factor: int, settings: UnpairedSettings, device) -> dict:
+def build_networks(factor: int, profile: str, settings: UnpairedSettings, device) -> dict:
     """The generator, the InfoNCE projection, the two critics and their two Adam optimisers
     (torch's random state seeds their weights: seed it first)."""
     channels = settings.channels
-    generator = Generator(factor, settings.profile, channels, settings.blocks).to(device)
+    generator = Generator(factor, profile, channels, settings.blocks).to(device)
     projection = Projection(channels).to(device)
     image_critic = PatchDiscriminator(channels).to(device)
     feature_critic = FeatureDiscriminator(channels).to(device)
@@ -166,13 +179,14 @@ def train_unpaired(low: list[Volume], high: list[Volume], settings: UnpairedSett
     if settings.threads:
         torch.set_num_threads(int(settings.threads))
     device = select_device(settings.device)
-    lr_bank, hr_bank, factor = training_banks(low, high, settings, masks_low, masks_high)
+    lr_bank, hr_bank, factor, profile = training_banks(low, high, settings, masks_low,
+                                                       masks_high)
     training = {"low": [v.path or v.name for v in low], "high": [v.path or v.name for v in high],
                 "data_hash": data_hash([*low, *high]), "lr_planes": len(lr_bank.planes),
                 "hr_planes": len(hr_bank.planes)}
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
-    nets = build_networks(factor, settings, device)
+    nets = build_networks(factor, profile, settings, device)
     generator = nets["generator"]
     key = _resume_key(settings, training)
     step, history, resumed = _resume(resume_file, key, nets, rng, device)
@@ -225,9 +239,9 @@ def _generator_step(nets, low, high, settings: UnpairedSettings, factor: int):
     up = generator.upsample(low)
     source = generator.features(up)  # f_s
     fake = up + generator.decoder(source)  # X_{s~t}
-    cycled = degrade(fake, factor, settings.profile)  # Y_{s~t~s}
+    cycled = degrade(fake, factor, generator.profile)  # Y_{s~t~s}
     loss_cycle = (cycled - low).abs().mean()
-    loss_hr = (generator(degrade(high, factor, settings.profile)) - high).abs().mean()
+    loss_hr = (generator(degrade(high, factor, generator.profile)) - high).abs().mean()
     loss_adversarial = adversarial_loss(nets["image_critic"](fake), True)
     loss_feature = adversarial_loss(nets["feature_critic"](source), True)
     if settings.weight_contrastive > 0:
@@ -269,7 +283,8 @@ def _critic_step(nets, high, fake, source):
 def save_unpaired(trained: TrainedUnpaired, path: str) -> None:
     """The generator and its record; loadable with ``torch.load(weights_only=True)``."""
     checkpoint = {"format": MODEL_FORMAT, "settings": trained.settings.to_dict(),
-                  "factor": trained.factor, "contrast": trained.contrast,
+                  "factor": trained.factor, "profile": trained.profile,
+                  "contrast": trained.contrast,
                   "training": json.dumps(trained.training), "history": json.dumps(trained.history),
                   "seconds": trained.seconds, "device": trained.device,
                   "state": {k: v.detach().cpu() for k, v in
@@ -289,8 +304,12 @@ def load_unpaired(path: str, device: str = "auto") -> TrainedUnpaired:
         found = checkpoint.get("format") if isinstance(checkpoint, dict) else None
         raise ValueError(f"{path}: not an unpaired model file of this version (format "
                          f"{found!r})")
-    settings = UnpairedSettings.from_dict(checkpoint["settings"])
-    generator = Generator(checkpoint["factor"], settings.profile, settings.channels,
+    values = dict(checkpoint["settings"])
+    # models saved before 2026-12-06 kept the profile among their settings
+    profile = checkpoint.get("profile") or values.pop("profile", "box")
+    values.pop("profile", None)
+    settings = UnpairedSettings.from_dict(values)
+    generator = Generator(checkpoint["factor"], profile, settings.channels,
                           settings.blocks)
     generator.load_state_dict(checkpoint["state"])
     generator.to(select_device(device)).eval()
