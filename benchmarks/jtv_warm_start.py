@@ -52,7 +52,7 @@ def main() -> int:
         settings = JTVSettings(**dict(inputs["jtv_settings"]))
         started = time.perf_counter()
         alone = model_outputs(dataclasses.replace(model, settings=dataclasses.replace(
-            model.settings, jtv_blend=0.0)), truths, volumes, truth_files[0])
+            model.settings, jtv_blend=0.0)), truths, volumes)
         outputs = {"INR (consistent)": alone}
         for label, start in (("cubic", None), ("INR", alone)):
             jtv = jtv_on_truth_grid(volumes, model.masks, model.transforms, truth_files[0],

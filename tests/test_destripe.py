@@ -97,11 +97,11 @@ def test_the_decimated_output_has_less_banding(phantom, low_resolution):
     assert set(fitted.destripe_weights) == {"t1", "flair"}
     chosen = dict(fitted.destripe_weights)
     truths = [nib.Nifti1Image(t1, affine), nib.Nifti1Image(flair, affine)]
-    scored = model_outputs(fitted, truths, volumes, "t1")  # the evaluation mode's path
+    scored = model_outputs(fitted, truths, volumes)  # the evaluation mode's path
     assert fitted.destripe_weights == chosen  # the same choice on the same grid
     fitted.settings.destripe = False
     plain, _ = inr_output(fitted, (t1.shape, affine), volumes)
-    unsoftened = model_outputs(fitted, truths, volumes, "t1")
+    unsoftened = model_outputs(fitted, truths, volumes)
     for index in range(2):
         assert not np.allclose(unsoftened[index], scored[index])
     for index, (axis_letter, (_, low_affine)) in enumerate(zip("SR", low_resolution)):

@@ -256,9 +256,9 @@ def test_the_evaluation_scores_the_output_with_the_network(phantom, decimated,
                         lambda volume, *args, **kwargs: np.full(t1.shape, constant[volume.name],
                                                                 np.float32))
     truths = [nib.Nifti1Image(t1, affine), nib.Nifti1Image(flair, affine)]
-    scored = model_outputs(fitted, truths, volumes, "t1")
+    scored = model_outputs(fitted, truths, volumes)
     alone = model_outputs(dataclasses.replace(fitted, settings=dataclasses.replace(
-        fitted.settings, through_plane_weight=0.0)), truths, volumes, "t1")
+        fitted.settings, through_plane_weight=0.0)), truths, volumes)
     _, foreground = predict_on_grid(fitted, t1.shape, affine, fill_background=False)
     for index, name in enumerate(("t1", "flair")):
         weight = fitted.settings.network_weight

@@ -14,7 +14,6 @@ from mcinr_bids.core.slices import load_acquisition
 from mcinr_bids.core.volumes import Volume, automatic_foreground_mask
 from mcinr_bids.methods.inr.fit import fit_inr
 from mcinr_bids.methods.inr.postprocessing import inr_output
-from mcinr_bids.methods.inr.predict import predict_on_grid
 from mcinr_bids.methods.inr.settings import MODELS, INRSettings
 from mcinr_bids.quality import metrics, simulation
 from mcinr_bids.quality.metrics import mutual_information_rows, slice_rows, truth_rows
@@ -237,42 +236,22 @@ def jtv_on_truth_grid(volumes: list[Volume], masks: list, transforms: list, trut
     return results
 
 
-def model_outputs(model, truths: list, volumes: list[Volume], first_truth: str,
-                  jtv_settings=None) -> list[np.ndarray]:
-    """A fitted model's output as the app delivers it (prediction, consistency step, the
-    through-plane network's blend, JTV blend, acquired-slice softening) on each truth's grid,
-    through the transform each image was fitted with."""
-    from mcinr_bids.methods.inr.postprocessing import blend, destripe_image, network_image
-
-    outputs, foregrounds = [], []
-    weight = model.settings.network_weight
-    for index, truth in enumerate(truths):
-        shape, affine = truth.shape[:3], truth.affine
-        predicted, foreground = predict_on_grid(model, shape, affine, fill_background=False,
-                                                transform=model.transforms[index])
-        # the truth's grid as the output grid: the LR image's world is the truth's, so the
-        # consistency step and the network map the LR image through no transform
-        output = consistent(model.settings, [predicted[index]], (shape, affine),
-                            [volumes[index]], [model.masks[index]], [None])
-        if weight and geometry.has_thick_slices(volumes[index].affine):
-            network = network_image(model, index, volumes[index], (shape, affine), None,
-                                    prior=output[0])
-            output = blend(output, [network], weight, foreground)
-        outputs += output
-        foregrounds.append(foreground)
-    if model.settings.blend_weight:
-        from mcinr_bids.methods.jtv import JTVSettings
-
-        if not on_one_grid(truths):
-            raise ValueError("a model with a JTV blend is scored on truths on one grid")
-
-        jtv = jtv_on_truth_grid(volumes, model.masks, model.transforms, first_truth,
-                                jtv_settings or JTVSettings(), start=outputs)
-        outputs = blend(outputs, jtv, model.settings.blend_weight)
-    return [destripe_image(model, index, output, volume, (truth.shape[:3], truth.affine),
-                           foreground)
-            for index, (output, volume, truth, foreground)
-            in enumerate(zip(outputs, volumes, truths, foregrounds))]
+def model_outputs(model, truths: list, volumes: list[Volume], jtv_settings=None
+                  ) -> list[np.ndarray]:
+    """A fitted model's output as the app delivers it
+    (:func:`~mcinr_bids.methods.inr.postprocessing.inr_output`) on each truth's grid in its
+    image's world: the grid carried into the model's space by the transform that image was
+    fitted with (one run per distinct grid), as JTV is scored (:func:`jtv_on_truth_grid`)."""
+    grids = [(tuple(truth.shape[:3]), (np.eye(4) if transform is None else np.asarray(transform))
+              @ truth.affine) for truth, transform in zip(truths, model.transforms)]
+    outputs: list = [None] * len(truths)
+    for index, grid in enumerate(grids):
+        if outputs[index] is None:
+            same = [i for i, other in enumerate(grids) if geometry.same_grid(grid, other, 1e-6)]
+            images, _ = inr_output(model, grid, volumes, jtv_settings=jtv_settings, keep=same)
+            for number in same:
+                outputs[number] = images[number]
+    return outputs
 
 
 def evaluation_foreground(fitted: dict, lows: list, transforms: list | None,
@@ -334,8 +313,7 @@ def evaluate_subject(truth_files: list[str], low_resolution_files: list[str],
     rows: list[dict] = []
     predictions: dict[str, list[np.ndarray]] = {"cubic-clamped": []}
     for method, model in fitted.items():
-        predictions[method] = model_outputs(model, truths, low_volumes, truth_files[0],
-                                            jtv_settings)
+        predictions[method] = model_outputs(model, truths, low_volumes, jtv_settings)
     predictions.update({method: list(arrays) for method, arrays in (extra or {}).items()})
     masks_out = []
     for index, truth_image in enumerate(truths):

@@ -13,37 +13,43 @@ from mcinr_bids.methods.inr.consistency import back_project
 from mcinr_bids.methods.inr.settings import INRSettings
 
 
-def inr_output(fitted, grid: tuple, volumes: list, *, jtv_settings=None,
-               say=None) -> tuple[list, np.ndarray]:
-    """The INR method's output on ``grid`` = (shape, affine), as the fit node delivers it: the
-    model's prediction, the data-consistency step, the through-plane network's blend and the
-    JTV blend of ``fitted.settings``
-    (JTV of ``jtv_settings`` started from the consistent prediction).  Returns the images and
-    the prediction's foreground."""
+def inr_output(fitted, grid: tuple, volumes: list, *, jtv_settings=None, say=None,
+               keep: list[int] | None = None) -> tuple[list, np.ndarray]:
+    """The INR method's output on ``grid`` = (shape, affine) in the model's common space: the
+    model's prediction, the data-consistency step, the through-plane network's blend, the JTV
+    blend (JTV of ``jtv_settings`` started from the consistent prediction) and the softening
+    of acquired slices, each as ``fitted.settings`` (the recipe) say.  The one output chain of
+    the method: the fit node, ``mcinr-fit``, the evaluation mode and ``--qc-holdout`` all call
+    it.  ``keep``: the images wanted (indices; default all), the others come back as predicted.
+    Returns the images and the prediction's foreground."""
     settings = fitted.settings
-    shape, affine = tuple(grid[0]), grid[1]
-    predictions, foreground = predict_on_grid(fitted, shape, affine)
-    predictions = back_project(predictions, (shape, affine), volumes, masks=fitted.masks,
-                               transforms=fitted.transforms,
-                               steps=settings.consistency_steps,
-                               dilation_mm=settings.foreground_dilation_mm,
-                               foreground=foreground)
+    grid = (tuple(grid[0]), grid[1])
+    keep = list(range(len(volumes))) if keep is None else sorted(keep)
+    predictions, foreground = predict_on_grid(fitted, *grid)
+    consistent = back_project([predictions[i] for i in keep], grid, [volumes[i] for i in keep],
+                              masks=[fitted.masks[i] for i in keep],
+                              transforms=[fitted.transforms[i] for i in keep],
+                              steps=settings.consistency_steps,
+                              dilation_mm=settings.foreground_dilation_mm,
+                              foreground=foreground)
+    for index, image in zip(keep, consistent):
+        predictions[index] = image
     # after the consistency step: run on the network's output it spread the network's errors
     # on the acquired slices into the gaps (-0.25 / -0.15 dB on gli decimation, RESULTS.md)
-    predictions = blend_through_plane(predictions, fitted, volumes, (shape, affine), foreground,
-                                      say)
-    predictions = blend_jtv(predictions, settings, volumes, (shape, affine), fitted.masks,
+    predictions = blend_through_plane(predictions, fitted, volumes, grid, foreground, say, keep)
+    predictions = blend_jtv(predictions, settings, volumes, grid, fitted.masks,
                             fitted.transforms, jtv_settings, foreground, say)
-    return destripe(predictions, fitted, volumes, (shape, affine), foreground, say), foreground
+    return destripe(predictions, fitted, volumes, grid, foreground, say, keep), foreground
 
 
 def destripe(predictions: list, fitted, volumes: list, grid: tuple, foreground,
-             say=None) -> list:
-    """Each thick image's output with its acquired slices softened
-    (:func:`.destripe.soften_acquired_slices`) when ``settings.destripe_on``; the weights
-    chosen are kept in ``fitted.destripe_weights`` (image name -> weight)."""
+             say=None, keep: list[int] | None = None) -> list:
+    """Each thick image's output (of those in ``keep``, default all) with its acquired slices
+    softened (:func:`.destripe.soften_acquired_slices`) when ``settings.destripe_on``; the
+    weights chosen are kept in ``fitted.destripe_weights`` (image name -> weight)."""
     return [destripe_image(fitted, index, prediction, volume, grid, foreground,
                            fitted.transforms[index], say)
+            if keep is None or index in keep else prediction
             for index, (prediction, volume) in enumerate(zip(predictions, volumes))]
 
 
@@ -66,16 +72,17 @@ def destripe_image(fitted, index: int, image: np.ndarray, volume, grid: tuple, f
 
 
 def blend_through_plane(predictions: list, fitted, volumes: list, grid: tuple,
-                        foreground=None, say=None) -> list:
-    """``(1 - w) * INR + w * network`` inside ``foreground`` for every image with thick slices,
-    ``w = settings.network_weight`` (:mod:`.inr.throughplane`); unchanged when 0."""
+                        foreground=None, say=None, keep: list[int] | None = None) -> list:
+    """``(1 - w) * INR + w * network`` inside ``foreground`` for every image with thick slices
+    (of those in ``keep``, default all), ``w = settings.network_weight``
+    (:mod:`.through_plane_network`); unchanged when 0."""
     settings = fitted.settings
     weight = settings.network_weight
     if not weight:
         return predictions
     blended = []
     for index, (prediction, volume) in enumerate(zip(predictions, volumes)):
-        if not has_thick_slices(volume.affine):
+        if not has_thick_slices(volume.affine) or (keep is not None and index not in keep):
             blended.append(prediction)
             continue
         if say:
