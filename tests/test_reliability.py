@@ -338,3 +338,21 @@ def test_same_seed_same_registration(tmp_path):
                               capture_output=True, text=True, env=environment,
                               check=True).stdout for _ in range(2)]
     assert results[0] == results[1] and results[0].startswith("[[")
+
+
+def test_a_deep_work_folder_still_starts_the_worker_pool(tmp_path):
+    """The worker pool's socket lives in the temporary folder; in a work folder deeper than a
+    UNIX socket path allows, the run ended at once with "AF_UNIX path too long"."""
+    import subprocess
+    import sys
+
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    script = ("import multiprocessing, pathlib, sys\n"
+              "from mcinr_bids.cli.run import use_work_temporaries\n"
+              "use_work_temporaries(pathlib.Path(sys.argv[1]))\n"
+              "with multiprocessing.get_context('forkserver').Pool(1) as pool:\n"
+              "    print(pool.apply(abs, (-3,)))\n")
+    result = subprocess.run([sys.executable, "-c", script, str(deep)], capture_output=True,
+                            text=True, check=False, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "3", result.stderr[-2000:]
+    assert (deep / "tmp").is_dir()

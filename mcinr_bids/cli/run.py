@@ -241,14 +241,24 @@ def crash_summaries(output_dir: str, run_uuid: str) -> list[str]:
     return lines
 
 
+#: the longest folder the worker pool's socket fits in: a UNIX socket path holds 107 bytes, of
+#: which ``/pymp-XXXXXXXX/listener-XXXXXXXX`` take 32
+SOCKET_FOLDER_MAX = 72
+
+
 def use_work_temporaries(work_dir: Path) -> None:
     """Temporary files (ANTs' transforms, ...) of this process and its workers go into the
     work folder, not the system's /tmp: nothing is written outside the output and work
-    folders."""
+    folders.  Except, in a work folder too deep for it, the socket of the worker pool: it
+    stays in the system's temporary folder (a deeper one ended the run, "AF_UNIX path too
+    long")."""
+    import multiprocessing.util
     import tempfile
 
     folder = work_dir / "tmp"
     folder.mkdir(parents=True, exist_ok=True)
+    if len(str(folder)) > SOCKET_FOLDER_MAX:
+        multiprocessing.util.get_temp_dir()  # made now, under the system's TMPDIR, and kept
     os.environ["TMPDIR"] = str(folder)
     tempfile.tempdir = None  # read TMPDIR again
 
