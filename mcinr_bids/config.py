@@ -99,9 +99,12 @@ class ExecutionSettings(SettingsTable):
     #: end, slowest first; 2 and more: debug)
     verbose: int = 0
     sloppy: bool = False
-    #: this run's identifier (date, time and a random suffix), set by the run itself; its log
-    #: folder ``sub-X/log/<run_uuid>`` is named after it
-    run_uuid: str = ""
+
+    @classmethod
+    def from_dict(cls, values: dict):
+        # configurations saved before 2026-12-06 kept the run's identifier here; each run now
+        # names itself (AppConfig.run_uuid)
+        return super().from_dict({k: v for k, v in values.items() if k != "run_uuid"})
 
 
 @dataclass
@@ -149,9 +152,13 @@ class AppConfig:
     inr: INRSettings = field(default_factory=INRSettings)
     jtv: JTVSettings = field(default_factory=JTVSettings)
     unpaired: UnpairedSettings = field(default_factory=UnpairedSettings)
+    #: this run's identifier (date, time and a random suffix), set by the run itself and never
+    #: read from a settings file; its log folder ``sub-X/log/<run_uuid>`` is named after it
+    run_uuid: str = ""
 
     def to_toml(self) -> str:
-        return to_toml({"execution": dataclasses.asdict(self.execution),
+        header = f"# mcinr-bids run {self.run_uuid}\n" if self.run_uuid else ""
+        return header + to_toml({"execution": dataclasses.asdict(self.execution),
                         "workflow": dataclasses.asdict(self.workflow),
                         "inr": self.inr.to_dict(), "jtv": dataclasses.asdict(self.jtv),
                         "unpaired": self.unpaired.to_dict()})
@@ -238,7 +245,7 @@ def resolve_config(file_tables: dict[str, dict] | None = None,
     def layered(name: str) -> dict:
         return {**file_tables.get(name, {}), **given.get(name, {})}
 
-    execution = ExecutionSettings(**layered("execution"))
+    execution = ExecutionSettings.from_dict(layered("execution"))
     workflow = WorkflowSettings(**layered("workflow"))
     if workflow.preset not in PRESETS:
         raise ValueError(f"unknown preset {workflow.preset!r}; choose from "

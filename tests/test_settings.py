@@ -105,7 +105,15 @@ def test_saved_config_reads_back_the_same_and_gets_a_new_run(tmp_path, single_fi
     assert AppConfig.load(saved).inr == config.inr
     rerun = app(tmp_path, "--config-file", str(saved))
     assert rerun.inr == config.inr and rerun.execution.participant_label == ["01"]
-    assert rerun.execution.run_uuid != config.execution.run_uuid
+    assert rerun.run_uuid != config.run_uuid
+    # the run's identifier is the run's, not a setting: a comment in the saved file, and the
+    # key that configurations saved before 2026-12-06 hold is read back without complaint
+    assert saved.read_text().startswith(f"# mcinr-bids run {config.run_uuid}\n")
+    assert "run_uuid" not in saved.read_text().split("\n", 1)[1]
+    old = tmp_path / "old.toml"
+    old.write_text(saved.read_text().replace("[execution]\n",
+                                             '[execution]\nrun_uuid = "20261201-000000_x"\n'))
+    assert app(tmp_path, "--config-file", str(old)).inr == config.inr
 
 
 def test_mcinr_fit_precedence(single_file):
@@ -305,7 +313,9 @@ def test_every_table_has_the_one_settings_base():
     from mcinr_bids.config import AppConfig
     from mcinr_bids.core.settings import SettingsTable
 
-    for table in dc.fields(AppConfig):
+    tables = [f for f in dc.fields(AppConfig) if f.default_factory is not dc.MISSING]
+    assert [t.name for t in tables] == ["execution", "workflow", "inr", "jtv", "unpaired"]
+    for table in tables:
         cls = table.default_factory().__class__
         assert issubclass(cls, SettingsTable) and cls.TABLE == table.name
         with pytest.raises(ValueError, match=rf"unknown \[{table.name}\] settings: typo"):

@@ -57,7 +57,7 @@ def build_config(argv: list[str] | None) -> AppConfig:
     execution.session_label = clean_labels(execution.session_label, "ses-")
     execution.nprocs = execution.nprocs or os.cpu_count() or 1
     execution.omp_nthreads = min(execution.omp_nthreads or execution.nprocs, execution.nprocs)
-    execution.run_uuid = (  # new for every run, also when a saved config is read back
+    config.run_uuid = (  # new for every run, also when a saved config is read back
         datetime.now(UTC).strftime("%Y%m%d-%H%M%S_") + uuid.uuid4().hex[:8])
     return config
 
@@ -213,10 +213,10 @@ def execute_workflow(config: AppConfig, runnable: list, space, originals: dict,
     except RuntimeError:
         # nipype's own message is a list of traceback lines or "2 raised. Re-raising first.":
         # each failed step's own error, from its crash file, says what happened and where
-        for line in crash_summaries(execution.output_dir, execution.run_uuid):
+        for line in crash_summaries(execution.output_dir, config.run_uuid):
             logger.error("%s", line)
         logger.error("the workflow failed; crash files are in %s/sub-*/log/%s/",
-                     execution.output_dir, execution.run_uuid)
+                     execution.output_dir, config.run_uuid)
         return True
     finally:
         signal.signal(signal.SIGINT, interrupt)
@@ -310,10 +310,10 @@ def run_participant(config: AppConfig, logger: logging.Logger) -> int:
     warn_about_earlier_outputs(config, runnable, space, logger)
     use_work_temporaries(work_dir)
     write_derivative_metadata(execution.output_dir, execution.bids_dir)
-    config.save(work_dir / f"config-{execution.run_uuid}.toml")
+    config.save(work_dir / f"config-{config.run_uuid}.toml")
     for group in runnable:
         config.save(Path(execution.output_dir) / f"sub-{group.subject}" / "log"
-                    / execution.run_uuid / "mcinr.toml")
+                    / config.run_uuid / "mcinr.toml")
     failed = execute_workflow(config, runnable, space, originals, logger)
     for subject in sorted({group.subject for group in runnable}):
         # assembled here, after all sessions ran: no two jobs write one page

@@ -61,7 +61,7 @@ def init_mcinr_wf(*, config: AppConfig, groups: list[SubjectInputs], space: Outp
             name=group.label.replace("-", "_") + "_wf")
         set_crash_folder(single_subject_wf, os.path.join(
             config.execution.output_dir, f"sub-{group.subject}", "log",
-            config.execution.run_uuid))
+            config.run_uuid))
         workflow.add_nodes([single_subject_wf])
     return workflow
 
