@@ -220,7 +220,7 @@ def test_a_killed_fit_resumes_where_it_was(tmp_path, low_resolution_files, phant
     def command(out):
         return [sys.executable, "-m", "mcinr_bids.cli.fit", *low_resolution_files, "-o",
                 str(out), "--epochs", "12", "--no-early-stopping", "--quiet", "--device",
-                "cpu", "--threads", "1", "--resolution", "1", "--config-file",
+                "cpu", "--omp-nthreads", "1", "--resolution", "1", "--config-file",
                 str(every_epoch)]
 
     killed = tmp_path / "killed"

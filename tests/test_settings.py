@@ -323,3 +323,19 @@ def test_every_table_has_the_one_settings_base():
         assert cls.from_dict(cls().to_dict()) == cls()
     assert INRSettings.value_problems({"epochs": "many", "seed": 3}) == [
         "[inr] epochs = 'many': expected a whole number, got a text"]
+
+
+def test_the_thread_count_has_one_name_in_the_commands():
+    """--omp-nthreads (fMRIPrep's name) in mcinr-bids and mcinr-fit; mcinr-fit's old
+    --threads still works, out of --help."""
+    from mcinr_bids.cli import fit
+    from mcinr_bids.cli.parser import build_parser
+
+    assert "--omp-nthreads" in build_parser().format_help()
+    parser = fit.build_parser()
+    assert "--omp-nthreads" in parser.format_help()
+    assert "--threads" not in parser.format_help()
+    required = ["a.nii.gz", "b.nii.gz", "-o", "out"]
+    assert parser.parse_args([*required, "--omp-nthreads", "3"]).threads == 3
+    assert parser.parse_args([*required, "--threads", "4"]).threads == 4
+    assert parser.parse_args(required).threads is None

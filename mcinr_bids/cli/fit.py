@@ -77,8 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     execution = parser.add_argument_group("execution")
     execution.add_argument("--device", choices=DEVICES, default="auto",
                            help="auto picks cuda, then mps, then cpu")
-    execution.add_argument("--threads", type=int, default=None,
-                           help="CPU threads for torch (default: torch's own choice)")
+    execution.add_argument("--omp-nthreads", dest="threads", type=int, default=None,
+                           metavar="N", help="CPU threads for torch, as mcinr-bids' option of "
+                           "that name (default: torch's own choice)")
+    execution.add_argument("--threads", dest="threads", type=int, help=argparse.SUPPRESS)
     execution.add_argument("--random-seed", dest="seed", type=int, default=0, metavar="N",
                            help="seed of the model, the sampling and the networks")
     execution.add_argument("--seed", dest="seed", type=int, help=argparse.SUPPRESS)
