@@ -91,10 +91,14 @@ class EvaluateSuperresolution(SimpleInterface):
 
             for variant, files in dict(self.inputs.unpaired_models).items():
                 # each LR image's world is its truth's: no transform
-                extra[variant] = [predict_images([path], [volume], truth.shape, truth.affine,
-                                                 [mask], device=self.inputs.device)[0][0]
-                                  for path, volume, mask, truth in zip(files, volumes, masks,
-                                                                       truths)]
+                try:
+                    extra[variant] = [predict_images([path], [volume], truth.shape,
+                                                     truth.affine, [mask],
+                                                     device=self.inputs.device)[0][0]
+                                      for path, volume, mask, truth in zip(files, volumes,
+                                                                           masks, truths)]
+                except ValueError as error:  # a model trained for other slices: no row
+                    _warn(f"{variant} not scored: {error}")
         rows = evaluate_subject(list(self.inputs.truth_files),
                                 list(self.inputs.low_resolution_files), checkpoints,
                                 list(self.inputs.names), transforms=transforms, masks=masks,

@@ -13,7 +13,7 @@ JTV blend               ``jtv_blend``                  0.5 for box-profile input
                                                        slices, else 0
 ======================  =============================  ==========================================
 
-The acquisitions' slice profile is theirs (:mod:`mcinr_bids.core.slices`: ``box`` for thick 2D
+Each acquisition knows its slice profile (:mod:`mcinr_bids.core.slices`: ``box`` for thick 2D
 slices, every real acquisition whose sidecar gives no thinner ``SliceThickness``; ``point`` for
 slices at most half as thick as they are apart, such as the evaluation mode's ``decimate``
 protocol makes them).  Each rule reads the acquisitions only, never another stage's setting.
