@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -15,10 +16,41 @@ from nipype.interfaces.base import (
     isdefined,
     traits,
 )
-from niworkflows.interfaces.bids import DerivativesDataSink as _DerivativesDataSink
 
 from mcinr_bids.config import METHODS
 from mcinr_bids.core.io import STAGING_PREFIX
+
+
+@contextlib.contextmanager
+def templates_listed_from_folders():
+    """TemplateFlow's template names from the ``tpl-*`` folders of its home, for a while.
+
+    niworkflows lists the templates when its BIDS interfaces are imported
+    (``STANDARD_SPACES = templateflow.api.templates()``), and TemplateFlow answers by building
+    a pybids index of every file in ``TEMPLATEFLOW_HOME`` (2,540 files in its bare skeleton):
+    5-12 s of CPU in every process that loads a sink, the app and each of its workers.  A
+    template is a ``tpl-<name>`` folder of that home (made here as TemplateFlow makes it when
+    it is empty), so the same names come from the folder listing.
+    """
+    from templateflow import api
+    from templateflow.conf import _cache
+
+    def templates(**filters):
+        if filters:  # only the plain listing is answered from the folders
+            return type(api._client).templates(api._client, **filters)
+        _cache.ensure()
+        return sorted(path.name[len("tpl-"):] for path in Path(_cache.config.root).glob("tpl-*")
+                      if path.is_dir())
+
+    api._client.templates = templates
+    try:
+        yield
+    finally:
+        del api._client.templates
+
+
+with templates_listed_from_folders():
+    from niworkflows.interfaces.bids import DerivativesDataSink as _DerivativesDataSink
 
 _ANAT = "sub-{subject}[/ses-{session}]/{datatype<anat>|anat}/sub-{subject}[_ses-{session}]"
 _SOURCE = "[_acq-{acquisition}][_ce-{ceagent}][_rec-{reconstruction}][_run-{run}]"
