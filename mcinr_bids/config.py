@@ -6,21 +6,22 @@
 (:class:`~mcinr_bids.methods.jtv.JTVSettings`, the joint-total-variation method's) and
 ``[unpaired]``
 (:class:`~mcinr_bids.methods.unpaired.settings.UnpairedSettings`, the cohort method's training).
-Every setting lives in exactly one of them.  :func:`resolve_config` is the one precedence
-rule, used by every command line and by the workflow: defaults, then the preset
+Every setting lives in exactly one of them: the device, the thread count and the random seed
+are ``[execution]``'s, handed to every method (:func:`share_execution`); each method's research
+knobs sit in its ``advanced`` sub-table (``[inr.advanced]``).  :func:`resolve_config` is the
+one precedence rule, used by every command line and by the workflow: defaults, then the preset
 (``[workflow] preset``), then ``--sloppy``, then the tables of a ``--config-file``, then the
 options given on the command line.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from mcinr_bids.core.settings import SettingsTable
+from mcinr_bids.core.settings import DEVICES, SHARED_EXECUTION, SettingsTable
 from mcinr_bids.methods.inr.settings import PRESETS, INRSettings
 from mcinr_bids.methods.jtv import JTVSettings
 from mcinr_bids.methods.unpaired.settings import SLOPPY_UNPAIRED, UnpairedSettings
@@ -41,14 +42,19 @@ def _toml_value(value) -> str:
 
 
 def to_toml(sections: dict[str, dict]) -> str:
-    """Write ``{section: {key: value}}`` as TOML (``None`` values are left out)."""
+    """Write ``{section: {key: value}}`` as TOML (``None`` values are left out; a dict value
+    is the sub-table ``[section.key]``)."""
     lines = []
     for section, values in sections.items():
         lines.append(f"[{section}]")
         for key, value in values.items():
-            if value is not None:
+            if value is not None and not isinstance(value, dict):
                 lines.append(f"{key} = {_toml_value(value)}")
         lines.append("")
+        tables = {f"{section}.{key}": value for key, value in values.items()
+                  if isinstance(value, dict)}
+        if tables:
+            lines.append(to_toml(tables))
     return "\n".join(lines)
 
 
@@ -95,6 +101,12 @@ class ExecutionSettings(SettingsTable):
     omp_nthreads: int | None = None
     mem_gb: float | None = None
     n_gpu_procs: int = 1
+    #: where the INR and the unpaired method run (JTV and the registrations run on the CPU):
+    #: ``auto`` (cuda, then mps, then cpu), ``cpu``, ``cuda`` or ``mps``
+    device: str = "auto"
+    #: seed of every method's randomness (the INR's model, sampling and networks, the unpaired
+    #: training) and of the registrations
+    random_seed: int = 0
     #: how much the log says: 0, or the count of ``-v`` (1 also lists the time of every step at the
     #: end, slowest first; 2 and more: debug)
     verbose: int = 0
@@ -105,6 +117,13 @@ class ExecutionSettings(SettingsTable):
         # configurations saved before 2026-12-06 kept the run's identifier here; each run now
         # names itself (AppConfig.run_uuid)
         return super().from_dict({k: v for k, v in values.items() if k != "run_uuid"})
+
+    def validate(self) -> None:
+        if self.device not in DEVICES:
+            raise ValueError(f"unknown device {self.device!r}; choose from "
+                             f"{', '.join(DEVICES)}")
+        if self.random_seed < 0:
+            raise ValueError(f"random_seed must be 0 or above, got {self.random_seed}")
 
 
 @dataclass
@@ -158,10 +177,10 @@ class AppConfig:
 
     def to_toml(self) -> str:
         header = f"# mcinr-bids run {self.run_uuid}\n" if self.run_uuid else ""
-        return header + to_toml({"execution": dataclasses.asdict(self.execution),
-                        "workflow": dataclasses.asdict(self.workflow),
-                        "inr": self.inr.to_dict(), "jtv": dataclasses.asdict(self.jtv),
-                        "unpaired": self.unpaired.to_dict()})
+        return header + to_toml({"execution": self.execution.to_table(),
+                                 "workflow": self.workflow.to_table(),
+                                 "inr": self.inr.to_table(), "jtv": self.jtv.to_table(),
+                                 "unpaired": self.unpaired.to_table()})
 
     def save(self, path: str | Path) -> Path:
         """Write the TOML atomically (a temporary file renamed onto ``path``)."""
@@ -179,8 +198,9 @@ class AppConfig:
 
 
 def read_config_file(path: str | Path) -> dict[str, dict]:
-    """The tables of a TOML settings file; ValueError naming the file when it is unreadable,
-    has tables other than those of :data:`TABLES`, or unknown keys in them."""
+    """The tables of a TOML settings file, each flat (its ``advanced`` sub-table merged);
+    ValueError naming the file when it is unreadable, has tables other than those of
+    :data:`TABLES`, keys that are unknown or in the wrong table, or values that do not fit."""
     try:
         with open(path, "rb") as handle:
             tables = tomllib.load(handle)
@@ -195,6 +215,7 @@ def read_config_file(path: str | Path) -> dict[str, dict]:
             raise ValueError(f"{path}: unknown table [{name}]; the tables are "
                              f"{_table_names()}.")
         try:
+            values = tables[name] = known[name].from_table(values)
             known[name].from_dict(values)  # unknown keys
         except ValueError as error:
             raise ValueError(f"{path}: {error}.") from error
@@ -243,7 +264,12 @@ def resolve_config(file_tables: dict[str, dict] | None = None,
     given = given or {}
 
     def layered(name: str) -> dict:
-        return {**file_tables.get(name, {}), **given.get(name, {})}
+        values = {**file_tables.get(name, {}), **given.get(name, {})}
+        shared = [key for key in SHARED_EXECUTION if key in values and name != "execution"]
+        if shared:
+            raise ValueError(f"[{name}] {', '.join(shared)}: set in [execution] for every "
+                             f"method ({', '.join(SHARED_EXECUTION[k] for k in shared)})")
+        return values
 
     execution = ExecutionSettings.from_dict(layered("execution"))
     workflow = WorkflowSettings(**layered("workflow"))
@@ -265,8 +291,20 @@ def resolve_config(file_tables: dict[str, dict] | None = None,
     jtv = {**(SLOPPY_JTV if execution.sloppy else {}), **layered("jtv")}
     unpaired = {**(SLOPPY_UNPAIRED if execution.sloppy else {}), **layered("unpaired")}
     config = AppConfig(execution=execution, workflow=workflow, inr=INRSettings.from_dict(inr),
-                       jtv=JTVSettings(**jtv), unpaired=UnpairedSettings.from_dict(unpaired))
+                       jtv=JTVSettings.from_dict(jtv),
+                       unpaired=UnpairedSettings.from_dict(unpaired))
+    share_execution(config)
+    config.execution.validate()
     config.inr.validate()
     config.jtv.validate()
     config.unpaired.validate()
+    return config
+
+
+def share_execution(config: AppConfig) -> AppConfig:
+    """Give every method ``[execution]``'s device, thread count and random seed
+    (:data:`~mcinr_bids.core.settings.SHARED_EXECUTION`); call again after changing them."""
+    for table in (config.inr, config.unpaired):
+        for key in table.SHARED:
+            setattr(table, key, getattr(config.execution, SHARED_EXECUTION[key]))
     return config

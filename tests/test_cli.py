@@ -9,7 +9,7 @@ import pytest
 
 from mcinr_bids.cli import evaluate as evaluate_cli
 from mcinr_bids.cli import fit as fit_cli
-from mcinr_bids.config import AppConfig
+from mcinr_bids.config import AppConfig, share_execution
 from mcinr_bids.methods.inr.settings import INRSettings, settings_for_preset
 
 from .conftest import write_nifti
@@ -58,7 +58,7 @@ def test_evaluate_writes_a_table(tmp_path, phantom, capsys):
               write_nifti(tmp_path / "flair.nii.gz", flair, affine)]
     out = tmp_path / "evaluation"
     config = tmp_path / "short_network.toml"  # the default through-plane network, cut short
-    config.write_text("[inr]\nthrough_plane_steps = 20\n")
+    config.write_text("[inr.advanced]\nthrough_plane_steps = 20\n")
     code = evaluate_cli.main([*images, "--axes", "S", "R", "-o", str(out), "--epochs", "2",
                               "--methods", "cubic", "cubic-clamped", "split", "--quiet",
                               "--config-file", str(config)])
@@ -103,8 +103,14 @@ def test_evaluate_scores_inside_a_lesion_mask(tmp_path, phantom, capsys):
 def test_settings_round_trip_through_toml(tmp_path):
     config = AppConfig(inr=settings_for_preset("paper", seed=3))
     config.workflow.preset = "paper"
+    config.execution.random_seed = 3
+    share_execution(config)  # as resolve_config does
     path = config.save(tmp_path / "mcinr.toml")
     assert AppConfig.load(path) == config
+    # the research knobs in their sub-table; the seed once, in [execution]
+    text = path.read_text()
+    assert "[inr.advanced]\n" in text and "trunk_width = 1024" in text.split("[inr.advanced]")[1]
+    assert "seed = " not in text.replace("random_seed = 3", "")
 
 
 def test_paper_preset_is_table_3():

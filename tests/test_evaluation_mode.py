@@ -39,7 +39,7 @@ def test_evaluation_mode_beats_clamped_cubic(tmp_path, monkeypatch):
     # decimation: the through-plane network is blended in by default (its steps cut here for
     # time; tests/test_throughplane.py measures what it learns)
     config = tmp_path / "short_network.toml"
-    config.write_text("[inr]\nthrough_plane_steps = 40\n")
+    config.write_text("[inr.advanced]\nthrough_plane_steps = 40\n")
     lesions = tmp_path / "lesions"  # a ball in the brain, laid out as derivatives
     lesion_file = lesions / "sub-01" / "anat" / "sub-01_desc-lesion_mask.nii.gz"
     lesion_file.parent.mkdir(parents=True)

@@ -84,7 +84,7 @@ def test_missing_file_is_named(tmp_path, capsys, low_resolution_files):
 def test_bad_setting_in_a_config_file_leaves_no_output_folder(tmp_path, capsys,
                                                               low_resolution_files):
     config = tmp_path / "settings.toml"
-    config.write_text("[inr]\npsf_epochs = 0\n")
+    config.write_text("[inr.advanced]\npsf_epochs = 0\n")
     out = tmp_path / "out"
     code, err = run_cli([*low_resolution_files, "-o", str(out), "--config-file", str(config),
                          "--quiet"], capsys)

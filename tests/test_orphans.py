@@ -39,7 +39,7 @@ def start_fit(tmp_path: Path):
     write_bids_phantom(str(bids), subjects=(("01", None, False),), resolution=4.0, factor=2)
     config = tmp_path / "settings.toml"  # a fit long enough to be stopped, saved every epoch
     config.write_text("[inr]\nepochs = 24\nearly_stopping = false\ncheckpoint_seconds = 0.0\n"
-                      "through_plane_steps = 10\n")
+                      "[inr.advanced]\nthrough_plane_steps = 10\n")
     command = [sys.executable, "-m", "mcinr_bids.cli.run", str(bids), str(out), "participant",
                "-w", str(work), "--nprocs", "2", "--omp-nthreads", "1", "--output-space",
                "native", "--output-resolution", "4", "--skip-bids-validation",

@@ -32,9 +32,9 @@ def fit_settings(*options):
 @pytest.fixture
 def single_file(tmp_path):
     path = tmp_path / "settings.toml"
-    path.write_text('[workflow]\noutput_space = "native"\n'
-                    '[inr]\nmodel = "single"\ndevice = "cpu"\nseed = 11\nepochs = 7\n'
-                    'psf = true\n')
+    path.write_text('[execution]\ndevice = "cpu"\nrandom_seed = 11\n'
+                    '[workflow]\noutput_space = "native"\n'
+                    '[inr]\nmodel = "single"\nepochs = 7\npsf = true\n')
     return path
 
 
@@ -44,13 +44,17 @@ def test_every_setting_lives_in_one_table():
     from mcinr_bids.methods.jtv import JTVSettings
     from mcinr_bids.methods.unpaired.settings import UnpairedSettings
 
-    names = [{f.name for f in dataclasses.fields(c)}
-             for c in (ExecutionSettings, WorkflowSettings, INRSettings, JTVSettings)]
-    # [unpaired] shares only the names of a training run ([inr]), each method's own value of
-    # the same thing
-    unpaired = {f.name for f in dataclasses.fields(UnpairedSettings)}
-    assert unpaired & set().union(*names) == {"learning_rate", "seed", "device", "threads"}
+    def file_keys(cls):  # what a settings file may set in the table (advanced merged)
+        return {f.name for f in dataclasses.fields(cls)} - set(cls.SHARED)
+
+    names = [file_keys(c) for c in (ExecutionSettings, WorkflowSettings, INRSettings,
+                                    JTVSettings)]
+    # [unpaired] shares only the learning rate with [inr]: each method's own optimiser
+    assert file_keys(UnpairedSettings) & set().union(*names) == {"learning_rate"}
     assert all(not (a & b) for a, b in combinations(names, 2))
+    # the device, the threads and the seed: [execution]'s, one of each for every method
+    for cls in (INRSettings, UnpairedSettings):
+        assert set(cls.SHARED) == {"device", "threads", "seed"}
 
 
 def test_inr_table_of_the_config_file_is_used(tmp_path, single_file):
@@ -71,9 +75,10 @@ def test_an_option_given_with_its_default_value_still_wins(tmp_path, single_file
 
 def test_without_a_file_the_defaults_and_the_preset(tmp_path):
     config = app(tmp_path)
-    assert config.inr == settings_for_preset("fast")
+    threads = config.execution.omp_nthreads  # the app's per-process count, for every method
+    assert config.inr == settings_for_preset("fast", threads=threads)
     paper = app(tmp_path, "--preset", "paper", "--random-seed", "4")
-    assert paper.inr == settings_for_preset("paper", seed=4)
+    assert paper.inr == settings_for_preset("paper", seed=4, threads=threads)
 
 
 def test_preset_from_the_file_then_its_inr_table(tmp_path):
@@ -154,6 +159,18 @@ def test_mcinr_evaluate_precedence(single_file):
     ("[unpaired]\nwidth = 3\n", "unknown [unpaired] settings: width"),
     ("[workflow]\nqc_holdout = 1\n", "qc_holdout must be 0 (off) or >= 2"),
     ("[workflow]\nqc_holdout = 4\nmethod = 'unpaired'\n", "with the inr or jtv method"),
+    # one device, thread count and seed for every method: [execution]'s
+    ("[inr]\nseed = 3\n", "[inr] seed: one for every method, set in [execution]: random_seed"),
+    ("[unpaired]\ndevice = 'cpu'\n", "[unpaired] device: one for every method, set in "
+                                      "[execution]: device"),
+    ("[execution]\ndevice = 'tpu'\n", "unknown device 'tpu'; choose from auto, cpu"),
+    ("[execution]\nrandom_seed = -1\n", "random_seed = -1: must be 0 or above"),
+    # research knobs in their own sub-table, and only there
+    ("[inr]\nlearning_rate = 0.01\n",
+     "[inr] learning_rate: research settings; put them under [inr.advanced]"),
+    ("[inr.advanced]\nepochs = 3\n", "[inr.advanced] epochs: not advanced; put them in [inr]"),
+    ("[jtv]\nadvanced = 3\n", "[jtv] advanced must be a table: [jtv.advanced]"),
+    ("[unpaired.advanced]\nwidth = 3\n", "unknown [unpaired] settings: width"),
 ])
 def test_bad_config_files_name_the_file(tmp_path, capsys, text, message):
     path = tmp_path / "bad.toml"
@@ -191,7 +208,7 @@ def test_jtv_table_of_the_config_file_reaches_the_reconstruction(tmp_path):
 
 def test_unpaired_table_of_the_config_file_is_used(tmp_path):
     path = tmp_path / "settings.toml"
-    path.write_text("[unpaired]\nsteps = 300\nweight_contrastive = 0.5\n")
+    path.write_text("[unpaired]\nsteps = 300\n[unpaired.advanced]\nweight_contrastive = 0.5\n")
     config = app(tmp_path, "--config-file", str(path), "--sloppy")
     # the file beats --sloppy's steps; the rest of --sloppy's tiny network stays
     assert (config.unpaired.steps, config.unpaired.weight_contrastive,
@@ -339,3 +356,48 @@ def test_the_thread_count_has_one_name_in_the_commands():
     assert parser.parse_args([*required, "--omp-nthreads", "3"]).threads == 3
     assert parser.parse_args([*required, "--threads", "4"]).threads == 4
     assert parser.parse_args(required).threads is None
+
+
+def test_one_device_thread_count_and_seed_for_every_method(tmp_path):
+    """--device, --omp-nthreads and --random-seed ([execution]) reach the INR and the unpaired
+    training alike (the app used to replace [unpaired] device/threads silently and never
+    seeded the training with --random-seed)."""
+    config = app(tmp_path, "--device", "cpu", "--random-seed", "5", "--nprocs", "2",
+                 "--omp-nthreads", "1")
+    for table in (config.inr, config.unpaired):
+        assert (table.device, table.seed, table.threads) == ("cpu", 5, 1)
+    path = tmp_path / "execution.toml"
+    path.write_text('[execution]\ndevice = "cpu"\nrandom_seed = 8\nomp_nthreads = 3\n')
+    fit = fit_settings("--config-file", str(path))
+    assert (fit.device, fit.seed, fit.threads) == ("cpu", 8, 3)
+    assert fit_settings("--config-file", str(path), "--omp-nthreads", "2").threads == 2
+    assert fit_settings().threads is None  # mcinr-fit alone: torch's own choice
+    given = given_options(evaluate_cli.build_parser, ["a.nii.gz", "--axes", "S", "-o", "o",
+                                                      "--omp-nthreads", "2", "--device", "cpu"])
+    evaluated = inr_settings(given, evaluate_cli.EVALUATE_OPTIONS)
+    assert (evaluated.threads, evaluated.device) == (2, "cpu")
+
+
+def test_research_knobs_are_out_of_help_and_in_their_sub_table(tmp_path):
+    """The advanced keys: in [<table>.advanced] of a settings file (read and written there),
+    in no command's --help."""
+    import re
+
+    from mcinr_bids.cli import evaluate, fit
+    from mcinr_bids.cli.parser import build_parser
+    from mcinr_bids.methods.jtv import JTVSettings
+    from mcinr_bids.methods.unpaired.settings import UnpairedSettings
+
+    helps = " ".join(module().format_help() for module in (
+        build_parser, fit.build_parser, evaluate.build_parser))
+    for cls in (INRSettings, JTVSettings, UnpairedSettings):
+        assert cls.ADVANCED and set(cls.ADVANCED) <= {f.name for f in dataclasses.fields(cls)}
+        for key in cls.ADVANCED:
+            assert not re.search(rf"(--{key.replace('_', '-')}|\b{key})\b", helps), key
+    path = tmp_path / "advanced.toml"
+    path.write_text("[inr]\nepochs = 6\n[inr.advanced]\nlearning_rate = 0.01\n"
+                    "[jtv.advanced]\nstep_size = 0.02\n")
+    config = app(tmp_path, "--config-file", str(path))
+    assert (config.inr.epochs, config.inr.learning_rate, config.jtv.step_size) == (6, 0.01, 0.02)
+    saved = config.to_toml()
+    assert "learning_rate = 0.01" in saved.split("[inr.advanced]")[1].split("[jtv]")[0]

@@ -57,10 +57,12 @@ def default_of(field):
 
 
 class SettingsReference(SphinxDirective):
-    """``.. settings-reference:: TABLE``: the keys of one table of :class:`AppConfig`."""
+    """``.. settings-reference:: TABLE``: the keys of one table of :class:`AppConfig`;
+    with ``:advanced:``, the keys of its ``[TABLE.advanced]`` sub-table (its research knobs)."""
 
     has_content = False
     required_arguments = 1
+    option_spec = {"advanced": lambda argument: True}
 
     def run(self):
         from mcinr_bids.config import AppConfig
@@ -73,10 +75,20 @@ class SettingsReference(SphinxDirective):
         for table in [tables[self.arguments[0]]]:
             cls = table.default_factory().__class__
             own = field_documentation(cls)
-            lines += [" ".join((cls.__doc__ or "").split("\n\n")[0].split()), "",
+            advanced = "advanced" in self.options
+            fields = [f for f in dataclasses.fields(cls) if f.name not in cls.SHARED
+                      and (f.name in cls.ADVANCED) == advanced]
+            summary = " ".join((cls.__doc__ or "").split("\n\n")[0].split())
+            if advanced:
+                summary = f"The research knobs of ``[{table.name}]``, in a settings file only."
+            elif cls.SHARED:
+                names = [f"``{key}``" for key in cls.SHARED]
+                summary += (" Its " + ", ".join(names[:-1]) + " and " + names[-1]
+                            + " come from ``[execution]`` (one of each for every method).")
+            lines += [summary, "",
                       ".. list-table::", "   :header-rows: 1", "   :widths: 22 18 60", "",
                       "   * - key", "     - default", "     - meaning"]
-            for field in dataclasses.fields(cls):
+            for field in fields:
                 meaning = own.get(field.name) or helps.get(field.name)
                 if not meaning:
                     LOGGER.warning("setting [%s] %s has no documentation (a #: comment above "

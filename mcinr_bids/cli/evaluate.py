@@ -87,9 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
                              "automatic: on for thick slices, i.e. an input's voxels 2x "
                              "longer along one axis, that are not point samples)")
     parser.add_argument("--config-file", metavar="TOML",
-                        help="settings file: its [workflow] preset and [inr] table")
+                        help="settings file: its [execution] device and random_seed, "
+                             "[workflow] preset and [inr] table")
     parser.add_argument("--device", choices=DEVICES, default="auto",
                         help="auto picks cuda, then mps, then cpu")
+    parser.add_argument("--omp-nthreads", dest="threads", type=int, default=None, metavar="N",
+                        help="CPU threads for torch, as mcinr-bids' option of that name "
+                             "(default: torch's own choice)")
     parser.add_argument("--random-seed", dest="seed", type=int, default=0, metavar="N",
                         help="seed of every fit (model, sampling, networks)")
     parser.add_argument("--seed", dest="seed", type=int, help=argparse.SUPPRESS)
@@ -100,8 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: where each option of mcinr-evaluate goes
 EVALUATE_OPTIONS = {"preset": ("workflow", "preset"), "epochs": ("inr", "epochs"),
-                    "psf": ("inr", "psf"), "device": ("inr", "device"),
-                    "seed": ("inr", "seed")}
+                    "psf": ("inr", "psf"), "device": ("execution", "device"),
+                    "threads": ("execution", "omp_nthreads"),
+                    "seed": ("execution", "random_seed")}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -67,8 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
                        help="stop fitting after this many seconds and keep the result")
     model.add_argument("--config-file", metavar="TOML",
-                       help="settings file: its [workflow] preset and [inr] table (e.g. a run's "
-                            "mcinr.toml); options given here win")
+                       help="settings file: its [execution] device, omp_nthreads and random_seed, "
+                            "[workflow] preset and [inr] table (e.g. a run's mcinr.toml); "
+                            "options given here win")
     model.add_argument("--qc-holdout", type=int, default=0, metavar="K",
                        help="ground-truth-free check: leave every K-th slice of each image out "
                             "of a second fit and score the INR, JTV and clamped cubic on those "
@@ -97,18 +98,19 @@ FIT_OPTIONS: OptionMap = {
     "epochs": ("inr", "epochs"),
     "no_early_stopping": ("inr", "early_stopping", lambda flag: not flag),
     "time_limit": ("inr", "time_limit_seconds"),
-    "device": ("inr", "device"),
-    "threads": ("inr", "threads"),
-    "seed": ("inr", "seed"),
+    "device": ("execution", "device"),
+    "threads": ("execution", "omp_nthreads"),
+    "seed": ("execution", "random_seed"),
     "qc_holdout": ("workflow", "qc_holdout"),
 }
 
 
 def fit_config(given: dict, option_map: OptionMap = FIT_OPTIONS):
-    """The settings of a command line: preset, then --config-file's [workflow] and [inr]
-    tables, then the options given (:func:`mcinr_bids.config.resolve_config`)."""
+    """The settings of a command line: preset, then --config-file's [execution] (device,
+    threads, seed), [workflow] and [inr] tables, then the options given
+    (:func:`mcinr_bids.config.resolve_config`)."""
     return resolve_config_file(given.get("config_file"), to_tables(given, option_map),
-                               tables=("workflow", "inr"))
+                               tables=("execution", "workflow", "inr"))
 
 
 def inr_settings(given: dict, option_map: OptionMap = FIT_OPTIONS):

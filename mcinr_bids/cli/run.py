@@ -14,7 +14,7 @@ from pathlib import Path
 from mcinr_bids.cli.inputs import UsageError, earlier_outputs, load_filters, split_by_image_content
 from mcinr_bids.cli.options import OptionMap, absolute, describe_os_error, given_options, to_tables
 from mcinr_bids.cli.parser import build_parser
-from mcinr_bids.config import AppConfig, resolve_config_file
+from mcinr_bids.config import AppConfig, resolve_config_file, share_execution
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -40,8 +40,8 @@ APP_OPTIONS: OptionMap = {
     "lesion_masks": ("workflow", "lesion_masks", absolute),
     "model": ("inr", "model"),
     "psf": ("inr", "psf"),
-    "device": ("inr", "device"),
-    "random_seed": ("inr", "seed"),
+    "device": ("execution", "device"),
+    "random_seed": ("execution", "random_seed"),
 }
 
 
@@ -57,6 +57,7 @@ def build_config(argv: list[str] | None) -> AppConfig:
     execution.session_label = clean_labels(execution.session_label, "ses-")
     execution.nprocs = execution.nprocs or os.cpu_count() or 1
     execution.omp_nthreads = min(execution.omp_nthreads or execution.nprocs, execution.nprocs)
+    share_execution(config)  # every method's threads: the workflow's per-process count
     config.run_uuid = (  # new for every run, also when a saved config is read back
         datetime.now(UTC).strftime("%Y%m%d-%H%M%S_") + uuid.uuid4().hex[:8])
     return config

@@ -43,8 +43,7 @@ def run_train_unpaired(config, logger: logging.Logger) -> int:
     work = prepare_work_dir(execution.work_dir, execution.clean_workdir) / "unpaired"
     work.mkdir(parents=True, exist_ok=True)
     folder = models_folder(config)
-    settings = dataclasses.replace(config.unpaired, device=config.inr.device,
-                                   threads=execution.omp_nthreads)
+    settings = config.unpaired  # [execution]'s device, threads and seed (share_execution)
     variants = {"unpaired": settings}
     if config.workflow.evaluate_ablation:
         variants["unpaired-nocontrast"] = dataclasses.replace(settings, weight_contrastive=0.0)

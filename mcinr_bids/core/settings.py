@@ -1,7 +1,11 @@
 """The one base of the settings tables (``[execution]``, ``[workflow]``, ``[inr]``, ``[jtv]``,
 ``[unpaired]``): from and to plain dicts (TOML tables), unknown keys refused, and every value
 of a settings file checked for its type and range as strictly as the command line checks it.
-Torch-free."""
+
+A method's table holds what a user tunes; its research knobs sit in its ``advanced`` sub-table
+(``[inr.advanced]``: documented in the settings reference, absent from ``--help``).  The
+device, the thread count and the random seed are ``[execution]``'s, one of each for every
+method (:data:`SHARED_EXECUTION`).  Torch-free."""
 
 from __future__ import annotations
 
@@ -18,6 +22,11 @@ PROFILE_MOVED = ("the slice profile is each image's own: box for thick 2D slices
 #: settings that must be above 0 (as their command-line options check)
 POSITIVE = ("output_resolution", "nprocs", "omp_nthreads", "mem_gb", "simulate_factor",
             "epochs")
+#: settings that must be 0 or above
+NOT_NEGATIVE = ("random_seed",)
+#: a method's own field -> the ``[execution]`` setting that gives it its value: one device,
+#: one thread count and one seed for every method
+SHARED_EXECUTION = {"device": "device", "threads": "omp_nthreads", "seed": "random_seed"}
 
 
 class SettingsTable:
@@ -26,6 +35,11 @@ class SettingsTable:
     TABLE: ClassVar[str] = ""
     #: settings that no longer exist: what to do instead
     MOVED: ClassVar[dict[str, str]] = {}
+    #: fields whose value comes from ``[execution]`` (:data:`SHARED_EXECUTION`), never from
+    #: this table of a settings file
+    SHARED: ClassVar[tuple[str, ...]] = ()
+    #: research knobs: in a settings file under ``[<TABLE>.advanced]``
+    ADVANCED: ClassVar[tuple[str, ...]] = ()
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -39,6 +53,37 @@ class SettingsTable:
         if unknown:
             raise ValueError(f"unknown [{cls.TABLE}] settings: {', '.join(unknown)}")
         return cls(**values)
+
+    def to_table(self) -> dict:
+        """The table as a settings file holds it: the shared fields left out, the research
+        knobs under ``"advanced"``."""
+        values = {k: v for k, v in self.to_dict().items() if k not in self.SHARED}
+        advanced = {key: values.pop(key) for key in self.ADVANCED}
+        return {**values, "advanced": advanced} if advanced else values
+
+    @classmethod
+    def from_table(cls, table: dict) -> dict:
+        """The flat settings of a settings file's table (its ``advanced`` sub-table merged);
+        ValueError naming each key that sits in the wrong place and where it goes."""
+        values = dict(table)
+        advanced = values.pop("advanced", {}) if cls.ADVANCED else {}
+        if not isinstance(advanced, dict):
+            raise ValueError(f"[{cls.TABLE}] advanced must be a table: [{cls.TABLE}.advanced]")
+        shared = [key for key in cls.SHARED if key in values or key in advanced]
+        if shared:
+            where = ", ".join(f"{SHARED_EXECUTION[key]} (for {key})" for key in shared)
+            raise ValueError(f"[{cls.TABLE}] {', '.join(shared)}: one for every method, set in "
+                             f"[execution]: {where}")
+        misplaced = sorted(set(values) & set(cls.ADVANCED))
+        if misplaced:
+            raise ValueError(f"[{cls.TABLE}] {', '.join(misplaced)}: research settings; put "
+                             f"them under [{cls.TABLE}.advanced]")
+        known = {f.name for f in dataclasses.fields(cls)}
+        common = sorted((set(advanced) & known) - set(cls.ADVANCED))
+        if common:
+            raise ValueError(f"[{cls.TABLE}.advanced] {', '.join(common)}: not advanced; put "
+                             f"them in [{cls.TABLE}]")
+        return {**values, **advanced}
 
     @classmethod
     def value_problems(cls, values: dict) -> list[str]:
@@ -90,7 +135,10 @@ def _type_name(hint) -> str:
 
 
 def range_problem(key: str, value) -> str | None:
-    """Why ``value`` is out of range for ``key`` (:data:`POSITIVE`); ``None`` when it is not."""
+    """Why ``value`` is out of range for ``key`` (:data:`POSITIVE`, :data:`NOT_NEGATIVE`);
+    ``None`` when it is not."""
     if key in POSITIVE and isinstance(value, (int, float)) and value <= 0:
         return "must be above 0"
+    if key in NOT_NEGATIVE and isinstance(value, (int, float)) and value < 0:
+        return "must be 0 or above"
     return None

@@ -100,7 +100,8 @@ def init_single_subject_wf(*, config: AppConfig, inputs: SubjectInputs, space: O
     inr_settings, fit_settings, jtv_settings, acquisitions = method_settings(
         config, inputs, images)
     settings = inr_settings.to_dict()
-    use_gpu = config.inr.device == "cuda" or (config.inr.device == "auto" and _cuda_available())
+    device = config.execution.device
+    use_gpu = device == "cuda" or (device == "auto" and _cuda_available())
     unpaired_settings, evaluation_models = unpaired_inputs(config, images, bool(originals))
 
     workflow = Workflow(name=name)
@@ -115,7 +116,7 @@ def init_single_subject_wf(*, config: AppConfig, inputs: SubjectInputs, space: O
     anat_preproc_wf = init_anat_preproc_wf(
         images=images, reference=reference, bias_correction=config.workflow.bias_correction,
         skull_strip=config.workflow.skull_strip, registration=config.workflow.registration,
-        space=space, seed=config.inr.seed,
+        space=space, seed=config.execution.random_seed,
         quick=config.execution.sloppy, omp_nthreads=omp_nthreads, use_gpu=use_gpu,
         registration_images=[originals[p] for p in images] if originals else None,
         names=[bids_stem(p) for p in images], label=inputs.label)
@@ -202,7 +203,7 @@ def unpaired_inputs(config, images: list[str], evaluation: bool) -> tuple[dict, 
     settings = {}
     if config.workflow.method == "unpaired":
         settings = {"model_files": model_files_for(images, folder),
-                    "device": config.inr.device}
+                    "device": config.execution.device}
     found = {}
     if evaluation:
         for variant in MODEL_DESC:

@@ -30,6 +30,17 @@ class INRSettings(SettingsTable):
 
     TABLE: ClassVar[str] = "inr"
     MOVED: ClassVar[dict[str, str]] = {"consistency_profile": PROFILE_MOVED}
+    SHARED: ClassVar[tuple[str, ...]] = ("device", "threads", "seed")
+    #: the representation's and the optimiser's sizes, the slab model's sampling, the MI
+    #: rule's numbers, the data preparation and the refinements measured as not helping
+    ADVANCED: ClassVar[tuple[str, ...]] = (
+        "fourier_features", "fourier_scale", "grid_cell_sizes_mm", "grid_features",
+        "hash_table_log2", "feature_diffusion", "diffusion_every", "trunk_layers",
+        "trunk_width", "head_layers", "head_width", "batch_size", "min_steps_per_epoch",
+        "learning_rate", "image_weights", "refine_alignment", "alignment_learning_rate",
+        "psf_samples", "psf_profile", "psf_unbiased", "psf_sampling", "psf_epochs",
+        "through_plane_steps", "mi_bins", "mi_points", "mi_window", "mi_tolerance",
+        "min_epochs", "intensity_percentiles", "foreground_dilation_mm")
 
     # Representation
     #: ``grid`` (multi-resolution tables of learned features at ``grid_cell_sizes_mm``, hashed
@@ -187,12 +198,12 @@ class INRSettings(SettingsTable):
     intensity_percentiles: list[float] = field(default_factory=lambda: [0.5, 99.5])
     #: the fit samples each image's voxels inside its foreground mask dilated by this distance
     foreground_dilation_mm: float = 2.0
-    # Execution
-    #: random seed of the model, the sampling and the networks (``--random-seed`` / ``--seed``)
+    # Execution: set from [execution] (random_seed, device, omp_nthreads), one for every method
+    #: random seed of the model, the sampling and the networks
     seed: int = 0
     #: ``auto`` (cuda, then mps, then cpu), ``cpu``, ``cuda`` or ``mps``
     device: str = "auto"
-    #: torch threads (unset: ``--omp-nthreads`` in the app, all cores otherwise)
+    #: torch threads (unset: all cores)
     threads: int | None = None
     #: output points per prediction batch (memory against speed)
     prediction_chunk: int = 262144

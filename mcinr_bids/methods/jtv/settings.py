@@ -16,6 +16,8 @@ class JTVSettings(SettingsTable):
 
     TABLE: ClassVar[str] = "jtv"
     MOVED: ClassVar[dict[str, str]] = {"profile": PROFILE_MOVED}
+    #: the optimiser's numbers
+    ADVANCED: ClassVar[tuple[str, ...]] = ("step_size", "epsilon")
 
     #: weight of the JTV prior against the noise-weighted data terms
     regularisation: float = 1.0

@@ -15,6 +15,12 @@ class UnpairedSettings(SettingsTable):
 
     TABLE: ClassVar[str] = "unpaired"
     MOVED: ClassVar[dict[str, str]] = {"profile": PROFILE_MOVED}
+    SHARED: ClassVar[tuple[str, ...]] = ("device", "threads", "seed")
+    #: the network's sizes, the optimiser, the loss weights and the HR domain's threshold
+    ADVANCED: ClassVar[tuple[str, ...]] = (
+        "channels", "blocks", "patch", "learning_rate", "weight_cycle", "weight_hr",
+        "weight_adversarial", "weight_feature", "weight_contrastive", "temperature",
+        "nce_locations", "hr_detail")
 
     #: feature channels of the encoder and decoder, residual blocks in each
     channels: int = 16
@@ -48,6 +54,7 @@ class UnpairedSettings(SettingsTable):
     #: planes of the HR domain need this detail along both axes, relative to the image's best
     #: axis (metrics.detail_ratio; below: interpolated, not HR)
     hr_detail: float = 0.85
+    # set from [execution] (random_seed, device, omp_nthreads), one for every method
     #: random seed of the training
     seed: int = 0
     #: ``auto`` (cuda, then mps, then cpu), ``cpu``, ``cuda`` or ``mps``
