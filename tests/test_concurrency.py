@@ -114,7 +114,8 @@ def test_a_killed_participant_run_resumes_its_fit(tmp_path):
     process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 600
-    while not list(work.rglob(".mcinr-fit-resume.pt")) and time.time() < deadline:
+    while (not list(work.rglob(".mcinr-fit-resume.pt")) and time.time() < deadline
+           and process.poll() is None):
         time.sleep(0.1)
     assert list(work.rglob(".mcinr-fit-resume.pt")), "the fit saved no training state"
     os.killpg(process.pid, signal.SIGKILL)  # the scheduler and its workers at once

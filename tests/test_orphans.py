@@ -48,9 +48,11 @@ def start_fit(tmp_path: Path):
     process = subprocess.Popen(command, start_new_session=True, env=environment,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
-    while not list(work.rglob(".mcinr-fit-resume.pt")) and time.time() < deadline:
+    while (not list(work.rglob(".mcinr-fit-resume.pt")) and time.time() < deadline
+           and process.poll() is None):  # a run that ended early fails the test at once
         time.sleep(0.2)
-    assert list(work.rglob(".mcinr-fit-resume.pt")), "the fit saved no state"
+    assert list(work.rglob(".mcinr-fit-resume.pt")), (
+        f"the fit saved no state (the run's exit code: {process.poll()})")
     time.sleep(1.0)  # a few epochs further
     return process, command, environment, out
 
