@@ -3,7 +3,7 @@ protocol and seed, then the output chain with each stage turned off in turn, sco
 brain and inside the BraTS lesion (``OTMultiClass > 0``) against clamped cubic.
 
     python benchmarks/lesion_stages.py OUT.tsv [--cases pat0005 ...] [--protocols decimate]
-        [--seeds 0 1 2]
+        [--seeds 0 1 2] [--inr KEY=VALUE ...]
 
 Rows: case, protocol, seed, variant (``cubic-clamped``, ``default``, ``no-consistency``,
 ``no-network``, ``network-1.0``, ``no-softening``, ``model-alone``) and strict PSNR in the
@@ -46,7 +46,7 @@ def scores(predictions, simulation) -> dict[str, float]:
     return row
 
 
-def one_case(case: str, protocol: str, seed: int) -> list[dict]:
+def one_case(case: str, protocol: str, seed: int, overrides: dict | None = None) -> list[dict]:
     from mcinr_bids.core.images import load_mask, load_volume
     from mcinr_bids.methods.inr.postprocessing import inr_output
     from mcinr_bids.methods.inr.settings import settings_for_preset
@@ -57,11 +57,13 @@ def one_case(case: str, protocol: str, seed: int) -> list[dict]:
     mask = load_mask(os.path.join(folder, "brainmask.nii.gz"), volumes[0])
     simulation = simulate_acquisitions(volumes, list(AXES), protocol, 4, mask)
     simulation.lesion = load_mask(os.path.join(folder, "OTMultiClass.nii.gz"), volumes[0])
-    head = {"case": case, "protocol": protocol, "seed": seed}
+    overrides = overrides or {}
+    head = {"case": case, "protocol": protocol, "seed": seed,
+            "inr": " ".join(f"{k}={v}" for k, v in overrides.items()) or "default"}
     cubic, _ = run_baseline("cubic-clamped", simulation)
     rows = [{**head, "variant": "cubic-clamped", **scores(cubic, simulation)}]
     start = time.perf_counter()
-    _, fitted = run_inr(settings_for_preset("fast", seed=seed), simulation)
+    _, fitted = run_inr(settings_for_preset("fast", seed=seed, **overrides), simulation)
     print(f"{case} {protocol} seed {seed}: fit {time.perf_counter() - start:.0f} s",
           file=sys.stderr)
     decided = fitted.settings
@@ -84,12 +86,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", nargs="+", default=["pat0005", "pat0006"])
     parser.add_argument("--protocols", nargs="+", default=["decimate", "thick"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--inr", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="INR settings over the fast preset (values read as TOML)")
     args = parser.parse_args(argv)
+    import tomllib
+
+    overrides = {key: tomllib.loads(f"v = {value}")["v"]
+                 for key, value in (item.split("=", 1) for item in args.inr)}
     rows = []
     for seed in args.seeds:
         for case in args.cases:
             for protocol in args.protocols:
-                rows += one_case(case, protocol, seed)
+                rows += one_case(case, protocol, seed, overrides)
                 pd.DataFrame(rows).to_csv(args.out, sep="\t", index=False, float_format="%.3f")
     return 0
 
