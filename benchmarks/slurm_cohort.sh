@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # A real SLURM on this machine (munge + slurmctld + slurmd on localhost, Debian's slurm-wlm),
 # then the cohort recipe: hpc/slurm/submit_cohort.sh over a 3-subject synthetic dataset
-# with --sloppy, waiting for the array and the group job, and checking every output.
+# with --sloppy in native space (the recipes are what is tested here; the template registration
+# is tested by the test suite), waiting for the array and the group job, and checking every
+# output.
 #
 #   apt-get install -y slurm-wlm munge     (as root)
 #   bash benchmarks/slurm_cohort.sh [LOG]
@@ -72,7 +74,7 @@ export SCRATCH_DIR="$root/scratch"
 export SBATCH_ARGS="--cpus-per-task=1 --mem=3G"
 mkdir -p "$SCRATCH_DIR"
 bash "$here/hpc/slurm/submit_cohort.sh" "$root/bids" "$root/out" --sloppy \
-    --output-resolution 3 --skip-bids-validation --omp-nthreads 1
+    --output-space native --output-resolution 3 --skip-bids-validation --omp-nthreads 1
 for _ in $(seq 600); do
     if [ -z "$(squeue -h)" ]; then break; fi
     sleep 2

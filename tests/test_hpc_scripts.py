@@ -2,7 +2,9 @@
 
 (A real slurmctld/slurmd run over 3 participants is in benchmarks/slurm_cohort.sh, which
 .ci/run runs where it can install slurm-wlm.)  Here the array script runs the real app
-(--sloppy) for 2 synthetic participants at once, then the group script.
+(--sloppy) for 2 synthetic participants at once, then the group script.  Native space: what
+is tested here is the recipes (task numbers, exit codes, scratch, the group job); the template
+registration is tested in tests/test_bids_app.py and tests/test_registration_cohort.py.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ def cohort(tmp_path_factory):
     logs = [open(tmp_path / f"task-{task}.log", "w") for task in (1, 2)]
     tasks = [subprocess.Popen(
         ["bash", str(SLURM / "participant_array.sbatch"), str(bids), str(output),
-         "--sloppy", "--output-resolution", "3", "--skip-bids-validation"],
+         "--sloppy", "--output-space", "native", "--output-resolution", "3",
+         "--skip-bids-validation"],
         env=environment(tmp_path, SLURM_ARRAY_TASK_ID=str(task)), stdout=log,
         stderr=subprocess.STDOUT) for task, log in zip((1, 2), logs)]
     codes = [task.wait() for task in tasks]
