@@ -21,7 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from mcinr_bids.core.settings import DEVICES, SHARED_EXECUTION, SettingsTable
+from mcinr_bids.core.settings import (
+    DEVICES,
+    SHARED_EXECUTION,
+    SettingsTable,
+    check_not_shared,
+    range_problem,
+)
 from mcinr_bids.methods.inr.settings import PRESETS, INRSettings
 from mcinr_bids.methods.jtv import JTVSettings
 from mcinr_bids.methods.unpaired.settings import SLOPPY_UNPAIRED, UnpairedSettings
@@ -122,8 +128,10 @@ class ExecutionSettings(SettingsTable):
         if self.device not in DEVICES:
             raise ValueError(f"unknown device {self.device!r}; choose from "
                              f"{', '.join(DEVICES)}")
-        if self.random_seed < 0:
-            raise ValueError(f"random_seed must be 0 or above, got {self.random_seed}")
+        for key in ("nprocs", "omp_nthreads", "mem_gb", "random_seed"):  # as from a file
+            problem = range_problem(key, getattr(self, key))
+            if problem:
+                raise ValueError(f"{key} {problem}, got {getattr(self, key)}")
 
 
 @dataclass
@@ -265,10 +273,8 @@ def resolve_config(file_tables: dict[str, dict] | None = None,
 
     def layered(name: str) -> dict:
         values = {**file_tables.get(name, {}), **given.get(name, {})}
-        shared = [key for key in SHARED_EXECUTION if key in values and name != "execution"]
-        if shared:
-            raise ValueError(f"[{name}] {', '.join(shared)}: set in [execution] for every "
-                             f"method ({', '.join(SHARED_EXECUTION[k] for k in shared)})")
+        if name != "execution":
+            check_not_shared(name, values)
         return values
 
     execution = ExecutionSettings.from_dict(layered("execution"))

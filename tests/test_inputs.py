@@ -92,6 +92,19 @@ def test_bad_setting_in_a_config_file_leaves_no_output_folder(tmp_path, capsys,
     assert not out.exists()
 
 
+@pytest.mark.parametrize("option, message", [
+    (["--omp-nthreads", "-1"], "omp_nthreads must be above 0, got -1"),
+    (["--random-seed", "-2"], "random_seed must be 0 or above, got -2")])
+def test_execution_options_are_checked_as_strictly_as_in_a_file(tmp_path, capsys, option,
+                                                                message, low_resolution_files):
+    """A negative thread count used to reach torch (a traceback after the output folder was
+    made); the command line is now held to the settings file's ranges."""
+    out = tmp_path / "out"
+    code, err = run_cli([*low_resolution_files, "-o", str(out), "--quiet", *option], capsys)
+    assert code == 2 and message in err
+    assert not out.exists()
+
+
 def test_automatic_mask_keeps_slices_at_the_array_border():
     """A thick-slice image whose brain reaches its first and last slice keeps them."""
     from mcinr_bids.core.volumes import automatic_foreground_mask

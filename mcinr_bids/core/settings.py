@@ -69,11 +69,8 @@ class SettingsTable:
         advanced = values.pop("advanced", {}) if cls.ADVANCED else {}
         if not isinstance(advanced, dict):
             raise ValueError(f"[{cls.TABLE}] advanced must be a table: [{cls.TABLE}.advanced]")
-        shared = [key for key in cls.SHARED if key in values or key in advanced]
-        if shared:
-            where = ", ".join(f"{SHARED_EXECUTION[key]} (for {key})" for key in shared)
-            raise ValueError(f"[{cls.TABLE}] {', '.join(shared)}: one for every method, set in "
-                             f"[execution]: {where}")
+        if cls.SHARED:
+            check_not_shared(cls.TABLE, {**values, **advanced})
         misplaced = sorted(set(values) & set(cls.ADVANCED))
         if misplaced:
             raise ValueError(f"[{cls.TABLE}] {', '.join(misplaced)}: research settings; put "
@@ -100,6 +97,16 @@ class SettingsTable:
 
     def validate(self) -> None:
         """ValueError naming a setting that cannot work (the tables add their own checks)."""
+
+
+def check_not_shared(table: str, values: dict) -> None:
+    """ValueError naming the keys of ``values`` (a method's table) that are ``[execution]``'s
+    (:data:`SHARED_EXECUTION`) and where each goes."""
+    shared = [key for key in SHARED_EXECUTION if key in values]
+    if shared:
+        where = ", ".join(f"{SHARED_EXECUTION[key]} (for {key})" for key in shared)
+        raise ValueError(f"[{table}] {', '.join(shared)}: one for every method, set in "
+                         f"[execution]: {where}")
 
 
 def type_problem(value, hint) -> str | None:
